@@ -1,0 +1,701 @@
+"""Extraction: run the encoder once over task data and write every layer to the cache.
+
+Sentences are read in file order in blocks of about `block_rows` words; inside a block they
+are tokenised, sorted by length and packed into batches of at most `batch_tokens` padded
+tokens, so little compute is spent on padding. Subword vectors of every hidden state are
+pooled to words on the device, and a finished block is handed to a writer thread that
+appends it to the shard while the next block is computed. Memory is bounded by one block,
+never by the split.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from probe import store
+from probe.errors import ProbeError
+from probe.models import ModelRef, load_encoder, resolve_model
+from probe.sources.records import TaggedSentence, TextPair
+from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
+
+Pooling = Literal["first", "mean", "last"]
+POOLINGS: tuple[str, ...] = ("first", "mean", "last")
+STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
+COMPUTE_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+OVERWRITE: tuple[str, ...] = ("never", "missing", "always")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to extract and how; everything that changes the numbers goes into the cache key."""
+
+    model: str
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    splits: tuple[str, ...] | None = None  # None: the splits a zero-shot run from `source` needs
+    source: str | None = None
+    pooling: Pooling = "first"
+    dtype: str = "float16"
+    compute_dtype: str = "auto"
+    max_length: int = 512
+    window_stride: int | None = None  # step between overlapping windows; None = half a window
+    batch_tokens: int | None = None  # None: 4096 on CPU, 32768 on CUDA
+    device: str = "auto"
+    data_dir: Path | None = None
+    cache_root: Path = Path("cache")
+    overwrite: str = "missing"
+    max_sentences: int | None = None  # cap per split (first N records), part of the data identity
+    shard_rows: int = 2_000_000  # words (or pairs) per shard file
+    block_bytes: int = 256 << 20  # feature bytes computed between two writes
+
+    def __post_init__(self) -> None:
+        checks = {
+            "pooling": (self.pooling, POOLINGS),
+            "dtype": (self.dtype, STORAGE_DTYPES),
+            "compute_dtype": (self.compute_dtype, COMPUTE_DTYPES),
+            "overwrite": (self.overwrite, OVERWRITE),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ProbeError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.max_length < 8:
+            raise ProbeError(f"max_length must be at least 8, not {self.max_length}")
+
+
+@dataclass
+class ShardReport:
+    """One shard: rows are words for word-level tasks, pairs for sentence-level ones."""
+
+    path: Path
+    rows: int
+    seconds: float
+    skipped: bool
+    tokens: int = 0
+    pad_tokens: int = 0
+
+
+@dataclass
+class ExtractReport:
+    key: str
+    cache_dir: Path
+    device: str
+    compute_dtype: str
+    shards: list[ShardReport] = field(default_factory=list)
+
+    @property
+    def extracted(self) -> list[ShardReport]:
+        return [s for s in self.shards if not s.skipped]
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.extracted)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.extracted)
+
+    @property
+    def padding_waste(self) -> float:
+        tokens = sum(s.tokens for s in self.extracted)
+        return sum(s.pad_tokens for s in self.extracted) / tokens if tokens else 0.0
+
+
+# --- tokenised units ------------------------------------------------------------------------
+
+
+@dataclass
+class Unit:
+    """One record as encoder input: one or more windows, each a row of token ids.
+
+    `targets[w][t]` is the unit-local output row that token t of window w is pooled into, or
+    -1 (special tokens, and window overlaps assigned to another window).
+    """
+
+    windows: list[np.ndarray]
+    targets: list[np.ndarray]
+    type_ids: list[np.ndarray] | None
+    n_targets: int
+    progress: int  # records (words for word tasks) this unit completes, for the progress bar
+
+    @property
+    def width(self) -> int:
+        return max(len(w) for w in self.windows)
+
+
+class Encoder:
+    """The model, its tokenizer and precision: turns units into pooled layer features."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerFast,
+        device: torch.device,
+        compute_dtype: torch.dtype,
+        max_length: int,
+        window_stride: int | None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.compute_dtype = compute_dtype
+        limit = _position_limit(model)
+        if max_length > limit:
+            log.info(
+                "max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit
+            )
+        self.max_length = min(max_length, limit)
+        probe_enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+        ids, word_ids = probe_enc["input_ids"][0], probe_enc.word_ids(0)
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        self.prefix = np.asarray(ids[:first], dtype=np.int64)
+        self.suffix = np.asarray(ids[last + 1 :], dtype=np.int64)
+        self.window = self.max_length - len(self.prefix) - len(self.suffix)
+        self.stride = window_stride or max(1, self.window // 2)
+        if not 0 < self.stride <= self.window:
+            raise ProbeError(f"window stride must be in 1..{self.window}, not {self.stride}")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
+        config = model.config
+        self.n_layers = int(config.num_hidden_layers) + 1
+        self.hidden = int(config.hidden_size)
+        self.empty_words = 0
+        self.truncated = 0
+
+    # tokenisation ---------------------------------------------------------------------------
+
+    def word_units(self, sentences: Sequence[TaggedSentence]) -> list[Unit]:
+        """Subword ids per word; words the tokenizer drops become one UNK, never a zero vector."""
+        enc = self.tokenizer(
+            [list(s.words) for s in sentences], is_split_into_words=True, add_special_tokens=False
+        )
+        units = []
+        for i, sent in enumerate(sentences):
+            ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
+            word_ids = np.asarray(enc.word_ids(i), dtype=np.int64)
+            n_words = len(sent.words)
+            if len(word_ids) == 0 or np.bincount(word_ids, minlength=n_words).min() == 0:
+                ids, word_ids = self._fill_empty_words(ids, word_ids, n_words)
+            units.append(self._windowed(ids, word_ids, n_words))
+        return units
+
+    def _fill_empty_words(
+        self, ids: np.ndarray, word_ids: np.ndarray, n_words: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        counts = np.bincount(word_ids, minlength=n_words)
+        new_ids: list[int] = []
+        new_words: list[int] = []
+        pos = 0
+        for word in range(n_words):
+            if counts[word] == 0:
+                new_ids.append(self.unk_id)
+                new_words.append(word)
+                self.empty_words += 1
+            while pos < len(word_ids) and word_ids[pos] == word:
+                new_ids.append(int(ids[pos]))
+                new_words.append(word)
+                pos += 1
+        return np.asarray(new_ids, dtype=np.int64), np.asarray(new_words, dtype=np.int64)
+
+    def _windowed(self, ids: np.ndarray, targets: np.ndarray, n_targets: int) -> Unit:
+        """Split a long sequence into overlapping windows; each subword is pooled from the
+        window where it has the most context on both sides (never silently truncated)."""
+        n = len(ids)
+        starts = [0]
+        while starts[-1] + self.window < n:
+            starts.append(min(starts[-1] + self.stride, n - self.window))
+        windows, window_targets = [], []
+        if len(starts) == 1:
+            owner = np.zeros(n, dtype=np.int64)
+        else:
+            pos = np.arange(n)[None, :]
+            begin = np.asarray(starts)[:, None]
+            inside = (pos >= begin) & (pos < begin + self.window)
+            context = np.minimum(pos - begin, begin + self.window - 1 - pos)
+            owner = np.where(inside, context, -1).argmax(axis=0)
+        no_target = -np.ones(len(self.prefix), dtype=np.int64)
+        tail = -np.ones(len(self.suffix), dtype=np.int64)
+        for w, start in enumerate(starts):
+            stop = min(start + self.window, n)
+            windows.append(np.concatenate([self.prefix, ids[start:stop], self.suffix]))
+            mine = np.where(owner[start:stop] == w, targets[start:stop], -1)
+            window_targets.append(np.concatenate([no_target, mine, tail]))
+        return Unit(windows, window_targets, None, n_targets, n_targets)
+
+    def pair_units(self, pairs: Sequence[TextPair]) -> list[Unit]:
+        """Joint encoding of both texts; each side is mean-pooled into its own row."""
+        a = [p.text_a for p in pairs]
+        b = [p.text_b for p in pairs]
+        full = self.tokenizer(a, b, add_special_tokens=True, truncation=False)
+        long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > self.max_length]
+        if long:
+            cut = self.tokenizer(
+                [a[i] for i in long], [b[i] for i in long], truncation="longest_first",
+                max_length=self.max_length,
+            )  # fmt: skip
+            self.truncated += len(long)
+            log.warning("%d pairs longer than %d tokens were truncated", len(long), self.max_length)
+        units = []
+        replaced = dict(zip(long, range(len(long)), strict=True))
+        for i in range(len(pairs)):
+            enc, j = (cut, replaced[i]) if i in replaced else (full, i)
+            ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+            seq = np.asarray([-1 if s is None else s for s in enc.sequence_ids(j)], dtype=np.int64)
+            types = enc["token_type_ids"][j] if "token_type_ids" in enc else None
+            type_ids = None if types is None else [np.asarray(types, dtype=np.int64)]
+            units.append(Unit([ids], [seq], type_ids, 2, 1))
+        return units
+
+    def sentence_units(self, texts: Sequence[str], side: int) -> list[Unit]:
+        """One text per unit, mean-pooled into row `side` of its pair (for parallel data)."""
+        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)
+        units = []
+        for i in range(len(texts)):
+            ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
+            seq = np.asarray(
+                [-1 if s is None else side for s in enc.sequence_ids(i)], dtype=np.int64
+            )
+            if len(ids) > self.max_length:
+                keep = self.max_length - len(self.suffix)
+                ids = np.concatenate([ids[:keep], self.suffix])
+                seq = np.concatenate([seq[:keep], -np.ones(len(self.suffix), dtype=np.int64)])
+                self.truncated += 1
+            units.append(Unit([ids], [seq], None, 2, 1 - side))
+        return units
+
+    # compute --------------------------------------------------------------------------------
+
+    def batches(
+        self, units: Sequence[Unit], batch_tokens: int, max_spread: float = 0.1
+    ) -> Iterator[list[int]]:
+        """Indices of units, longest first, packed so batch rows x width <= batch_tokens.
+
+        A batch is also closed early once the next unit is more than `max_spread` shorter
+        than the batch's widest one and the batch already holds a quarter of the budget:
+        short sentences then share batches with others of their own length, which keeps the
+        padding waste low without making batches so small that per-call overhead dominates.
+        """
+        order = sorted(range(len(units)), key=lambda i: -units[i].width)
+        batch: list[int] = []
+        rows = width = 0
+        for i in order:
+            unit = units[i]
+            n = len(unit.windows)
+            new_width = max(width, unit.width)
+            over_budget = (rows + n) * new_width > batch_tokens
+            too_ragged = rows * width >= batch_tokens // 4 and unit.width < (1 - max_spread) * width
+            if batch and (over_budget or too_ragged):
+                yield batch
+                batch, rows, new_width = [], 0, unit.width
+            batch.append(i)
+            rows += n
+            width = new_width
+        if batch:
+            yield batch
+
+    @torch.inference_mode()
+    def pool(
+        self, units: Sequence[Unit], row_base: Sequence[int], pooling: str, out: np.ndarray
+    ) -> tuple[int, int]:
+        """Run one batch and write each unit's pooled rows into `out` (layers, rows, hidden).
+
+        Returns (tokens computed, of which padding) for the padding-waste statistic.
+        """
+        windows = [w for u in units for w in u.windows]
+        width = max(len(w) for w in windows)
+        n_win = len(windows)
+        input_ids = np.full((n_win, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n_win, width), dtype=np.int64)
+        types = np.zeros((n_win, width), dtype=np.int64)
+        pos_list, row_list = [], []
+        r = 0
+        for unit, base in zip(units, row_base, strict=True):
+            for w, (ids, tgt) in enumerate(zip(unit.windows, unit.targets, strict=True)):
+                input_ids[r, : len(ids)] = ids
+                mask[r, : len(ids)] = 1
+                if unit.type_ids is not None:
+                    types[r, : len(ids)] = unit.type_ids[w]
+                keep = np.nonzero(tgt >= 0)[0]
+                pos_list.append(r * width + keep)
+                row_list.append(tgt[keep] + base)
+                r += 1
+        positions = np.concatenate(pos_list)
+        rows = np.concatenate(row_list)
+        if pooling == "mean":
+            uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        else:
+            pick_from = rows if pooling == "first" else rows[::-1]
+            uniq, first_index = np.unique(pick_from, return_index=True)
+            if pooling == "last":
+                first_index = len(rows) - 1 - first_index
+            positions = positions[first_index]
+
+        hidden = self._forward(input_ids, mask, types)  # (layers, n_win * width, hidden)
+        dev = self.device
+        if pooling == "mean":
+            gathered = hidden[:, torch.from_numpy(positions).to(dev)].float()
+            summed = torch.zeros((hidden.shape[0], len(uniq), hidden.shape[2]), device=dev)
+            summed.index_add_(1, torch.from_numpy(inverse).to(dev), gathered)
+            pooled = summed / torch.from_numpy(counts).to(dev, torch.float32)[None, :, None]
+        else:
+            pooled = hidden[:, torch.from_numpy(positions).to(dev)]
+        out[:, uniq, :] = pooled.to(_torch_dtype(out.dtype)).cpu().numpy()
+        tokens = n_win * width
+        return tokens, tokens - int(mask.sum())
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> torch.Tensor:
+        dev = self.device
+        pin = dev.type == "cuda"
+        kwargs: dict[str, Any] = {
+            "input_ids": _to(input_ids, dev, pin),
+            "attention_mask": _to(mask, dev, pin),
+            "output_hidden_states": True,
+            "return_dict": True,
+        }
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            kwargs["token_type_ids"] = _to(types, dev, pin)
+        autocast = (
+            torch.autocast(dev.type, dtype=self.compute_dtype)
+            if self.compute_dtype != torch.float32
+            else nullcontext()
+        )
+        with autocast:
+            outputs = self.model(**kwargs)
+        states = outputs.hidden_states
+        if len(states) != self.n_layers:
+            raise ProbeError(
+                f"model returned {len(states)} hidden states, expected {self.n_layers}"
+            )
+        return torch.stack(states).flatten(1, 2)
+
+
+def _to(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if pin:
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _position_limit(model: PreTrainedModel) -> int:
+    config = model.config
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    if getattr(config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
+        limit -= 2  # positions start after the padding index
+    return limit
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return {np.dtype("float16"): torch.float16, np.dtype("float32"): torch.float32}[np.dtype(dtype)]
+
+
+# --- devices and precision ------------------------------------------------------------------
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ProbeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def pick_compute_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """bf16 where the hardware does it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32."""
+    if requested != "auto":
+        return getattr(torch, requested)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """One split of one language: its records and their identity."""
+
+    task: Task
+    lang: str
+    split: str
+    records: list[Any]
+    source_hash: str
+    files: tuple[Path, ...]
+
+    @property
+    def rows_per_record(self) -> list[int]:
+        if self.task.level == "word":
+            return [len(r.words) for r in self.records]
+        return [1] * len(self.records)
+
+
+def plan_jobs(config: ExtractConfig) -> list[SplitJob]:
+    """Read every requested split (fast) so bad data fails before the encoder loads."""
+    task = get_task(config.task)
+    data_dir = default_data_dir(config.data_dir)
+    if data_dir is None:
+        raise ProbeError(
+            "no data directory: pass --data-dir or set PROBE_DATA "
+            "(reading from the HF hub is available through probe.sources.hub when online)"
+        )
+    langs = expand_languages(task, config.langs, data_dir)
+    if config.source:
+        task.check_language(config.source)
+    jobs = []
+    for lang in langs:
+        for split in config.splits or task.splits_for(lang, config.source):
+            files = local_files(task, data_dir, lang, split)
+            records = read_split(task, data_dir, lang, split)
+            if config.max_sentences:
+                records = records[: config.max_sentences]
+            source_hash = store.file_sha256(files)
+            if config.max_sentences:
+                source_hash += f":first{config.max_sentences}"
+            jobs.append(SplitJob(task, lang, split, records, source_hash, files))
+    return jobs
+
+
+def shard_ranges(rows_per_record: Sequence[int], shard_rows: int) -> list[tuple[int, int]]:
+    """Consecutive record ranges holding at most `shard_rows` rows each (at least one record)."""
+    ranges, start, rows = [], 0, 0
+    for i, n in enumerate(rows_per_record):
+        if rows and rows + n > shard_rows:
+            ranges.append((start, i))
+            start, rows = i, 0
+        rows += n
+    ranges.append((start, len(rows_per_record)))
+    return ranges
+
+
+def extract(config: ExtractConfig, progress: bool = True) -> ExtractReport:
+    """Extract every requested split not already cached; return what was done and how fast."""
+    jobs = plan_jobs(config)
+    root = config.cache_root
+    ref = resolve_model(config.model, root)
+    device = pick_device(config.device)
+    compute = pick_compute_dtype(config.compute_dtype, device)
+    spec = _spec(config, ref, compute)
+    key = spec.key()
+    report = ExtractReport(key, root / key, str(device), str(compute).removeprefix("torch."))
+
+    todo: list[tuple[SplitJob, int, tuple[int, int], Path]] = []
+    for job in jobs:
+        ranges = shard_ranges(job.rows_per_record, config.shard_rows)
+        for index, (lo, hi) in enumerate(ranges):
+            path = store.shard_path(
+                root, key, job.task.name, job.lang, job.split, index if len(ranges) > 1 else None
+            )
+            rows = sum(job.rows_per_record[lo:hi])
+            if _reusable(path, job.source_hash, config.overwrite):
+                report.shards.append(ShardReport(path, rows, 0.0, skipped=True))
+            else:
+                todo.append((job, len(ranges), (lo, hi), path))
+    if not todo:
+        log.info("everything is cached under %s", root / key)
+        return report
+
+    model, tokenizer = load_encoder(ref, str(device))
+    encoder = Encoder(model, tokenizer, device, compute, config.max_length, config.window_stride)
+    store.write_spec(root, spec, {"model": config.model, "model_path": str(ref.path)})
+    batch_tokens = config.batch_tokens or (32768 if device.type == "cuda" else 4096)
+    total = sum(sum(job.rows_per_record[lo:hi]) for job, _, (lo, hi), _ in todo)
+    from tqdm.auto import tqdm
+
+    unit = "word" if jobs[0].task.level == "word" else "pair"
+    with tqdm(total=total, unit=unit, unit_scale=True, disable=not progress, smoothing=0.1) as bar:
+        for job, n_shards, (lo, hi), path in todo:
+            with store.shard_lock(path):
+                if _reusable(path, job.source_hash, config.overwrite):
+                    rows = sum(job.rows_per_record[lo:hi])
+                    report.shards.append(ShardReport(path, rows, 0.0, skipped=True))
+                    bar.update(rows)
+                    continue
+                bar.set_description(f"{job.task.name}/{job.lang}/{job.split}")
+                shard = _extract_shard(encoder, job, (lo, hi), n_shards, path, spec, config, ref,
+                                       batch_tokens, bar)  # fmt: skip
+                report.shards.append(shard)
+    log.info(
+        "extracted %d rows in %.1f s (%.0f rows/s), padding waste %.1f%%, into %s",
+        report.rows, report.seconds, report.rows / max(report.seconds, 1e-9),
+        100 * report.padding_waste, report.cache_dir,
+    )  # fmt: skip
+    return report
+
+
+def _spec(config: ExtractConfig, ref: ModelRef, compute: torch.dtype) -> store.ExtractionSpec:
+    return store.ExtractionSpec(
+        model_identity=ref.identity,
+        pooling=config.pooling,
+        max_length=config.max_length,
+        window_stride=config.window_stride or 0,
+        dtype=config.dtype,
+        compute_dtype=str(compute).removeprefix("torch."),
+        slug=ref.slug,
+    )
+
+
+def cache_key(config: ExtractConfig) -> str:
+    """The key `extract(config)` writes under, without loading the encoder."""
+    ref = resolve_model(config.model, config.cache_root)
+    device = pick_device(config.device)
+    return _spec(config, ref, pick_compute_dtype(config.compute_dtype, device)).key()
+
+
+def _reusable(path: Path, source_hash: str, overwrite: str) -> bool:
+    """A complete shard of exactly this source data is reused unless told otherwise."""
+    if overwrite == "always":
+        return False
+    current = store.shard_is_current(path, source_hash)
+    if overwrite == "never" and path.exists() and not current:
+        raise ProbeError(f"{path} is stale or incomplete and --overwrite never forbids rebuilding")
+    return current
+
+
+def _extract_shard(
+    encoder: Encoder,
+    job: SplitJob,
+    record_range: tuple[int, int],
+    n_shards: int,
+    path: Path,
+    spec: store.ExtractionSpec,
+    config: ExtractConfig,
+    ref: ModelRef,
+    batch_tokens: int,
+    bar: Any,
+) -> ShardReport:
+    lo, hi = record_range
+    records = job.records[lo:hi]
+    task = job.task
+    word_level = task.level == "word"
+    per_record = job.rows_per_record[lo:hi]
+    n_rows = sum(per_record)
+    arrays, strings = _shard_metadata(task, records)
+    attrs = store.base_attrs(
+        level=task.level, task=task.name, lang=job.lang, split=job.split,
+        model=config.model, model_identity=ref.identity, cache_key=spec.key(),
+        n_layers=encoder.n_layers, hidden=encoder.hidden, pooling=config.pooling if word_level
+        else "mean", dtype=config.dtype, compute_dtype=spec.compute_dtype,
+        max_length=encoder.max_length, window_stride=encoder.stride,
+        source_hash=job.source_hash, source_files=[str(f) for f in job.files],
+        label_names=list(task.labels), shard_index=0 if n_shards == 1 else lo,
+        record_range=[lo, hi], n_shards=n_shards,
+    )  # fmt: skip
+    writer = store.ShardWriter(
+        path,
+        feature_names=store.WORD_FEATURES if word_level else store.SENTENCE_FEATURES,
+        n_layers=encoder.n_layers,
+        n_rows=n_rows,
+        hidden=encoder.hidden,
+        dtype=config.dtype,
+        attrs=attrs,
+        arrays=arrays,
+        strings=strings,
+    )
+    bytes_per_row = encoder.n_layers * encoder.hidden * np.dtype(config.dtype).itemsize
+    block_rows = max(1024, config.block_bytes // bytes_per_row // (1 if word_level else 2))
+    start = time.perf_counter()
+    tokens = pad = 0
+    empty_before, truncated_before = encoder.empty_words, encoder.truncated
+    pending: Future[None] | None = None
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as pool:
+            row = 0
+            for b_lo, b_hi in shard_ranges(per_record, block_rows):
+                block = records[b_lo:b_hi]
+                block_n = sum(per_record[b_lo:b_hi])
+                units, bases, out_rows = _block_units(
+                    encoder, task.level, block, per_record[b_lo:b_hi]
+                )
+                out = np.empty((encoder.n_layers, out_rows, encoder.hidden), dtype=config.dtype)
+                for batch in encoder.batches(units, batch_tokens):
+                    t, p = encoder.pool([units[i] for i in batch], [bases[i] for i in batch],
+                                        config.pooling if word_level else "mean", out)  # fmt: skip
+                    tokens += t
+                    pad += p
+                    bar.update(sum(units[i].progress for i in batch))
+                if pending is not None:
+                    pending.result()
+                blocks = (
+                    {"features": out}
+                    if word_level
+                    else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
+                )
+                pending = pool.submit(writer.write_rows, row, blocks)
+                row += block_n
+            if pending is not None:
+                pending.result()
+        writer._file.attrs["empty_words"] = encoder.empty_words - empty_before
+        writer._file.attrs["truncated"] = encoder.truncated - truncated_before
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    seconds = time.perf_counter() - start
+    return ShardReport(path, n_rows, seconds, skipped=False, tokens=tokens, pad_tokens=pad)
+
+
+def _block_units(
+    encoder: Encoder, level: str, block: Sequence[Any], per_record: Sequence[int]
+) -> tuple[list[Unit], list[int], int]:
+    """Units of one block and the first output row of each (pairs use rows 2i and 2i+1)."""
+    if level == "word":
+        units = encoder.word_units(block)
+        bases = np.concatenate([[0], np.cumsum(per_record)[:-1]]).astype(int).tolist()
+        return units, bases, int(sum(per_record))
+    n = len(block)
+    if level == "pair":
+        return encoder.pair_units(block), [2 * i for i in range(n)], 2 * n
+    src = encoder.sentence_units([p.text_a for p in block], side=0)
+    eng = encoder.sentence_units([p.text_b for p in block], side=1)
+    return src + eng, [2 * i for i in range(n)] * 2, 2 * n
+
+
+def _shard_metadata(
+    task: Task, records: Sequence[Any]
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Labels, offsets and the strings that trace a row back to its source."""
+    label_index = {name: i for i, name in enumerate(task.labels)}
+    if task.level == "word":
+        lengths = np.asarray([len(r.words) for r in records], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        labels = np.asarray([label_index[t] for r in records for t in r.tags], dtype=np.int16)
+        words = [w for r in records for w in r.words]
+        return (
+            {"offsets": offsets, "labels": labels},
+            {"words": words, "sentence_ids": [r.sent_id for r in records]},
+        )
+    labels = np.asarray(
+        [label_index[r.label] if r.label is not None else -1 for r in records], dtype=np.int16
+    )
+    return (
+        {"labels": labels},
+        {
+            "sentence_ids": [r.pair_id for r in records],
+            "text_a": [r.text_a for r in records],
+            "text_b": [r.text_b for r in records],
+        },
+    )

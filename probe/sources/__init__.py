@@ -1,0 +1,1 @@
+"""Readers that turn task data files (and, online, HF datasets) into records."""

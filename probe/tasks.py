@@ -1,0 +1,312 @@
+"""The task registry: name -> level, labels, metric, languages, splits and where the data lives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from probe.errors import DataError, ProbeError, unknown_name
+from probe.sources.records import TaggedSentence, TextPair
+
+Level = Literal["word", "pair", "parallel"]
+Records = list[TaggedSentence] | list[TextPair]
+
+UPOS = (
+    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
+    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+)  # fmt: skip
+
+
+def iob2(*types: str) -> tuple[str, ...]:
+    """IOB2 label names for entity types, 'O' first."""
+    return ("O", *(f"{p}-{t}" for t in types for p in ("B", "I")))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One probing task: what is read, how it is scored, and how it is laid out on disk.
+
+    `locate(data_dir, lang, split)` gives the local file(s) of one split; `read(paths)` turns
+    them into records. `train_split` / `dev_split` are read in the source language (a None
+    dev split means: hold out part of the training split); `eval_split` in every language.
+    """
+
+    name: str
+    level: Level
+    metric: Literal["accuracy", "entity_f1"]
+    labels: tuple[str, ...]
+    languages: tuple[str, ...]
+    default_source: str
+    train_split: str
+    dev_split: str | None
+    eval_split: str
+    locate: Callable[[Path, str, str], tuple[Path, ...]]
+    read: Callable[[tuple[Path, ...]], Records]
+    description: str
+    label_map: dict[str, str] = field(default_factory=dict)  # e.g. MasakhaNER DATE -> O
+
+    def splits_for(self, lang: str, source: str | None = None) -> tuple[str, ...]:
+        """The splits a zero-shot run needs in one language: all three for the source."""
+        if lang == (source or self.default_source):
+            return tuple(
+                dict.fromkeys(s for s in (self.train_split, self.dev_split, self.eval_split) if s)
+            )
+        return (self.eval_split,)
+
+    def check_language(self, lang: str) -> None:
+        if lang not in self.languages:
+            raise unknown_name(f"language for task {self.name!r}", lang, self.languages)
+
+
+# --- local layouts -----------------------------------------------------------------------
+
+UD_TREEBANKS: dict[str, str] = {
+    "en": "UD_English-EWT/en_ewt",
+    "de": "UD_German-GSD/de_gsd",
+    "fr": "UD_French-GSD/fr_gsd",
+    "es": "UD_Spanish-GSD/es_gsd",
+    "tr": "UD_Turkish-IMST/tr_imst",
+}
+
+
+def _ud_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+    return (data_dir / "ud" / f"{UD_TREEBANKS[lang]}-ud-{split}.conllu",)
+
+
+def _xtreme_locate(folder: str) -> Callable[[Path, str, str], tuple[Path, ...]]:
+    def locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+        return (data_dir / "xtreme" / folder / lang / f"{split}-{lang}.tsv",)
+
+    return locate
+
+
+def _masakhaner_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+    return (data_dir / "masakhaner2" / lang / f"{split}.txt",)
+
+
+def _tatoeba_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+    base = data_dir / "tatoeba" / f"tatoeba.{lang}-eng"
+    return (base.with_name(base.name + f".{lang}"), base.with_name(base.name + ".eng"))
+
+
+# --- readers (imported lazily so the registry is cheap to import) --------------------------
+
+
+def _read_conllu(paths: tuple[Path, ...]) -> Records:
+    from probe.sources.conllu import read_conllu
+
+    return read_conllu(paths[0])
+
+
+def _read_columns(sep: str | None) -> Callable[[tuple[Path, ...]], Records]:
+    def read(paths: tuple[Path, ...]) -> Records:
+        from probe.sources.columns import read_token_tag
+
+        return read_token_tag(paths[0], sep=sep)
+
+    return read
+
+
+def _read_pairs(layout: Literal["xnli", "pawsx"]) -> Callable[[tuple[Path, ...]], Records]:
+    def read(paths: tuple[Path, ...]) -> Records:
+        from probe.sources.pairs import read_pair_tsv
+
+        return read_pair_tsv(paths[0], layout)
+
+    return read
+
+
+def _read_parallel(paths: tuple[Path, ...]) -> Records:
+    from probe.sources.parallel import read_parallel
+
+    return read_parallel(paths[0], paths[1])
+
+
+XTREME_UDPOS_LANGS = (
+    "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko lt mr nl pl pt ro ru ta te th "
+    "tl tr uk ur vi wo yo zh"
+).split()
+PANX_LANGS = (
+    "af ar az bg bn de el en es et eu fa fi fr gu he hi hu id it ja jv ko lt ml mr ms nl pa pl "
+    "pt qu ro ru ta te tl tr uk ur vi zh"
+).split()
+XNLI_LANGS = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
+PAWSX_LANGS = "de en es fr ja ko zh".split()
+MASAKHANER_LANGS = "pcm swa hau ibo kin yor".split()
+
+
+def _tatoeba_langs() -> tuple[str, ...]:
+    from probe.sources.parallel import TATOEBA_LANGUAGES
+
+    return tuple(TATOEBA_LANGUAGES)
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Add a task; names are unique so a typo can never shadow a real task."""
+    if task.name in _REGISTRY:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _REGISTRY[task.name] = task
+    return task
+
+
+register(Task(
+    name="pos", level="word", metric="accuracy", labels=UPOS,
+    languages=tuple(UD_TREEBANKS), default_source="en",
+    train_split="dev", dev_split=None, eval_split="test",
+    locate=_ud_locate, read=_read_conllu,
+    description="UPOS tagging on UD CoNLL-U treebanks (EWT, GSD, IMST); train on source dev",
+))  # fmt: skip
+register(Task(
+    name="udpos", level="word", metric="accuracy", labels=UPOS,
+    languages=tuple(XTREME_UDPOS_LANGS), default_source="en",
+    train_split="dev", dev_split=None, eval_split="test",
+    locate=_xtreme_locate("udpos"), read=_read_columns("\t"),
+    description="XTREME's UD-POS (word<TAB>UPOS); train on English dev, test elsewhere",
+))  # fmt: skip
+register(Task(
+    name="ner", level="word", metric="entity_f1", labels=iob2("PER", "ORG", "LOC", "DATE"),
+    languages=tuple(MASAKHANER_LANGS), default_source="pcm",
+    train_split="train", dev_split="dev", eval_split="test",
+    locate=_masakhaner_locate, read=_read_columns(" "),
+    description="MasakhaNER 2.0 (IOB2 PER/ORG/LOC/DATE); source Nigerian Pidgin (pcm)",
+))  # fmt: skip
+register(Task(
+    name="panx", level="word", metric="entity_f1", labels=iob2("PER", "ORG", "LOC"),
+    languages=tuple(PANX_LANGS), default_source="en",
+    train_split="train", dev_split=None, eval_split="dev",
+    locate=_xtreme_locate("panx"), read=_read_columns("\t"),
+    description="PAN-X / WikiANN NER (IOB2 PER/ORG/LOC); test labels hidden: evaluate on dev",
+))  # fmt: skip
+register(Task(
+    name="xnli", level="pair", metric="accuracy",
+    labels=("entailment", "neutral", "contradiction"),
+    languages=tuple(XNLI_LANGS), default_source="en",
+    train_split="test", dev_split=None, eval_split="dev",
+    locate=_xtreme_locate("xnli"), read=_read_pairs("xnli"),
+    description="XNLI; no English train set here: train on English test, evaluate on dev",
+))  # fmt: skip
+register(Task(
+    name="pawsx", level="pair", metric="accuracy", labels=("0", "1"),
+    languages=tuple(PAWSX_LANGS), default_source="en",
+    train_split="dev", dev_split=None, eval_split="test",
+    locate=_xtreme_locate("pawsx"), read=_read_pairs("pawsx"),
+    description="PAWS-X paraphrase; train on English dev, evaluate on labelled test (de, zh)",
+))  # fmt: skip
+
+
+def _tatoeba_task() -> Task:
+    return Task(
+        name="tatoeba",
+        level="parallel",
+        metric="accuracy",
+        labels=(),
+        languages=_tatoeba_langs(),
+        default_source="eng",
+        train_split="test",
+        dev_split=None,
+        eval_split="test",
+        locate=_tatoeba_locate,
+        read=_read_parallel,
+        description="Tatoeba parallel sentences with English (XTREME retrieval), 3-letter codes",
+    )
+
+
+def task_names() -> tuple[str, ...]:
+    return (*_REGISTRY, "tatoeba")
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name; unknown names fail with the close matches and the full list."""
+    if name == "tatoeba" and name not in _REGISTRY:
+        register(_tatoeba_task())
+    if name not in _REGISTRY:
+        raise unknown_name("task", name, task_names())
+    return _REGISTRY[name]
+
+
+def default_data_dir(explicit: Path | None = None) -> Path | None:
+    """`--data-dir` beats the PROBE_DATA environment variable; None means: use the hub."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("PROBE_DATA")
+    return Path(env) if env else None
+
+
+def available_languages(task: Task, data_dir: Path) -> tuple[str, ...]:
+    """The task's languages whose evaluation split exists under data_dir (`--langs all`)."""
+    return tuple(
+        lang for lang in task.languages
+        if all(p.is_file() for p in task.locate(data_dir, lang, task.eval_split))
+    )  # fmt: skip
+
+
+def expand_languages(task: Task, langs: Sequence[str], data_dir: Path | None) -> tuple[str, ...]:
+    """Resolve `all` and comma lists against the task's languages (and the local data)."""
+    wanted: list[str] = []
+    for item in langs:
+        wanted.extend(x.strip() for x in item.split(",") if x.strip())
+    if wanted == ["all"]:
+        if data_dir is None:
+            return task.languages
+        found = available_languages(task, data_dir)
+        if not found:
+            raise ProbeError(f"no data for task {task.name!r} under {data_dir}")
+        return found
+    for lang in wanted:
+        task.check_language(lang)
+    return tuple(dict.fromkeys(wanted))
+
+
+def local_files(task: Task, data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+    """The files of one split, with a clear error when a split is missing."""
+    task.check_language(lang)
+    paths = task.locate(data_dir, lang, split)
+    for path in paths:
+        if not path.is_file():
+            raise DataError(
+                path, None,
+                f"missing split {split!r} for task {task.name!r}, language {lang!r} "
+                f"(is --data-dir / PROBE_DATA pointing at the data root?)",
+            )  # fmt: skip
+    return paths
+
+
+def read_split(task: Task, data_dir: Path, lang: str, split: str) -> Records:
+    """Read one split from local files and check every tag against the task's label set."""
+    paths = local_files(task, data_dir, lang, split)
+    records = task.read(paths)
+    if not records:
+        raise DataError(paths[0], None, f"no {task.level} records in split {split!r}")
+    allowed = set(task.labels)
+    if task.level == "word":
+        fixed: list[TaggedSentence] = []
+        for sent in records:
+            assert isinstance(sent, TaggedSentence)
+            tags = tuple(task.label_map.get(t, t) for t in sent.tags)
+            for tag in tags:
+                if tag not in allowed:
+                    raise DataError(
+                        paths[0], None,
+                        f"sentence {sent.sent_id!r}: tag {tag!r} is not in the {task.name} "
+                        f"label set ({', '.join(task.labels)})",
+                    )  # fmt: skip
+            fixed.append(
+                TaggedSentence(sent.sent_id, sent.words, tags) if tags != sent.tags else sent
+            )
+        return fixed
+    if task.level == "pair":
+        for pair in records:
+            assert isinstance(pair, TextPair)
+            if pair.label is not None and pair.label not in allowed:
+                raise DataError(
+                    paths[0],
+                    None,
+                    f"pair {pair.pair_id!r}: label {pair.label!r} not in {task.labels}",
+                )
+    return records

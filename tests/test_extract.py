@@ -1,0 +1,298 @@
+"""Extraction on a tiny random BERT: shapes, pooling against a direct forward pass, windows,
+resume after a crash, and cache invalidation when the source changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from probe import store
+from probe.errors import DataError, ProbeError
+from probe.extract import Encoder, ExtractConfig, extract, shard_ranges
+from probe.store import SplitReader, open_shard
+
+SENTENCES = [
+    ["the", "dog", "ran", "to", "the", "house", "."],
+    ["She", "saw", "a", "big", "zebra", "!"],
+    ["Das", "Haus", "ist", "alt"],
+    ["quixotic"],
+    ["le", "chat", "et", "le", "chien", "walked", "xylophonically", "."],
+]
+TAGS = ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
+
+
+def _conllu(sentences: list[list[str]]) -> str:
+    blocks = []
+    for n, words in enumerate(sentences):
+        lines = [f"# sent_id = s{n}"]
+        for i, word in enumerate(words, 1):
+            tag = TAGS[(i - 1) % len(TAGS)]
+            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\troot\t_\t_")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def make_ud(root: Path, sentences: list[list[str]] = SENTENCES) -> Path:
+    """A UD-shaped data dir: en dev+test and de test, enough for `pos` zero-shot."""
+    files = {
+        "UD_English-EWT/en_ewt-ud-dev.conllu": sentences,
+        "UD_English-EWT/en_ewt-ud-test.conllu": sentences[::-1],
+        "UD_German-GSD/de_gsd-ud-test.conllu": sentences[1:],
+    }
+    for rel, sents in files.items():
+        path = root / "ud" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_conllu(sents), encoding="utf-8")
+    return root
+
+
+def config(tmp_path: Path, tiny_bert: Path, **kw: object) -> ExtractConfig:
+    base: dict[str, object] = dict(
+        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache", compute_dtype="float32", dtype="float32",
+    )  # fmt: skip
+    base.update(kw)
+    return ExtractConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def data(tmp_path: Path) -> Path:
+    return make_ud(tmp_path / "data")
+
+
+def direct_word_features(model_dir: Path, words: list[str], pooling: str) -> np.ndarray:
+    """What the cache must hold: every hidden state, pooled over each word's subwords."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    enc = tok(words, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        states = torch.stack(model(**enc, output_hidden_states=True).hidden_states)[:, 0]
+    word_ids = enc.word_ids(0)
+    out = []
+    for w in range(len(words)):
+        pos = [i for i, x in enumerate(word_ids) if x == w]
+        vecs = states[:, pos]
+        pooled = {"first": vecs[:, 0], "last": vecs[:, -1], "mean": vecs.mean(1)}[pooling]
+        out.append(pooled.numpy())
+    return np.stack(out, axis=1)
+
+
+def test_shapes_offsets_labels(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    report = extract(config(tmp_path, tiny_bert), progress=False)
+    paths = sorted(s.path.relative_to(report.cache_dir).as_posix() for s in report.shards)
+    assert paths == ["pos/de/test.h5", "pos/en/dev.h5", "pos/en/test.h5"]
+    with SplitReader.open(tmp_path / "cache", report.key, "pos", "en", "dev") as split:
+        n_words = sum(len(s) for s in SENTENCES)
+        assert split.n_layers == 3  # embeddings + 2 layers
+        layer = split.layer(2)
+        assert layer.shape == (n_words, 64) and layer.dtype == np.float32
+        assert np.all(np.abs(layer).sum(axis=1) > 0)  # no silent zero rows
+        assert split.offsets.tolist() == np.cumsum([0] + [len(s) for s in SENTENCES]).tolist()
+        names = split.label_names
+        assert [names[i] for i in split.labels[:7]] == TAGS
+        assert split.strings("words")[:3] == ["the", "dog", "ran"]
+        assert split.strings("sentence_ids")[0] == "s0"
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean", "last"])
+def test_pooling_matches_direct_forward(
+    tmp_path: Path, tiny_bert: Path, data: Path, pooling: str
+) -> None:
+    report = extract(config(tmp_path, tiny_bert, pooling=pooling, langs=("en",)), progress=False)
+    with SplitReader.open(tmp_path / "cache", report.key, "pos", "en", "dev") as split:
+        cached = np.stack([split.layer(i) for i in range(split.n_layers)])
+        offsets = split.offsets
+    for n, words in enumerate(SENTENCES):
+        expected = direct_word_features(tiny_bert, words, pooling)
+        got = cached[:, offsets[n] : offsets[n + 1]]
+        np.testing.assert_allclose(got, expected, atol=2e-5, rtol=1e-4)
+    if pooling != "first":  # multi-subword words make the poolings differ
+        first = extract(config(tmp_path, tiny_bert, pooling="first", langs=("en",)), progress=False)
+        with SplitReader.open(tmp_path / "cache", first.key, "pos", "en", "dev") as split:
+            assert not np.allclose(split.layer(2), cached[2])
+
+
+def test_float16_storage_and_bf16_compute(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    exact = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    half = extract(
+        config(tmp_path, tiny_bert, langs=("en",), dtype="float16", compute_dtype="bfloat16"),
+        progress=False,
+    )
+    assert half.key != exact.key
+    with SplitReader.open(tmp_path / "cache", exact.key, "pos", "en", "dev") as a:
+        ref = a.layer(2)
+    with SplitReader.open(tmp_path / "cache", half.key, "pos", "en", "dev") as b:
+        got = b.layer(2)
+        assert got.dtype == np.float16
+    cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99
+
+
+def test_long_sentence_uses_overlapping_windows(tmp_path: Path, tiny_bert: Path) -> None:
+    long = ["the", "dog", "saw", "a", "cat", "in", "the", "big", "house"] * 8  # 72 words
+    make_ud(tmp_path / "data", [long, SENTENCES[0]])
+    report = extract(config(tmp_path, tiny_bert, langs=("en",), max_length=24), progress=False)
+    with SplitReader.open(tmp_path / "cache", report.key, "pos", "en", "dev") as split:
+        feats = split.layer(2)
+        assert feats.shape[0] == len(long) + len(SENTENCES[0])  # nothing truncated
+        assert np.all(np.abs(feats).sum(axis=1) > 0)
+        # The first word is owned by the first window: equal to a forward pass over it.
+        tok = AutoTokenizer.from_pretrained(tiny_bert)
+        first_window = tok.convert_tokens_to_ids(tok.tokenize(" ".join(long)))[:22]
+        ids = torch.tensor([[tok.cls_token_id, *first_window, tok.sep_token_id]])
+        model = AutoModel.from_pretrained(tiny_bert).eval()
+        with torch.no_grad():
+            direct = model(ids, output_hidden_states=True).hidden_states[2][0, 1].numpy()
+        np.testing.assert_allclose(feats[0], direct, atol=2e-5)
+
+
+def test_window_ownership_covers_every_subword_once(tiny_bert: Path) -> None:
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModel.from_pretrained(tiny_bert).eval()
+    enc = Encoder(model, tok, torch.device("cpu"), torch.float32, 16, None)
+    ids = np.arange(100, 137)
+    unit = enc._windowed(ids, np.arange(37), 37)
+    assert len(unit.windows) > 2 and all(len(w) <= 16 for w in unit.windows)
+    owned = np.concatenate([t[t >= 0] for t in unit.targets])
+    assert sorted(owned.tolist()) == list(range(37))
+
+
+def test_words_without_subwords_become_unk(tmp_path: Path, tiny_bert: Path) -> None:
+    make_ud(tmp_path / "data", [["the", "\u200b", "dog"], SENTENCES[0]])
+    report = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    with SplitReader.open(tmp_path / "cache", report.key, "pos", "en", "dev") as split:
+        assert split.layer(2).shape[0] == 3 + len(SENTENCES[0])
+        assert np.abs(split.layer(2)[1]).sum() > 0
+        assert split.shards[0].attrs["empty_words"] == 1
+
+
+def test_rerun_makes_no_encoder_call(
+    tmp_path: Path, tiny_bert: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = extract(config(tmp_path, tiny_bert), progress=False)
+    assert len(first.extracted) == 3
+
+    def boom(*a: object, **k: object) -> None:
+        raise AssertionError("the encoder must not be loaded for a cached run")
+
+    monkeypatch.setattr("probe.extract.load_encoder", boom)
+    second = extract(config(tmp_path, tiny_bert), progress=False)
+    assert second.key == first.key and not second.extracted and len(second.shards) == 3
+
+
+def test_resume_after_crash_equals_clean_run(
+    tmp_path: Path, tiny_bert: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clean = extract(config(tmp_path, tiny_bert, cache_root=tmp_path / "clean"), progress=False)
+    calls = {"n": 0}
+    real_write = store.ShardWriter.write_rows
+
+    def crash_on_second_shard(self: store.ShardWriter, *a: object, **k: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill during a shard write")
+        real_write(self, *a, **k)
+
+    monkeypatch.setattr(store.ShardWriter, "write_rows", crash_on_second_shard)
+    with pytest.raises(KeyboardInterrupt):
+        extract(config(tmp_path, tiny_bert), progress=False)
+    monkeypatch.setattr(store.ShardWriter, "write_rows", real_write)
+    leftovers = list((tmp_path / "cache").rglob("*.tmp-*"))
+    assert leftovers == []  # the aborted shard left no file behind
+
+    resumed = extract(config(tmp_path, tiny_bert), progress=False)
+    assert len([s for s in resumed.shards if s.skipped]) == 1
+    assert len(resumed.extracted) == 2
+    for rel in ("pos/de/test.h5", "pos/en/dev.h5", "pos/en/test.h5"):
+        with open_shard(clean.cache_dir / rel) as a, open_shard(resumed.cache_dir / rel) as b:
+            np.testing.assert_array_equal(a.layer(1), b.layer(1))
+
+
+def test_changed_source_is_re_extracted(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    first = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    dev = data / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu"
+    dev.write_text(_conllu([*SENTENCES, ["one", "more"]]), encoding="utf-8")
+    second = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    redone = [s.path.name for s in second.extracted]
+    assert redone == ["dev.h5"]
+    with open_shard(second.cache_dir / "pos/en/dev.h5") as shard:
+        assert shard.n_rows == sum(len(s) for s in SENTENCES) + 2
+    assert first.key == second.key
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("pooling", "mean"), ("max_length", 64), ("dtype", "float32"), ("compute_dtype", "bfloat16"),
+     ("window_stride", 7), ("format_version", 99), ("model_identity", "other")],
+)  # fmt: skip
+def test_cache_key_changes_with_every_field(field: str, value: object) -> None:
+    base = store.ExtractionSpec("abc", "first", 512, 0, "float16", "float32", slug="m")
+    changed = store.ExtractionSpec(**{**base.__dict__, field: value})
+    assert changed.key() != base.key()
+    assert store.ExtractionSpec(**base.__dict__).key() == base.key()
+
+
+def test_changed_model_weights_change_the_key(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_bert, other)
+    weights = load_file(other / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
+    a = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    b = extract(config(tmp_path, other, langs=("en",)), progress=False)
+    assert a.key.split("-")[-1] != b.key.split("-")[-1]
+
+
+def test_bad_input_errors(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    with pytest.raises(ProbeError, match="unknown language.*'xx'"):
+        extract(config(tmp_path, tiny_bert, langs=("xx",)), progress=False)
+    with pytest.raises(DataError, match="missing split 'train'"):
+        extract(config(tmp_path, tiny_bert, langs=("de",), splits=("train",)), progress=False)
+    with pytest.raises(ProbeError, match="does not exist"):
+        extract(config(tmp_path, tiny_bert, model=str(tmp_path / "nope")), progress=False)
+    with pytest.raises(ProbeError, match="pooling must be one of"):
+        config(tmp_path, tiny_bert, pooling="max")
+
+
+def test_shard_ranges() -> None:
+    assert shard_ranges([3, 3, 3], 6) == [(0, 2), (2, 3)]
+    assert shard_ranges([10], 4) == [(0, 1)]  # one record never splits
+
+
+def test_multiple_shards_read_as_one(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    one = extract(config(tmp_path, tiny_bert, langs=("en",), cache_root=tmp_path / "a"), False)
+    many = extract(
+        config(tmp_path, tiny_bert, langs=("en",), cache_root=tmp_path / "b", shard_rows=10), False
+    )
+    assert len(many.shards) > len(one.shards)
+    with (
+        SplitReader.open(tmp_path / "a", one.key, "pos", "en", "dev") as a,
+        SplitReader.open(tmp_path / "b", many.key, "pos", "en", "dev") as b,
+    ):
+        # Batches differ in padding width across shard layouts: equal up to float rounding.
+        np.testing.assert_allclose(a.layer(2), b.layer(2), atol=1e-5)
+        np.testing.assert_array_equal(a.offsets, b.offsets)
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_corrupt_shard_is_detected(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
+    from probe.errors import CacheError
+
+    report = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
+    path = report.cache_dir / "pos/en/dev.h5"
+    with open_shard(path) as shard:
+        offset = shard.dataset("features").id.get_offset()
+    raw = bytearray(path.read_bytes())
+    raw[offset + 100] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CacheError, match="corrupt.*probe cache rm"):
+        open_shard(path, verify=True)
