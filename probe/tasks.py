@@ -119,6 +119,25 @@ def _read_pairs(layout: Literal["xnli", "pawsx"]) -> Callable[[tuple[Path, ...]]
     return read
 
 
+def _read_xnli(paths: tuple[Path, ...]) -> Records:
+    """XTREME's English XNLI test file is unlabelled; its labels sit row-aligned in _myxnli."""
+    from probe.sources.pairs import attach_labels, read_pair_tsv
+
+    pairs = read_pair_tsv(paths[0], "xnli")
+    labels = paths[0].parent.parent / "_myxnli" / "my.genre.test.tsv"
+    if paths[0].name == "test-en.tsv" and pairs[0].label is None and labels.is_file():
+        pairs = attach_labels(pairs, labels)
+    return pairs
+
+
+def _pawsx_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+    """PAWS-X's XTREME test files are unlabelled; the labelled de/zh tests are HF dumps."""
+    labelled = {"de": "test-de.tsv", "zh": "test-00000-of-00001.tsv"}
+    if split == "test" and lang in labelled:
+        return (data_dir / "xtreme" / "pawsx" / "_hf_labeled" / labelled[lang],)
+    return (data_dir / "xtreme" / "pawsx" / lang / f"{split}-{lang}.tsv",)
+
+
 def _read_parallel(paths: tuple[Path, ...]) -> Records:
     from probe.sources.parallel import read_parallel
 
@@ -188,15 +207,16 @@ register(Task(
     labels=("entailment", "neutral", "contradiction"),
     languages=tuple(XNLI_LANGS), default_source="en",
     train_split="test", dev_split=None, eval_split="dev",
-    locate=_xtreme_locate("xnli"), read=_read_pairs("xnli"),
+    locate=_xtreme_locate("xnli"), read=_read_xnli,
     description="XNLI; no English train set here: train on English test, evaluate on dev",
 ))  # fmt: skip
 register(Task(
     name="pawsx", level="pair", metric="accuracy", labels=("0", "1"),
     languages=tuple(PAWSX_LANGS), default_source="en",
     train_split="dev", dev_split=None, eval_split="test",
-    locate=_xtreme_locate("pawsx"), read=_read_pairs("pawsx"),
-    description="PAWS-X paraphrase; train on English dev, evaluate on labelled test (de, zh)",
+    locate=_pawsx_locate, read=_read_pairs("pawsx"),
+    description="PAWS-X paraphrase; train on English dev, evaluate on labelled test (de, zh); "
+    "the English test here has no labels, so the source is not scored",
 ))  # fmt: skip
 
 

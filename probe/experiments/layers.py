@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,14 @@ import numpy as np
 
 from probe.control import control_labels, selectivity
 from probe.errors import ProbeError
+from probe.experiments.splits import CachedSplit, as_data, as_view, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.linear import LinearProbe, PairLinearProbe
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 from probe.metrics import score
 from probe.report import Row, pivot, plot_layer_curves, provenance, text_table, write_table
-from probe.store import SplitReader
 from probe.tasks import Task, get_task
-from probe.train import PairData, TrainConfig, WordData, fit, predict_proba
+from probe.train import TrainConfig, fit, predict_proba
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +56,6 @@ class LayersResult:
     settings: dict[str, Any]
 
 
-@dataclass
-class _Split:
-    """A split's reader plus what every layer shares (labels, offsets), read once."""
-
-    reader: SplitReader
-    labels: np.ndarray
-    offsets: np.ndarray | None
-    rows: np.ndarray | None = None  # subset of rows (sentences kept whole), None = all
-
-
 def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
     """Extract what is missing, then probe every layer; write tables and plots."""
     task = get_task(config.extract.task)
@@ -84,24 +73,29 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
         raise ProbeError(f"source language {source!r} is not among the extracted languages {langs}")
 
     t1 = time.perf_counter()
-    open_split = _opener(root, key, task)
-    train, dev = _train_dev(task, open_split, source, config)
+    open_split = opener(root, key, task)
+    train, dev = train_dev(
+        task, open_split, source, config.max_train_words, config.dev_fraction, config.train.seed
+    )
     evals = {lang: open_split(lang, task.eval_split) for lang in langs}
-    for lang, split in evals.items():
-        if np.any(split.labels < 0):
-            raise ProbeError(f"{task.name}/{lang}/{task.eval_split} has unlabelled rows; "
-                             "it cannot be scored")  # fmt: skip
+    unscored = [lang for lang, split in evals.items() if np.any(split.labels < 0)]
+    for lang in unscored:
+        log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang, task.eval_split)
+        evals.pop(lang).reader.close()
+    if not evals:
+        raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} split")
     n_layers = train.reader.n_layers
     rows: list[Row] = []
     from tqdm.auto import tqdm
 
-    steps = n_layers * (2 if config.control and task.level == "word" else 1)
+    with_control = config.control and task.level == "word" and source in evals
+    steps = n_layers * (2 if with_control else 1)
     steps += 1 if config.scalar_mix else 0
     with tqdm(total=steps, desc=f"probing {task.name}", unit="probe", disable=not progress) as bar:
         for layer in range(n_layers):
             rows += _probe_layer(task, layer, train, dev, evals, config.train, "linear")
             bar.update()
-        if config.control and task.level == "word":
+        if with_control:
             rows += _control_rows(task, n_layers, train, dev, evals[source], source, config, bar)
             rows += _selectivity(rows, source)
         mix_weights: list[float] = []
@@ -124,95 +118,27 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
                         settings)  # fmt: skip
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
-def _opener(root: Path, key: str, task: Task) -> Callable[[str, str], _Split]:
-    def open_split(lang: str, split: str) -> _Split:
-        reader = SplitReader.open(root, key, task.name, lang, split)
-        offsets = reader.offsets if task.level == "word" else None
-        return _Split(reader, reader.labels.astype(np.int64), offsets)
-
-    return open_split
-
-
-def _train_dev(
-    task: Task, open_split: Callable[[str, str], _Split], source: str, config: LayersConfig
-) -> tuple[_Split, _Split]:
-    """The source's training split and its dev split (or a seeded hold-out of sentences)."""
-    train = open_split(source, task.train_split)
-    if config.max_train_words and train.offsets is not None:
-        keep = int(np.searchsorted(train.offsets, config.max_train_words, side="right")) - 1
-        train = _subset(train, np.arange(max(1, keep)))
-    elif config.max_train_words:
-        train = _subset(train, np.arange(min(_n_items(train), config.max_train_words)))
-    if task.dev_split:
-        dev = open_split(source, task.dev_split)
-    else:
-        n_items = _n_items(train)
-        order = np.random.default_rng(config.train.seed).permutation(n_items)
-        n_dev = max(1, int(round(config.dev_fraction * n_items)))
-        dev_items, train_items = np.sort(order[:n_dev]), np.sort(order[n_dev:])
-        train, dev = _subset(train, train_items), _subset(train, dev_items)
-    return train, dev
-
-
-def _n_items(split: _Split) -> int:
-    return len(split.offsets) - 1 if split.offsets is not None else len(split.labels)
-
-
-def _subset(split: _Split, items: np.ndarray) -> _Split:
-    """Keep whole sentences (word tasks) or pairs; `rows` index the reader's full arrays and
-    labels/offsets always describe the subset itself."""
-    if split.offsets is None:
-        local = items
-        offsets = None
-    else:
-        starts, stops = split.offsets[items], split.offsets[items + 1]
-        local = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
-        offsets = np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64)
-    rows = local if split.rows is None else split.rows[local]
-    return _Split(split.reader, split.labels[local], offsets, rows)
-
-
-def _layer(split: _Split, layer: int, name: str | None = None) -> np.ndarray:
-    data = split.reader.layer(layer, name)
-    return data if split.rows is None else data[split.rows]
-
-
-def _data(task: Task, split: _Split, layers: list[int], labels: np.ndarray | None = None) -> Any:
-    y = split.labels if labels is None else labels
-    if task.level == "word":
-        feats = {layer: _layer(split, layer) for layer in layers}
-        return WordData(feats, y, split.offsets)
-    a = {layer: _layer(split, layer, "sentence_features") for layer in layers}
-    b = {layer: _layer(split, layer, "sentence_features_b") for layer in layers}
-    return PairData(a, b, y)
-
-
-def _view(task: Task, data: Any, layers: int | list[int]) -> Any:
-    return data.words(layers) if task.level == "word" else data.pairs(layers)
-
-
 # --- probing ---------------------------------------------------------------------------------
 
 
-def _scores(task: Task, head: Any, data: Any, view_layers: Any, split: _Split) -> dict[str, float]:
-    probs = predict_proba(head, _view(task, data, view_layers))
+def _scores(
+    task: Task, head: Any, data: Any, view_layers: Any, split: CachedSplit
+) -> dict[str, float]:
+    probs = predict_proba(head, as_view(task, data, view_layers))
     return score(task.metric, probs, data.labels, offsets=split.offsets, label_names=task.labels)
 
 
 def _probe_layer(
     task: Task,
     layer: int,
-    train: _Split,
-    dev: _Split,
-    evals: dict[str, _Split],
+    train: CachedSplit,
+    dev: CachedSplit,
+    evals: dict[str, CachedSplit],
     train_config: TrainConfig,
     head_name: str,
 ) -> list[Row]:
     n_classes = len(task.labels)
-    tr, dv = _data(task, train, [layer]), _data(task, dev, [layer])
+    tr, dv = as_data(task, train, [layer]), as_data(task, dev, [layer])
     hidden = tr.hidden
 
     def factory() -> Any:
@@ -222,10 +148,10 @@ def _probe_layer(
             else PairLinearProbe(hidden, n_classes)
         )
 
-    result = fit(factory, _view(task, tr, layer), _view(task, dv, layer), train_config)
+    result = fit(factory, as_view(task, tr, layer), as_view(task, dv, layer), train_config)
     rows = []
     for lang, split in evals.items():
-        for metric, value in _scores(task, result.head, _data(task, split, [layer]), layer,
+        for metric, value in _scores(task, result.head, as_data(task, split, [layer]), layer,
                                      split).items():  # fmt: skip
             rows.append(Row(head_name, str(layer), lang, metric, value))
     return rows
@@ -234,9 +160,9 @@ def _probe_layer(
 def _control_rows(
     task: Task,
     n_layers: int,
-    train: _Split,
-    dev: _Split,
-    source_eval: _Split,
+    train: CachedSplit,
+    dev: CachedSplit,
+    source_eval: CachedSplit,
     source: str,
     config: LayersConfig,
     bar: Any,
@@ -246,7 +172,7 @@ def _control_rows(
     counts = np.bincount(train.labels, minlength=n_classes)
     seed = config.train.seed
 
-    def ctrl(split: _Split) -> np.ndarray:
+    def ctrl(split: CachedSplit) -> np.ndarray:
         words = split.reader.strings("words")
         if split.rows is not None:
             words = [words[i] for i in split.rows]
@@ -255,12 +181,12 @@ def _control_rows(
     y_train, y_dev, y_eval = ctrl(train), ctrl(dev), ctrl(source_eval)
     rows = []
     for layer in range(n_layers):
-        tr = _data(task, train, [layer], y_train)
-        dv = _data(task, dev, [layer], y_dev)
+        tr = as_data(task, train, [layer], y_train)
+        dv = as_data(task, dev, [layer], y_dev)
         hidden = tr.hidden
         result = fit(lambda h=hidden: LinearProbe(h, n_classes), tr.words(layer), dv.words(layer),
                      config.train)  # fmt: skip
-        ev = _data(task, source_eval, [layer], y_eval)
+        ev = as_data(task, source_eval, [layer], y_eval)
         probs = predict_proba(result.head, ev.words(layer))
         control_acc = float((probs.argmax(1) == y_eval).mean())
         rows.append(Row("control", str(layer), source, "accuracy", control_acc))
@@ -282,14 +208,14 @@ def _selectivity(rows: list[Row], source: str) -> list[Row]:
 def _scalar_mix(
     task: Task,
     n_layers: int,
-    train: _Split,
-    dev: _Split,
-    evals: dict[str, _Split],
+    train: CachedSplit,
+    dev: CachedSplit,
+    evals: dict[str, CachedSplit],
     train_config: TrainConfig,
 ) -> tuple[list[Row], list[float]]:
     layers = list(range(n_layers))
     n_classes = len(task.labels)
-    tr, dv = _data(task, train, layers), _data(task, dev, layers)
+    tr, dv = as_data(task, train, layers), as_data(task, dev, layers)
     hidden = tr.hidden
 
     def factory() -> Any:
@@ -297,13 +223,13 @@ def _scalar_mix(
             return ScalarMixProbe(n_layers, hidden, n_classes)
         return PairScalarMixProbe(n_layers, hidden, n_classes)
 
-    result = fit(factory, _view(task, tr, layers), _view(task, dv, layers), train_config)
+    result = fit(factory, as_view(task, tr, layers), as_view(task, dv, layers), train_config)
     weights = [float(w) for w in result.head.weights]
     rows = [Row("scalar_mix", str(i), "all", "mix_weight", w) for i, w in enumerate(weights)]
     rows.append(Row("scalar_mix", "mix", "all", "centre_of_gravity",
                     float(result.head.centre_of_gravity)))  # fmt: skip
     for lang, split in evals.items():
-        data = _data(task, split, layers)
+        data = as_data(task, split, layers)
         for metric, value in _scores(task, result.head, data, layers, split).items():
             rows.append(Row("scalar_mix", "mix", lang, metric, value))
     return rows, weights
