@@ -1,0 +1,83 @@
+"""Control tasks (Hewitt & Liang 2019): random per-word-type labels, and probe selectivity.
+
+A control task keeps the task's output space and label distribution but makes each label a
+function of the word type alone, so only memorising types solves it. A probe that scores
+well on the control task can memorise; selectivity = task score - control score says how
+much of the task score reflects the representation rather than the probe's capacity.
+
+Each type's control label is a pure function of (seed, type): a keyed hash of the type gives
+a uniform number that is mapped through the empirical label distribution's inverse CDF. So
+the same map holds across every split of one language and across processes, with nothing to
+store or pass between splits, and a type never seen in training simply gets its own draw
+from the same distribution (as Hewitt & Liang's map would when extended to new types).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def _label_probabilities(
+    label_counts: Sequence[int] | np.ndarray | Mapping[int, int],
+) -> np.ndarray:
+    """Counts per label id (array, list, or {id: count}) -> probabilities, shape (classes,)."""
+    if isinstance(label_counts, Mapping):
+        if any(k < 0 for k in label_counts):
+            raise ValueError(f"label ids must be non-negative; got {sorted(label_counts)}")
+        counts = np.zeros(max(label_counts) + 1 if label_counts else 0, dtype=np.float64)
+        for k, v in label_counts.items():
+            counts[k] = v
+    else:
+        counts = np.asarray(label_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or np.any(counts < 0) or counts.sum() <= 0:
+        raise ValueError(
+            "label_counts must be non-negative counts per label id with a positive total "
+            f"(e.g. np.bincount(train_labels, minlength=n_classes)); got {counts!r}"
+        )
+    return counts / counts.sum()
+
+
+def _uniform(seed: int, word_type: str) -> float:
+    """A reproducible uniform number in [0, 1) for (seed, type), the same in every process."""
+    digest = hashlib.blake2b(
+        word_type.encode("utf-8"), digest_size=8, key=str(int(seed)).encode("ascii")
+    ).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def control_labels(
+    words: Sequence[str],
+    label_counts: Sequence[int] | np.ndarray | Mapping[int, int],
+    seed: int,
+    *,
+    lowercase: bool = False,
+) -> np.ndarray:
+    """The control label id of every word, shape (len(words),) int64.
+
+    label_counts: the task's label counts in the training split of this language (e.g.
+        `np.bincount(train_labels, minlength=n_classes)`); every split must use the same
+        counts and seed so that all splits share one type -> label map.
+    lowercase: map "The" and "the" to one type (Hewitt & Liang use the word string as is).
+    """
+    probs = _label_probabilities(label_counts)
+    cdf = np.cumsum(probs)
+    # Guard the top against rounding so every u < 1 lands in a class of non-zero probability.
+    cdf[np.flatnonzero(probs)[-1] :] = 1.0
+    cache: dict[str, int] = {}
+    out = np.empty(len(words), dtype=np.int64)
+    for i, word in enumerate(words):
+        t = word.lower() if lowercase else word
+        label = cache.get(t)
+        if label is None:
+            label = int(np.searchsorted(cdf, _uniform(seed, t), side="right"))
+            cache[t] = label
+        out[i] = label
+    return out
+
+
+def selectivity(task_score: float, control_score: float) -> float:
+    """Task score minus control-task score (Hewitt & Liang 2019); high means selective."""
+    return float(task_score) - float(control_score)
