@@ -196,6 +196,57 @@ def layers(**opts: Any) -> None:
     )
 
 
+@cli.command()
+@extraction_options
+@click.option("--source", default=None, help="Source language (default: the task's).")
+@click.option(
+    "--pairs",
+    default="last",
+    show_default=True,
+    help="last: (k, last) for every k; all: every pair; or '4,6;5,6'.",
+)
+@click.option("--head", type=click.Choice(["dlfa", "concat"]), default="dlfa", show_default=True)
+@click.option("--reduction", type=int, default=4, show_default=True, help="AIF bottleneck ratio r.")
+@click.option("--workers", type=int, default=None, help="Parallel pair workers (default: cores).")
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
+@_friendly_errors
+def grid(**opts: Any) -> None:  # fmt: skip
+    """Fuse the last layer with each lower layer (DLFA) and score every language zero-shot.
+
+    \b
+    Examples:
+      probe grid --task pos --model minilm --data-dir ../shared/data
+      probe grid --task ner --model minilm --pairs all --head concat
+    Prints and saves the score per layer pair and language beside the last-layer baseline,
+    the gain per language and inside/outside the source's family, and a heatmap PNG.
+    """
+    from probe.experiments.grid import GridConfig, run_grid
+    from probe.train import TrainConfig
+
+    config = GridConfig(
+        extract=extract_config(opts),
+        source=opts["source"],
+        pairs=opts["pairs"],
+        head=opts["head"],
+        reduction=opts["reduction"],
+        results_dir=opts["results_dir"],
+        train=TrainConfig(seed=opts["seed"], lr=opts["lr"]),
+        workers=opts["workers"],
+        max_train_words=opts["max_train_words"],
+    )
+    result = run_grid(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"grid on cached features {result.seconds:.1f} s (extraction {result.extract_seconds:.1f}"
+        f" s, 0 when cached); results in {result.directory}"
+    )
+
+
 @cli.group()
 def cache() -> None:
     """Inspect, verify and remove cached shards."""

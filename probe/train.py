@@ -148,6 +148,9 @@ class Batch:
     inputs: tuple[Tensor, ...]
     labels: Tensor
     mask: Tensor | None = None
+    # Data-order indices of the items this batch predicts (after the mask), when the view
+    # reorders items (length-sorted sentence batches); None means "next in data order".
+    items: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -442,15 +445,32 @@ class SentenceView:
         return int(self.offsets[-1]) if self.label_level == "token" else len(self.offsets) - 1
 
     def _groups(self, batch_size: int, generator: torch.Generator | None) -> Iterator[np.ndarray]:
-        """Sentence ids per batch: whole sentences, about `batch_size` words each."""
+        """Sentence ids per batch: whole sentences, about `batch_size` words each.
+
+        Sentences of similar length share a batch, so little compute goes to padding (a
+        random batch of UD sentences is mostly padding): for prediction all sentences are
+        sorted by length; for training the shuffled order is cut into pools of ~50
+        batches, each pool sorted by length and cut, and the batches shuffled again.
+        """
         lengths = np.diff(self.offsets)
-        order = _order(len(lengths), generator)
-        order = order[lengths[order] > 0]
-        if len(order) == 0:
-            return
-        starts = np.cumsum(lengths[order]) - lengths[order]  # word position in this epoch
-        group = starts // batch_size
-        yield from np.split(order, np.flatnonzero(np.diff(group)) + 1)
+        if generator is None:
+            pools = [np.argsort(lengths, kind="stable")]
+        else:
+            order = _order(len(lengths), generator)
+            pool_id = (np.cumsum(lengths[order]) - lengths[order]) // (batch_size * 50)
+            pools = [p[np.argsort(lengths[p], kind="stable")]
+                     for p in np.split(order, np.flatnonzero(np.diff(pool_id)) + 1)]  # fmt: skip
+        groups: list[np.ndarray] = []
+        for pool in pools:
+            pool = pool[lengths[pool] > 0]
+            if len(pool) == 0:
+                continue
+            starts = np.cumsum(lengths[pool]) - lengths[pool]
+            group = starts // batch_size
+            groups.extend(np.split(pool, np.flatnonzero(np.diff(group)) + 1))
+        if generator is not None:
+            groups = [groups[i] for i in torch.randperm(len(groups), generator=generator)]
+        yield from groups
 
     def batches(
         self, batch_size: int, *, generator: torch.Generator | None, device: torch.device
@@ -473,6 +493,7 @@ class SentenceView:
                 (*_layer_tensors(padded, self.stacked, device), mask_t),
                 _to_device(labels, device),
                 mask_t,
+                rows if self.label_level == "token" else sent,
             )
 
 
@@ -575,18 +596,28 @@ def predict_proba(head: nn.Module, data: Feed, *, batch_size: int = 8192) -> np.
     was_training = head.training
     head.eval()
     chunks: list[Tensor] = []
+    items: list[np.ndarray] = []
     try:
         with torch.inference_mode():
             for batch in data.batches(batch_size, generator=None, device=device):
                 logits = head(*batch.inputs)
                 if batch.mask is not None and logits.dim() == batch.mask.dim() + 1:
-                    logits = logits[batch.mask]  # real tokens, row-major = data order
+                    logits = logits[batch.mask]  # real tokens, row-major
                 chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
+                if batch.items is not None:
+                    items.append(batch.items)
     finally:
         head.train(was_training)
     if not chunks:
         raise ValueError("cannot predict: the data holds no item")
     probs = torch.cat(chunks).numpy()
+    if items:  # the view reordered items (length-sorted batches): put them back
+        order = np.concatenate(items)
+        if len(order) != len(probs):
+            raise RuntimeError(f"{len(order)} item indices for {len(probs)} predictions")
+        restored = np.empty_like(probs)
+        restored[order] = probs
+        probs = restored
     if len(probs) != data.n_items:
         raise RuntimeError(f"predicted {len(probs)} rows for {data.n_items} items")
     return probs

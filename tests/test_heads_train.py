@@ -158,12 +158,15 @@ def test_padded_sentence_batches_have_the_right_mask() -> None:
     data = _tiny()
     (batch,) = data.sentences(1).batches(100, generator=None, device=CPU)  # empty one skipped
     h, mask = batch.inputs
-    expected = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    # Prediction batches are sorted by length (less padding); `items` maps back.
+    expected = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
     assert torch.equal(mask, expected) and torch.equal(batch.mask, expected)
+    assert batch.items.tolist() == [3, 0, 1, 2, 4, 5, 6, 7]
+    items = torch.from_numpy(batch.items).float()
     assert h.shape == (3, 4, 2) and h.dtype == torch.float32
-    assert torch.equal(h[..., 0][mask], 10 + torch.arange(8.0))  # real words, in order
+    assert torch.equal(h[..., 0][mask], 10 + items)  # real words, tracked by `items`
     assert torch.all(h[~mask] == 0)
-    assert torch.equal(batch.labels[mask], torch.arange(8))
+    assert torch.equal(batch.labels[mask], torch.from_numpy(batch.items))
     assert torch.all(batch.labels[~mask] == -100)
 
     (batch,) = data.sentences((1, 0)).batches(100, generator=None, device=CPU)
@@ -173,7 +176,7 @@ def test_padded_sentence_batches_have_the_right_mask() -> None:
     x, mask = batch.inputs
     assert x.shape == (3, 4, 2, 2)
     assert torch.equal(
-        x[mask][:, :, 0], torch.stack([torch.arange(8.0), 10 + torch.arange(8.0)], 1)
+        x[mask][:, :, 0], torch.stack([items, 10 + items], 1)
     )
 
 

@@ -1,0 +1,320 @@
+"""`probe grid`: the DLFA (or concat) head for every requested layer pair, zero-shot everywhere.
+
+Default pairs are (k, last) for every lower k: the seed paper's D_k sweep. The baseline is
+the same head with both inputs the last layer (DLFA's gate then mixes a layer with itself,
+so it is the last layer through the same classifier). Pairs run in parallel worker
+processes; each worker opens the cache itself and holds two layers of each split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.errors import ProbeError
+from probe.experiments.splits import as_data, opener, train_dev
+from probe.extract import ExtractConfig, extract
+from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
+from probe.languages import same_family
+from probe.metrics import score
+from probe.report import Row, provenance, write_table
+from probe.tasks import Task, get_task
+from probe.train import TrainConfig, fit, predict_proba
+
+log = logging.getLogger(__name__)
+
+HEADS = ("dlfa", "concat")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """One `probe grid` run over cached features."""
+
+    extract: ExtractConfig
+    source: str | None = None
+    pairs: str = "last"  # "last": (k, last) for every k; "all": every i < j; or "i,j;k,l"
+    head: str = "dlfa"
+    reduction: int = 4
+    results_dir: Path = Path("results")
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-3))
+    workers: int | None = None  # None: one per core, at most one per pair
+    dev_fraction: float = 0.1
+    max_train_words: int | None = None
+
+
+@dataclass(frozen=True)
+class _PairJob:
+    """Everything a worker needs; picklable (no open files)."""
+
+    task: str
+    root: Path
+    key: str
+    source: str
+    langs: tuple[str, ...]
+    pair: tuple[int, int]  # (k, l): l is the "last" input, k the lower layer
+    config: GridConfig
+
+
+@dataclass
+class GridResult:
+    rows: list[Row]
+    directory: Path
+    table: str
+    seconds: float
+    extract_seconds: float
+
+
+def parse_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
+    """'last' -> [(k, L)], 'all' -> every (i, j) with i < j, or '3,6;4,6' (order is free)."""
+    last = n_layers - 1
+    if spec == "last":
+        return [(k, last) for k in range(last)]
+    if spec == "all":
+        return [(i, j) for j in range(n_layers) for i in range(j)]
+    pairs = []
+    for item in spec.replace(" ", "").split(";"):
+        try:
+            a, b = (int(x) for x in item.split(","))
+        except ValueError:
+            raise ProbeError(f"bad layer pair {item!r}: expected 'i,j' (e.g. '4,6;5,6')") from None
+        for layer in (a, b):
+            if not 0 <= layer <= last:
+                raise ProbeError(f"layer {layer} in pair {item!r} is outside 0..{last}")
+        pairs.append((min(a, b), max(a, b)))
+    return pairs
+
+
+def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
+    """Extract what is missing, train the head for every pair (and the baseline), write results."""
+    task = get_task(config.extract.task)
+    if task.level != "word":
+        raise ProbeError(
+            f"grid needs token-level features; task {task.name!r} caches pooled sentence "
+            "vectors only. Use a word-level task (pos, udpos, ner, panx)."
+        )
+    if config.head not in HEADS:
+        raise ProbeError(f"--head must be one of {', '.join(HEADS)}, not {config.head!r}")
+    source = config.source or task.default_source
+    task.check_language(source)
+    t0 = time.perf_counter()
+    ex_report = extract(replace(config.extract, source=source, splits=None), progress=progress)
+    extract_seconds = time.perf_counter() - t0
+    langs = sorted({s.path.parent.name for s in ex_report.shards}, key=lambda x: (x != source, x))
+    root, key = config.extract.cache_root, ex_report.key
+    probe_split = opener(root, key, task)(source, task.eval_split)
+    n_layers = probe_split.reader.n_layers
+    probe_split.reader.close()
+    last = n_layers - 1
+    pairs = [(last, last), *parse_pairs(config.pairs, n_layers)]
+    pairs = list(dict.fromkeys(pairs))
+    jobs = [_PairJob(task.name, root, key, source, tuple(langs), p, config) for p in pairs]
+
+    t1 = time.perf_counter()
+    workers = config.workers or min(len(jobs), os.cpu_count() or 1)
+    rows: list[Row] = []
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(jobs), desc=f"grid {task.name}", unit="pair", disable=not progress) as bar:
+        if workers <= 1:
+            for job in jobs:
+                rows += run_pair(job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                for job_rows in pool.map(run_pair, jobs):
+                    rows += job_rows
+                    bar.update()
+    seconds = time.perf_counter() - t1
+    rows += _gains(task, rows, source, (last, last))
+
+    settings = {
+        "command": "grid", "task": task.name, "model": config.extract.model, "source": source,
+        "languages": langs, "cache_key": key, "head": config.head, "pairs": config.pairs,
+        "reduction": config.reduction, "train": asdict(config.train), "workers": workers,
+        "train_split": task.train_split, "eval_split": task.eval_split,
+        "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
+        "max_train_words": config.max_train_words,
+        "grid_seconds": round(seconds, 3), "extract_seconds": round(extract_seconds, 3),
+        "provenance": provenance(config.train.seed),
+    }  # fmt: skip
+    stable = {k: v for k, v in settings.items()
+              if k not in ("grid_seconds", "extract_seconds", "provenance", "workers")}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+    directory = config.results_dir / task.name / key / f"grid-{config.head}-{source}-{digest[:8]}"
+    write_table(rows, directory, settings)
+    (directory / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
+    table = grid_table(task, rows, source, langs, (last, last))
+    (directory / "summary.txt").write_text(table + "\n")
+    plot_grid(task, rows, source, langs, (last, last), directory / "grid_heatmap.png", key)
+    return GridResult(rows, directory, table, seconds, extract_seconds)
+
+
+def _head(config: GridConfig, hidden: int, n_classes: int) -> Any:
+    if config.head == "dlfa":
+        return DLFAHead(hidden, n_classes, reduction=config.reduction)
+    return ConcatHead(hidden, n_classes)
+
+
+def run_pair(job: _PairJob) -> list[Row]:
+    """Train the head on one pair (k, l) on the source and score every language."""
+    task = get_task(job.task)
+    k, high = job.pair
+    open_split = opener(job.root, job.key, task)
+    cfg = job.config
+    train, dev = train_dev(task, open_split, job.source, cfg.max_train_words, cfg.dev_fraction,
+                           cfg.train.seed)  # fmt: skip
+    layers = sorted({k, high})
+    order = (high, k)  # the head reads (h_last, h_k)
+    tr, dv = as_data(task, train, layers), as_data(task, dev, layers)
+    n_classes = len(task.labels)
+    result = fit(lambda: _head(cfg, tr.hidden, n_classes), tr.sentences(order),
+                 dv.sentences(order), cfg.train)  # fmt: skip
+    name = f"{k},{high}"
+    rows = [Row(cfg.head, name, job.source, "best_epoch", float(result.best_epoch))]
+    for lang in job.langs:
+        split = open_split(lang, task.eval_split)
+        data = as_data(task, split, layers)
+        probs = predict_proba(result.head, data.sentences(order))
+        for metric, value in score(task.metric, probs, data.labels, offsets=split.offsets,
+                                   label_names=task.labels).items():  # fmt: skip
+            rows.append(Row(cfg.head, name, lang, metric, value))
+        if cfg.head == "dlfa" and lang == job.source:
+            rows.append(
+                Row(cfg.head, name, lang, "gate_mean", _mean_gate(result.head, data, order))
+            )
+        split.reader.close()
+    train.reader.close()
+    dev.reader.close()
+    return rows
+
+
+def _mean_gate(head: Any, data: Any, order: tuple[int, int]) -> float:
+    """Average share of the fused features taken from the higher layer (source eval split)."""
+    import torch
+
+    head.eval()
+    values, weights = [], []
+    device = next(head.parameters()).device
+    with torch.inference_mode():
+        for batch in data.sentences(order).batches(4096, generator=None, device=device):
+            _, gate = head(*batch.inputs, return_gate=True)
+            mask = batch.inputs[-1]
+            values.append(gate_mean(gate, mask))
+            weights.append(float(mask.sum()))
+    return float(np.average(values, weights=weights))
+
+
+def main_metric(task: Task) -> str:
+    return "entity_f1" if task.metric == "entity_f1" else "accuracy"
+
+
+def _gains(task: Task, rows: list[Row], source: str, baseline: tuple[int, int]) -> list[Row]:
+    """Gain over the baseline per language, and averaged inside / outside the source's family."""
+    metric = main_metric(task)
+    base_name = f"{baseline[0]},{baseline[1]}"
+    base = {r.lang: r.value for r in rows if r.layer == base_name and r.metric == metric}
+    out = []
+    for pair in dict.fromkeys(r.layer for r in rows if r.layer != base_name):
+        gains = {r.lang: r.value - base[r.lang] for r in rows
+                 if r.layer == pair and r.metric == metric and r.lang in base}  # fmt: skip
+        head = next(r.head for r in rows if r.layer == pair)
+        for lang, gain in gains.items():
+            out.append(Row(head, pair, lang, f"gain_{metric}", gain))
+        targets = {lang: g for lang, g in gains.items() if lang != source}
+        for group, inside in (("enf", True), ("noenf", False)):
+            chosen = [g for lang, g in targets.items() if same_family(lang, source) is inside]
+            if chosen:
+                out.append(Row(head, pair, group, f"gain_{metric}", float(np.mean(chosen))))
+        if targets:
+            out.append(
+                Row(head, pair, "targets", f"gain_{metric}", float(np.mean(list(targets.values()))))
+            )
+    return out
+
+
+def grid_table(
+    task: Task, rows: list[Row], source: str, langs: list[str], baseline: tuple[int, int]
+) -> str:
+    """Scores of the baseline and every pair per language, then the gains (x100)."""
+    metric = main_metric(task)
+    base_name = f"{baseline[0]},{baseline[1]}"
+    pairs = list(dict.fromkeys(r.layer for r in rows if r.metric == metric))
+    cols = [*langs]
+    groups = ["targets", "enf", "noenf"]
+    width = max(7, *(len(c) + 1 for c in cols))
+    head = f"{'pair':<8}" + "".join(f"{c:>{width}}" for c in cols)
+    head += "".join(f"{'Δ' + g:>{width + 1}}" for g in groups)
+    lines = [f"{task.name}: {metric} x100 per layer pair (k,last); baseline {base_name} = last "
+             f"layer alone; source {source}; Δ = gain over baseline", head]  # fmt: skip
+    values = {(r.layer, r.lang): r.value for r in rows if r.metric == metric}
+    gains = {(r.layer, r.lang): r.value for r in rows if r.metric == f"gain_{metric}"}
+    for pair in pairs:
+        line = f"{pair + (' *' if pair == base_name else ''):<8}"
+        line += "".join(_cell(values.get((pair, c)), width) for c in cols)
+        line += "".join(_cell(gains.get((pair, g)), width + 1, signed=True) for g in groups)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _cell(value: float | None, width: int, signed: bool = False) -> str:
+    if value is None or np.isnan(value):
+        return f"{'-':>{width}}"
+    return f"{100 * value:>+{width}.1f}" if signed else f"{100 * value:>{width}.1f}"
+
+
+def plot_grid(
+    task: Task, rows: list[Row], source: str, langs: list[str], baseline: tuple[int, int],
+    path: Path, key: str,
+) -> Path:  # fmt: skip
+    """Heatmap: pairs x languages, colour = gain over the last-layer baseline, text = score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = main_metric(task)
+    base_name = f"{baseline[0]},{baseline[1]}"
+    pairs = [p for p in dict.fromkeys(r.layer for r in rows if r.metric == metric)]
+    values = {(r.layer, r.lang): r.value for r in rows if r.metric == metric}
+    gains = {(r.layer, r.lang): r.value for r in rows if r.metric == f"gain_{metric}"}
+    cols = [*langs, "enf", "noenf"]
+    grid = np.full((len(pairs), len(cols)), np.nan)
+    for i, p in enumerate(pairs):
+        for j, c in enumerate(cols):
+            g = 0.0 if p == base_name and c in langs else gains.get((p, c))
+            grid[i, j] = np.nan if g is None else 100 * g
+    limit = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(cols), 1.2 + 0.42 * len(pairs)), dpi=120)
+    im = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for i, p in enumerate(pairs):
+        for j, c in enumerate(cols):
+            v = values.get((p, c))
+            text = (
+                f"{100 * v:.1f}"
+                if v is not None
+                else (f"{grid[i, j]:+.1f}" if np.isfinite(grid[i, j]) else "")
+            )
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(pairs)), [p + (" (baseline)" if p == base_name else "")
+                                      for p in pairs])  # fmt: skip
+    ax.set_xlabel("language (enf/noenf: mean gain inside/outside the source's family)")
+    ax.set_ylabel("layer pair (k, last)")
+    ax.set_title(f"{task.name} {key}: {metric} (text) and gain over last layer (colour), "
+                 f"source {source}", fontsize=9)  # fmt: skip
+    fig.colorbar(im, ax=ax, label=f"gain in {metric} (x100)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
