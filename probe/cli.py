@@ -247,6 +247,89 @@ def grid(**opts: Any) -> None:  # fmt: skip
     )
 
 
+@cli.command()
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    help="Alias (mbert, xlmr, minilm, me5-small), hub id or local directory.",
+)
+@click.option("--task", "-t", required=True, type=click.Choice(_task_names()))
+@click.option(
+    "--langs",
+    "-l",
+    default="all",
+    show_default=True,
+    help="Comma list of ISO codes to evaluate, or all.",
+)
+@click.option("--source", default=None, help="Source language (default: the task's).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Root of the task data (default: $PROBE_DATA).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cache root, for downloaded models (default: $PROBE_CACHE or ./cache).",
+)
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option(
+    "--fuse-layer",
+    type=int,
+    default=None,
+    help="DLFA head fusing the last layer with layer k (default: last layer, linear).",
+)
+@click.option("--epochs", type=int, default=None, help="Default: XTREME's 10 for word tasks.")
+@click.option("--lr", type=float, default=2e-5, show_default=True, help="Encoder learning rate.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Sentences per step.")
+@click.option(
+    "--max-length",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Subword tokens per sentence; words past it are not trained on.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps.")
+@click.option(
+    "--max-train-sentences",
+    type=int,
+    default=None,
+    help="Use only the first N source training sentences.",
+)
+@_friendly_errors
+def finetune(**opts: Any) -> None:  # fmt: skip
+    """Fine-tune the encoder with the last-layer (or DLFA) head on the source; zero-shot eval.
+
+    \b
+    Examples:
+      probe finetune --task pos --model minilm --data-dir ../shared/data --epochs 1
+      probe finetune --task ner --model mbert --fuse-layer 8 --device cuda
+    Prints and saves the main metric per language (results.csv/json, settings.json, summary.txt).
+    """
+    from probe.experiments.finetune import FinetuneConfig, run_finetune
+    from probe.store import default_cache_root
+
+    config = FinetuneConfig(
+        model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
+        source=opts["source"], data_dir=opts["data_dir"],
+        cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+        fuse_layer=opts["fuse_layer"], epochs=opts["epochs"], lr=opts["lr"],
+        batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
+        seed=opts["seed"], max_steps=opts["max_steps"],
+        max_train_sentences=opts["max_train_sentences"],
+    )  # fmt: skip
+    result = run_finetune(config, progress=True)
+    click.echo(result.table)
+    click.echo(f"fine-tuning and evaluation {result.seconds:.1f} s; results in {result.directory}")
+
+
 @cli.group()
 def cache() -> None:
     """Inspect, verify and remove cached shards."""

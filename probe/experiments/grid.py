@@ -253,7 +253,7 @@ def grid_table(
     groups = ["targets", "enf", "noenf"]
     width = max(7, *(len(c) + 1 for c in cols))
     head = f"{'pair':<8}" + "".join(f"{c:>{width}}" for c in cols)
-    head += "".join(f"{'Δ' + g:>{width + 1}}" for g in groups)
+    head += "".join(f" {'Δ' + g:>{width}}" for g in groups)
     lines = [f"{task.name}: {metric} x100 per layer pair (k,last); baseline {base_name} = last "
              f"layer alone; source {source}; Δ = gain over baseline", head]  # fmt: skip
     values = {(r.layer, r.lang): r.value for r in rows if r.metric == metric}
