@@ -175,9 +175,7 @@ def test_padded_sentence_batches_have_the_right_mask() -> None:
     (batch,) = data.sentences((0, 1), stack=True).batches(100, generator=None, device=CPU)
     x, mask = batch.inputs
     assert x.shape == (3, 4, 2, 2)
-    assert torch.equal(
-        x[mask][:, :, 0], torch.stack([items, 10 + items], 1)
-    )
+    assert torch.equal(x[mask][:, :, 0], torch.stack([items, 10 + items], 1))
 
 
 def test_sentence_batches_hold_whole_sentences_and_cover_each_once() -> None:
