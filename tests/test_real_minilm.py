@@ -1,0 +1,58 @@
+"""The real pretrained MiniLM on a sample of the real UD data: extract, then `layers`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from probe.experiments.layers import LayersConfig, run_layers
+from probe.extract import ExtractConfig, extract
+from probe.models import minilm_dir
+from probe.store import SplitReader
+from probe.tasks import get_task, read_split
+from probe.train import TrainConfig
+
+pytestmark = pytest.mark.real
+N = 150  # sentences per split
+
+
+def test_minilm_extract_and_layers_on_ud_sample(tmp_path: Path, shared_data: Path) -> None:
+    ex = ExtractConfig(model="minilm", task="pos", langs=("en", "de"), data_dir=shared_data,
+                       cache_root=tmp_path / "cache", max_sentences=N)  # fmt: skip
+    report = extract(ex, progress=False)
+    task = get_task("pos")
+    for lang, split in (("en", "dev"), ("en", "test"), ("de", "test")):
+        sentences = read_split(task, shared_data, lang, split)[:N]
+        with SplitReader.open(tmp_path / "cache", report.key, "pos", lang, split) as reader:
+            assert reader.n_layers == 7
+            layer = reader.layer(6)
+            assert layer.shape == (sum(len(s.words) for s in sentences), 384)
+            assert layer.dtype == np.float16
+            if (lang, split) == ("en", "dev"):
+                cached, offsets = layer, reader.offsets
+    # The cache equals a direct forward pass of the first sentence (bf16 compute -> cosine).
+    words = list(read_split(task, shared_data, "en", "dev")[0].words)
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    model = AutoModel.from_pretrained(minilm_dir()).eval()
+    enc = tok(words, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        last = model(**enc).last_hidden_state[0].numpy()
+    first = [enc.word_ids(0).index(i) for i in range(len(words))]
+    direct = last[first]
+    got = cached[offsets[0] : offsets[1]].astype(np.float32)
+    cos = (direct * got).sum(1) / np.linalg.norm(direct, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99
+
+    result = run_layers(
+        LayersConfig(extract=ex, results_dir=tmp_path / "res", train=TrainConfig(max_epochs=10)),
+        progress=False,
+    )
+    acc = {(r.layer, r.lang): r.value for r in result.rows
+           if r.head == "linear" and r.metric == "accuracy"}  # fmt: skip
+    best_en = max(v for (layer, lang), v in acc.items() if lang == "en")
+    assert best_en > 0.75  # a real English encoder: POS is linearly decodable
+    assert result.extract_seconds < 30  # cached: no second extraction
