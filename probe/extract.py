@@ -24,7 +24,7 @@ import torch
 
 from probe import store
 from probe.errors import ProbeError
-from probe.models import ModelRef, load_encoder, resolve_model
+from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
 from probe.sources.records import TaggedSentence, TextPair
 from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
 
@@ -159,12 +159,7 @@ class Encoder:
                 "max_length %d exceeds the model's %d positions; using %d", max_length, limit, limit
             )
         self.max_length = min(max_length, limit)
-        probe_enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
-        ids, word_ids = probe_enc["input_ids"][0], probe_enc.word_ids(0)
-        first = word_ids.index(0)
-        last = len(word_ids) - 1 - word_ids[::-1].index(0)
-        self.prefix = np.asarray(ids[:first], dtype=np.int64)
-        self.suffix = np.asarray(ids[last + 1 :], dtype=np.int64)
+        self.prefix, self.suffix = special_token_layout(tokenizer)
         self.window = self.max_length - len(self.prefix) - len(self.suffix)
         self.stride = window_stride or max(1, self.window // 2)
         if not 0 < self.stride <= self.window:

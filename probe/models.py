@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from probe.errors import ProbeError
 
 if TYPE_CHECKING:
@@ -159,6 +161,16 @@ def _file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def special_token_layout(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The ids the tokenizer puts before and after a single sequence ([CLS]/[SEP], <s>/</s>),
+    read off a real encoding so any model's template is honoured."""
+    enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+    ids, word_ids = enc["input_ids"][0], enc.word_ids(0)
+    first = word_ids.index(0)
+    last = len(word_ids) - 1 - word_ids[::-1].index(0)
+    return np.asarray(ids[:first], dtype=np.int64), np.asarray(ids[last + 1 :], dtype=np.int64)
 
 
 def load_encoder(

@@ -8,7 +8,6 @@ row is one contiguous read; each layer's CRC32 is kept in the attrs so corruptio
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ import numpy as np
 
 from probe import __version__
 from probe.errors import CacheError
+from probe.locking import exclusive_lock
 
 FORMAT_VERSION = 1
 WORD_FEATURES = ("features",)
@@ -99,14 +99,8 @@ def file_sha256(paths: Sequence[Path]) -> str:
 @contextlib.contextmanager
 def shard_lock(path: Path) -> Iterator[None]:
     """One writer per shard across processes; a second one waits, then finds it complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        yield
 
 
 class ShardWriter:

@@ -32,7 +32,7 @@ from probe.extract import pick_device
 from probe.heads.dlfa import DLFAHead
 from probe.heads.linear import LinearProbe
 from probe.metrics import IGNORE_INDEX, score
-from probe.models import load_encoder, resolve_model
+from probe.models import load_encoder, resolve_model, special_token_layout
 from probe.report import Row, provenance, write_table
 from probe.sources.records import TaggedSentence
 from probe.store import default_cache_root
@@ -129,12 +129,7 @@ class _Tokenizer:
 
     def __init__(self, tokenizer: Any, max_length: int, labels: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
-        probe_enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
-        ids, word_ids = probe_enc["input_ids"][0], probe_enc.word_ids(0)
-        first = word_ids.index(0)
-        last = len(word_ids) - 1 - word_ids[::-1].index(0)
-        self.prefix = np.asarray(ids[:first], dtype=np.int64)
-        self.suffix = np.asarray(ids[last + 1 :], dtype=np.int64)
+        self.prefix, self.suffix = special_token_layout(tokenizer)
         self.room = max_length - len(self.prefix) - len(self.suffix)
         if self.room < 1:
             raise ProbeError(f"max_length {max_length} leaves no room between special tokens")
