@@ -66,30 +66,15 @@ class ScalarMix(nn.Module):
         return float((ids * self.weights).sum())
 
 
-class ScalarMixProbe(nn.Module):
-    """A scalar mix of all layers followed by a linear classifier, per word (or token)."""
+class _MixThenLinear(nn.Module):
+    """A scalar mix feeding a linear classifier; subclasses say what the classifier reads."""
 
     def __init__(
-        self,
-        n_layers: int,
-        hidden: int,
-        n_classes: int,
-        *,
-        layer_ids: Sequence[int] | None = None,
+        self, n_layers: int, in_features: int, n_classes: int, layer_ids: Sequence[int] | None
     ) -> None:
         super().__init__()
         self.mix = ScalarMix(n_layers, layer_ids=layer_ids)
-        self.classifier = nn.Linear(hidden, n_classes)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Per-item logits.
-
-        x: (batch, n_layers, hidden) from a stacked word view, or
-            (batch, max_len, n_layers, hidden) from a stacked sentence view.
-        mask: (batch, max_len) bool; unused (each token is classified on its own).
-        Returns (batch, n_classes) or (batch, max_len, n_classes).
-        """
-        return self.classifier(self.mix(x))
+        self.classifier = nn.Linear(in_features, n_classes)
 
     @property
     def weights(self) -> Tensor:
@@ -102,7 +87,31 @@ class ScalarMixProbe(nn.Module):
         return self.mix.centre_of_gravity
 
 
-class PairScalarMixProbe(nn.Module):
+class ScalarMixProbe(_MixThenLinear):
+    """A scalar mix of all layers followed by a linear classifier, per word (or token)."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        hidden: int,
+        n_classes: int,
+        *,
+        layer_ids: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(n_layers, hidden, n_classes, layer_ids)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-item logits.
+
+        x: (batch, n_layers, hidden) from a stacked word view, or
+            (batch, max_len, n_layers, hidden) from a stacked sentence view.
+        mask: (batch, max_len) bool; unused (each token is classified on its own).
+        Returns (batch, n_classes) or (batch, max_len, n_classes).
+        """
+        return self.classifier(self.mix(x))
+
+
+class PairScalarMixProbe(_MixThenLinear):
     """One scalar mix shared by both sides of a pair, then a linear map of the matching features.
 
     The mix is shared because both sides come from the same (joint) encoding: the question
@@ -117,9 +126,7 @@ class PairScalarMixProbe(nn.Module):
         *,
         layer_ids: Sequence[int] | None = None,
     ) -> None:
-        super().__init__()
-        self.mix = ScalarMix(n_layers, layer_ids=layer_ids)
-        self.classifier = nn.Linear(4 * hidden, n_classes)
+        super().__init__(n_layers, 4 * hidden, n_classes, layer_ids)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
         """Per-pair logits.
@@ -128,13 +135,3 @@ class PairScalarMixProbe(nn.Module):
         Returns (batch, n_classes).
         """
         return self.classifier(pair_features(self.mix(a), self.mix(b)))
-
-    @property
-    def weights(self) -> Tensor:
-        """The normalised layer weights, shape (n_layers,)."""
-        return self.mix.weights
-
-    @property
-    def centre_of_gravity(self) -> float:
-        """Sum of layer id times weight (see `ScalarMix.centre_of_gravity`)."""
-        return self.mix.centre_of_gravity
