@@ -553,13 +553,6 @@ def _spec(config: ExtractConfig, ref: ModelRef, compute: torch.dtype) -> store.E
     )
 
 
-def cache_key(config: ExtractConfig) -> str:
-    """The key `extract(config)` writes under, without loading the encoder."""
-    ref = resolve_model(config.model, config.cache_root)
-    device = pick_device(config.device)
-    return _spec(config, ref, pick_compute_dtype(config.compute_dtype, device)).key()
-
-
 def _reusable(path: Path, source_hash: str, overwrite: str) -> bool:
     """A complete shard of exactly this source data is reused unless told otherwise."""
     if overwrite == "always":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import platform
@@ -25,8 +26,19 @@ class Row:
     value: float
 
 
+def run_directory(
+    base: Path, name: str, settings: Mapping[str, Any], volatile: Sequence[str]
+) -> Path:
+    """`base/<name>-<hash of the settings>`: the same settings give the same directory, so a
+    rerun overwrites its own results and nothing else. `volatile` keys (timings, device,
+    provenance) are left out of the hash."""
+    stable = {k: v for k, v in settings.items() if k not in volatile}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+    return base / f"{name}-{digest[:8]}"
+
+
 def write_table(rows: Sequence[Row], directory: Path, settings: Mapping[str, Any]) -> None:
-    """results.csv (one row per number) and results.json (settings + rows) in `directory`."""
+    """results.csv (one row per number), results.json (settings + rows) and settings.json."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
@@ -35,6 +47,7 @@ def write_table(rows: Sequence[Row], directory: Path, settings: Mapping[str, Any
             writer.writerow([r.head, r.layer, r.lang, r.metric, f"{r.value:.6g}"])
     payload = {"settings": dict(settings), "rows": [asdict(r) for r in rows]}
     (directory / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+    (directory / "settings.json").write_text(json.dumps(dict(settings), indent=1, default=str))
 
 
 def provenance(seed: int) -> dict[str, Any]:

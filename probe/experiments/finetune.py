@@ -13,8 +13,6 @@ defaults and why.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -27,13 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from probe.errors import ProbeError
-from probe.experiments.grid import main_metric
 from probe.extract import pick_device
 from probe.heads.dlfa import DLFAHead
 from probe.heads.linear import LinearProbe
 from probe.metrics import IGNORE_INDEX, score
 from probe.models import load_encoder, resolve_model, special_token_layout
-from probe.report import Row, provenance, write_table
+from probe.report import Row, provenance, run_directory, write_table
 from probe.sources.records import TaggedSentence
 from probe.store import default_cache_root
 from probe.tasks import Task, default_data_dir, expand_languages, get_task, read_split
@@ -242,7 +239,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup * total), total)
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     rng = np.random.default_rng(config.seed)
-    metric = main_metric(task)
+    metric = task.metric
     losses: list[float] = []
     best: tuple[float, float] | None = None
     best_state: dict[str, Tensor] = {}
@@ -335,13 +332,12 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
         "provenance": provenance(config.seed),
     }  # fmt: skip
-    volatile = ("device", "seconds", "train_seconds", "eval_seconds", "provenance")
-    stable = {key: v for key, v in settings.items() if key not in volatile}
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
     tag = "last" if k is None else str(k)
-    directory = config.results_dir / task.name / ref.slug / f"finetune-{tag}-{source}-{digest[:8]}"
+    directory = run_directory(
+        config.results_dir / task.name / ref.slug, f"finetune-{tag}-{source}", settings,
+        volatile=("device", "seconds", "train_seconds", "eval_seconds", "provenance"),
+    )  # fmt: skip
     write_table(rows, directory, settings)
-    (directory / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
     table = finetune_table(task, rows, source, list(langs), layer, best_epoch, step)
     (directory / "summary.txt").write_text(table + "\n")
     return FinetuneResult(rows, directory, table, seconds, losses)
@@ -417,7 +413,7 @@ def _dev_scores(
     else:
         offsets = np.concatenate([[0], np.cumsum([len(e.gold) for e in dev])])
         dev_score = score(task.metric, probs, gold, offsets=offsets,
-                          label_names=task.labels)[main_metric(task)]  # fmt: skip
+                          label_names=task.labels)[task.metric]  # fmt: skip
     return total_loss / max(n_tokens, 1), dev_score
 
 
@@ -454,7 +450,7 @@ def finetune_table(
     steps: int,
 ) -> str:  # fmt: skip
     """One line: the main metric x100 per language (and the mean over target languages)."""
-    metric = main_metric(task)
+    metric = task.metric
     cols = [*langs, "targets"]
     width = max(7, *(len(c) + 1 for c in cols))
     values = {r.lang: r.value for r in rows if r.metric == metric}

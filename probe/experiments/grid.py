@@ -8,8 +8,6 @@ processes; each worker opens the cache itself and holds two layers of each split
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -27,7 +25,7 @@ from probe.extract import ExtractConfig, extract
 from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
 from probe.languages import same_family
 from probe.metrics import score
-from probe.report import Row, provenance, write_table
+from probe.report import Row, provenance, run_directory, write_table
 from probe.tasks import Task, get_task
 from probe.train import TrainConfig, fit, predict_proba
 
@@ -147,12 +145,11 @@ def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
         "grid_seconds": round(seconds, 3), "extract_seconds": round(extract_seconds, 3),
         "provenance": provenance(config.train.seed),
     }  # fmt: skip
-    stable = {k: v for k, v in settings.items()
-              if k not in ("grid_seconds", "extract_seconds", "provenance", "workers")}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
-    directory = config.results_dir / task.name / key / f"grid-{config.head}-{source}-{digest[:8]}"
+    directory = run_directory(
+        config.results_dir / task.name / key, f"grid-{config.head}-{source}", settings,
+        volatile=("grid_seconds", "extract_seconds", "provenance", "workers"),
+    )  # fmt: skip
     write_table(rows, directory, settings)
-    (directory / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
     table = grid_table(task, rows, source, langs, (last, last))
     (directory / "summary.txt").write_text(table + "\n")
     plot_grid(task, rows, source, langs, (last, last), directory / "grid_heatmap.png", key)
@@ -214,13 +211,9 @@ def _mean_gate(head: Any, data: Any, order: tuple[int, int]) -> float:
     return float(np.average(values, weights=weights))
 
 
-def main_metric(task: Task) -> str:
-    return "entity_f1" if task.metric == "entity_f1" else "accuracy"
-
-
 def _gains(task: Task, rows: list[Row], source: str, baseline: tuple[int, int]) -> list[Row]:
     """Gain over the baseline per language, and averaged inside / outside the source's family."""
-    metric = main_metric(task)
+    metric = task.metric
     base_name = f"{baseline[0]},{baseline[1]}"
     base = {r.lang: r.value for r in rows if r.layer == base_name and r.metric == metric}
     out = []
@@ -246,7 +239,7 @@ def grid_table(
     task: Task, rows: list[Row], source: str, langs: list[str], baseline: tuple[int, int]
 ) -> str:
     """Scores of the baseline and every pair per language, then the gains (x100)."""
-    metric = main_metric(task)
+    metric = task.metric
     base_name = f"{baseline[0]},{baseline[1]}"
     pairs = list(dict.fromkeys(r.layer for r in rows if r.metric == metric))
     cols = [*langs]
@@ -282,7 +275,7 @@ def plot_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = main_metric(task)
+    metric = task.metric
     base_name = f"{baseline[0]},{baseline[1]}"
     pairs = [p for p in dict.fromkeys(r.layer for r in rows if r.metric == metric)]
     values = {(r.layer, r.lang): r.value for r in rows if r.metric == metric}

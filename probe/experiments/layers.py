@@ -7,8 +7,6 @@ layers of the splits it reads).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +22,15 @@ from probe.extract import ExtractConfig, extract
 from probe.heads.linear import LinearProbe, PairLinearProbe
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 from probe.metrics import score
-from probe.report import Row, pivot, plot_layer_curves, provenance, text_table, write_table
+from probe.report import (
+    Row,
+    pivot,
+    plot_layer_curves,
+    provenance,
+    run_directory,
+    text_table,
+    write_table,
+)  # fmt: skip
 from probe.tasks import Task, get_task
 from probe.train import TrainConfig, fit, predict_proba
 
@@ -108,9 +114,11 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
     probe_seconds = time.perf_counter() - t1
 
     settings = _settings(config, task, source, key, langs, extract_seconds, probe_seconds)
-    directory = _run_directory(config.results_dir, task, key, source, settings)
+    directory = run_directory(
+        config.results_dir / task.name / key, f"layers-{source}", settings,
+        volatile=("extract_seconds", "probe_seconds", "provenance"),
+    )  # fmt: skip
     write_table(rows, directory, settings)
-    (directory / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
     table = _summary(task, rows, source, langs)
     (directory / "summary.txt").write_text(table + "\n")
     _plots(task, rows, source, langs, n_layers, directory, key)
@@ -238,10 +246,6 @@ def _scalar_mix(
 # --- output ----------------------------------------------------------------------------------
 
 
-def main_metric(task: Task) -> str:
-    return "entity_f1" if task.metric == "entity_f1" else "accuracy"
-
-
 def _settings(
     config: LayersConfig,
     task: Task,
@@ -276,18 +280,8 @@ def _settings(
     }
 
 
-def _run_directory(
-    results_dir: Path, task: Task, key: str, source: str, settings: dict[str, Any]
-) -> Path:
-    """Same settings, same directory: a rerun overwrites its own results and nothing else."""
-    stable = {k: v for k, v in settings.items()
-              if k not in ("extract_seconds", "probe_seconds", "provenance")}  # fmt: skip
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
-    return results_dir / task.name / key / f"layers-{source}-{digest[:8]}"
-
-
 def _summary(task: Task, rows: list[Row], source: str, langs: list[str]) -> str:
-    metric = main_metric(task)
+    metric = task.metric
     layer_names, _, cells = pivot(rows, "linear", metric)
     mix = {(("mix", lang)): v for (layer, lang), v in pivot(rows, "scalar_mix", metric)[2].items()}
     cells = {**cells, **mix}
@@ -313,7 +307,7 @@ def _plots(
     task: Task, rows: list[Row], source: str, langs: list[str], n_layers: int, directory: Path,
     key: str,
 ) -> None:  # fmt: skip
-    metric = main_metric(task)
+    metric = task.metric
     _, _, cells = pivot(rows, "linear", metric)
     layers = list(range(n_layers))
     series = {lang: [cells.get((str(i), lang), float("nan")) for i in layers] for lang in langs}
