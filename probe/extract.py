@@ -24,7 +24,9 @@ import torch
 
 from probe import store
 from probe.errors import ProbeError
+from probe.faults import fault_point
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
+from probe.ranks import Rank, assign, current_rank, from_main, gather_all, process_group
 from probe.sources.records import TaggedSentence, TextPair
 from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
 
@@ -87,6 +89,8 @@ class ShardReport:
     skipped: bool
     tokens: int = 0
     pad_tokens: int = 0
+    source_hash: str = ""  # identity of the data the shard was (or is to be) built from
+    rank: int = 0  # which rank of a distributed run extracted it
 
 
 @dataclass
@@ -96,6 +100,9 @@ class ExtractReport:
     device: str
     compute_dtype: str
     shards: list[ShardReport] = field(default_factory=list)
+    world_size: int = 1  # ranks that shared the work (torchrun / accelerate launch)
+    rank: int = 0  # the rank that returned this report (every rank gets the merged list)
+    wall_seconds: float = 0.0  # from the first shard to the last rank finishing
 
     @property
     def extracted(self) -> list[ShardReport]:
@@ -369,6 +376,7 @@ class Encoder:
             if self.compute_dtype != torch.float32
             else nullcontext()
         )
+        fault_point("forward")
         with autocast:
             outputs = self.model(**kwargs)
         states = outputs.hidden_states
@@ -399,6 +407,30 @@ def _torch_dtype(dtype: np.dtype) -> torch.dtype:
 
 
 # --- devices and precision ------------------------------------------------------------------
+
+
+def rank_device(device: str, rank: Rank) -> torch.device:
+    """The device of one rank: cuda:LOCAL_RANK under a multi-process launch, else as asked."""
+    if not rank.distributed:
+        return pick_device(device)
+    if device not in ("auto", "cuda", "cpu"):
+        raise ProbeError(
+            f"--device {device} names one device, but under torchrun every rank picks its own "
+            "(cuda:LOCAL_RANK): pass --device auto, cuda or cpu"
+        )
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ProbeError("--device cuda was asked for, but torch sees no CUDA device")
+    if rank.local_rank >= count:
+        raise ProbeError(
+            f"LOCAL_RANK {rank.local_rank} has no GPU: this node shows {count}; start at most "
+            f"{count} processes per node (torchrun --nproc_per_node {count})"
+        )
+    chosen = torch.device("cuda", rank.local_rank)
+    torch.cuda.set_device(chosen)
+    return chosen
 
 
 def pick_device(device: str) -> torch.device:
@@ -486,59 +518,137 @@ def shard_ranges(rows_per_record: Sequence[int], shard_rows: int) -> list[tuple[
     return ranges
 
 
-def extract(config: ExtractConfig, progress: bool = True) -> ExtractReport:
-    """Extract every requested split not already cached; return what was done and how fast."""
-    jobs = plan_jobs(config)
-    root = config.cache_root
-    ref = resolve_model(config.model, root)
-    device = pick_device(config.device)
-    compute = pick_compute_dtype(config.compute_dtype, device)
-    spec = _spec(config, ref, compute)
-    key = spec.key()
-    report = ExtractReport(key, root / key, str(device), str(compute).removeprefix("torch."))
+@dataclass(frozen=True)
+class ShardItem:
+    """One shard of the plan: a record range of one split, and where it goes."""
 
-    todo: list[tuple[SplitJob, int, tuple[int, int], Path]] = []
+    index: int  # position in the plan, the same on every rank
+    job: SplitJob
+    n_shards: int
+    records: tuple[int, int]
+    path: Path
+    rows: int
+
+
+def plan_shards(jobs: Sequence[SplitJob], config: ExtractConfig, key: str) -> list[ShardItem]:
+    """Every shard the jobs need, in a fixed order: a function of the data and `shard_rows`
+    only (never of the world size), so any number of ranks finds the same shards."""
+    items: list[ShardItem] = []
     for job in jobs:
         ranges = shard_ranges(job.rows_per_record, config.shard_rows)
         for index, (lo, hi) in enumerate(ranges):
-            path = store.shard_path(
-                root, key, job.task.name, job.lang, job.split, index if len(ranges) > 1 else None
-            )
+            path = store.shard_path(config.cache_root, key, job.task.name, job.lang, job.split,
+                                    index if len(ranges) > 1 else None)  # fmt: skip
             rows = sum(job.rows_per_record[lo:hi])
-            if _reusable(path, job.source_hash, config.overwrite):
-                report.shards.append(ShardReport(path, rows, 0.0, skipped=True))
-            else:
-                todo.append((job, len(ranges), (lo, hi), path))
+            items.append(ShardItem(len(items), job, len(ranges), (lo, hi), path, rows))
+    return items
+
+
+def extract(config: ExtractConfig, progress: bool = True) -> ExtractReport:
+    """Extract every requested split not already cached; return what was done and how fast.
+
+    Under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) the ranks share the missing
+    shards, balanced by rows (`probe.ranks.assign`), and each writes its own with the usual
+    lock and atomic rename; every rank returns the merged report and rank 0 writes the
+    manifest once all are done. A plain run is rank 0 of 1 and talks to nobody.
+    """
+    rank = current_rank()
+    with process_group(rank):
+        return _extract(config, progress, rank)
+
+
+def _extract(config: ExtractConfig, progress: bool, rank: Rank) -> ExtractReport:
+    jobs = plan_jobs(config)
+    root = config.cache_root
+    ref = resolve_model(config.model, root)
+    device = rank_device(config.device, rank)
+    compute = pick_compute_dtype(config.compute_dtype, device)
+    spec = _spec(config, ref, compute)
+    key = spec.key()
+    report = ExtractReport(key, root / key, str(device), str(compute).removeprefix("torch."),
+                           world_size=rank.world_size, rank=rank.rank)  # fmt: skip
+    items = plan_shards(jobs, config, key)
+
+    def missing() -> tuple[str, list[int]]:
+        return key, [i.index for i in items if not _reusable(i.path, i.job.source_hash,
+                                                             config.overwrite)]  # fmt: skip
+
+    main_key, todo = from_main(rank, missing)
+    if main_key != key:
+        raise ProbeError(
+            f"{rank} would write cache key {key} but rank 0 writes {main_key} (different "
+            "model files or compute dtype on this node); pass the same --model and --compute"
+        )
+    pending = set(todo)
+    shards = {i.index: ShardReport(i.path, i.rows, 0.0, skipped=True,
+                                   source_hash=i.job.source_hash)
+              for i in items if i.index not in pending}  # fmt: skip
     if not todo:
         log.info("everything is cached under %s", root / key)
-        return report
+    else:
+        owners = assign([items[i].rows for i in todo], rank.world_size)
+        mine = [items[i] for i, owner in zip(todo, owners, strict=True) if owner == rank.rank]
+        start = time.perf_counter()
+        if rank.is_main:
+            store.write_spec(root, spec, {"model": config.model, "model_path": str(ref.path)})
+        done = _extract_items(mine, ref, device, compute, spec, config, rank, progress)
+        for part in gather_all(rank, done):
+            shards.update(part)
+        report.wall_seconds = time.perf_counter() - start
+    report.shards = [shards[i.index] for i in items]
+    if rank.is_main:
+        store.update_manifest(root, key, {
+            i.path.relative_to(root / key).as_posix(): {
+                "rows": i.rows, "records": list(i.records), "n_shards": i.n_shards,
+                "source_hash": i.job.source_hash,
+            } for i in items
+        })  # fmt: skip
+        if report.extracted:
+            log.info(
+                "extracted %d rows in %.1f s (%.0f rows/s), padding waste %.1f%%, into %s",
+                report.rows, report.seconds, report.rows / max(report.seconds, 1e-9),
+                100 * report.padding_waste, report.cache_dir,
+            )  # fmt: skip
+    return report
 
+
+def _extract_items(
+    items: Sequence[ShardItem],
+    ref: ModelRef,
+    device: torch.device,
+    compute: torch.dtype,
+    spec: store.ExtractionSpec,
+    config: ExtractConfig,
+    rank: Rank,
+    progress: bool,
+) -> dict[int, ShardReport]:
+    """This rank's shards, each rechecked under its lock (another process may have built it)."""
+    if not items:
+        return {}
     model, tokenizer = load_encoder(ref, str(device))
     encoder = Encoder(model, tokenizer, device, compute, config.max_length, config.window_stride)
-    store.write_spec(root, spec, {"model": config.model, "model_path": str(ref.path)})
     batch_tokens = config.batch_tokens or (32768 if device.type == "cuda" else 4096)
-    total = sum(sum(job.rows_per_record[lo:hi]) for job, _, (lo, hi), _ in todo)
     from tqdm.auto import tqdm
 
-    unit = "word" if jobs[0].task.level == "word" else "pair"
-    with tqdm(total=total, unit=unit, unit_scale=True, disable=not progress, smoothing=0.1) as bar:
-        for job, n_shards, (lo, hi), path in todo:
+    unit = "word" if items[0].job.task.level == "word" else "pair"
+    where = f" ({rank})" if rank.distributed else ""
+    done: dict[int, ShardReport] = {}
+    with tqdm(total=sum(i.rows for i in items), unit=unit, unit_scale=True, smoothing=0.1,
+              disable=not (progress and rank.is_main)) as bar:  # fmt: skip
+        for item in items:
+            job, path = item.job, item.path
             with store.shard_lock(path):
                 if _reusable(path, job.source_hash, config.overwrite):
-                    rows = sum(job.rows_per_record[lo:hi])
-                    report.shards.append(ShardReport(path, rows, 0.0, skipped=True))
-                    bar.update(rows)
-                    continue
-                bar.set_description(f"{job.task.name}/{job.lang}/{job.split}")
-                shard = _extract_shard(encoder, job, (lo, hi), n_shards, path, spec, config, ref,
-                                       batch_tokens, bar)  # fmt: skip
-                report.shards.append(shard)
-    log.info(
-        "extracted %d rows in %.1f s (%.0f rows/s), padding waste %.1f%%, into %s",
-        report.rows, report.seconds, report.rows / max(report.seconds, 1e-9),
-        100 * report.padding_waste, report.cache_dir,
-    )  # fmt: skip
-    return report
+                    shard = ShardReport(path, item.rows, 0.0, skipped=True)
+                    bar.update(item.rows)
+                else:
+                    store.remove_stale_temporaries(path)  # of killed writers; we hold the lock
+                    bar.set_description(f"{job.task.name}/{job.lang}/{job.split}{where}")
+                    shard = _extract_shard(encoder, job, item.records, item.n_shards, path, spec,
+                                           config, ref, batch_tokens, bar)  # fmt: skip
+            shard.source_hash, shard.rank = job.source_hash, rank.rank
+            done[item.index] = shard
+    return done
 
 
 def _spec(config: ExtractConfig, ref: ModelRef, compute: torch.dtype) -> store.ExtractionSpec:

@@ -39,7 +39,8 @@ def list_shards(root: Path) -> list[ShardRow]:
                 rows.append(ShardRow(path, key, task, lang, split, shard.n_rows, shard.n_layers,
                                      size, "complete"))  # fmt: skip
         except CacheError as err:
-            state = "incomplete" if "incomplete" in str(err) else "unreadable"
+            text = str(err)
+            state = next((s for s in ("incomplete", "corrupt") if s in text), "unreadable")
             rows.append(ShardRow(path, key, task, lang, split, 0, 0, size, state))
     return rows
 

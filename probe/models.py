@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -95,9 +96,11 @@ def _hub_snapshot(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached locally; try the hub below
         pass
+    close = get_close_matches(repo_id, ALIASES, n=2, cutoff=0.6)
     hint = (
-        f"Offline models: {', '.join(OFFLINE_ALIASES)} (e.g. --model minilm); "
-        "or pass a local directory."
+        (f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else "")
+        + f"Aliases: {', '.join(ALIASES)}; offline: {', '.join(OFFLINE_ALIASES)} "
+        "(e.g. --model minilm); or pass a local directory."
     )
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ProbeError(f"model {repo_id!r} is not cached and HF_HUB_OFFLINE is set. {hint}")
@@ -123,8 +126,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 def directory_identity(path: Path) -> str:
     """sha256 over the names and contents of every file that changes the model's outputs.
 
-    File hashes are memoised by (resolved path, size, mtime) in a small JSON beside the user
-    cache, so a 700 MB checkpoint is hashed once, not on every run.
+    File hashes are memoised by (resolved path, size, mtime, inode, ctime) in a small JSON
+    beside the user cache, so a 700 MB checkpoint is hashed once, not on every run. ctime is
+    there because tools that rewrite a file in place can keep its size and restore its mtime
+    (`cp -p`, `rsync -t`, `touch -r`); no tool can set ctime back.
     """
     default_memo = Path.home() / ".cache" / "probe-hashes.json"
     memo_path = Path(os.environ.get("PROBE_HASH_MEMO", default_memo))
@@ -139,7 +144,7 @@ def directory_identity(path: Path) -> str:
             continue
         real = file.resolve()
         stat = real.stat()
-        memo_key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}"
+        memo_key = f"{real}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}:{stat.st_ctime_ns}"
         if memo_key not in memo:
             memo[memo_key] = _file_sha256(real)
             changed = True

@@ -8,12 +8,18 @@ row is one contiguous read; each layer's CRC32 is kept in the attrs so corruptio
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
+import io
 import json
+import logging
 import os
+import re
+import socket
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,10 @@ import numpy as np
 
 from probe import __version__
 from probe.errors import CacheError
+from probe.faults import fault_point
 from probe.locking import exclusive_lock
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WORD_FEATURES = ("features",)
@@ -64,9 +73,49 @@ def write_spec(root: Path, spec: ExtractionSpec, extra: Mapping[str, Any]) -> Pa
     path = directory / "spec.json"
     if not path.exists():
         tmp = path.with_name(f"spec.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({**asdict(spec), **extra}, indent=2, sort_keys=True))
+        try:
+            tmp.write_text(json.dumps({**asdict(spec), **extra}, indent=2, sort_keys=True))
+            tmp.replace(path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise write_error(path, err) from err
+    return path
+
+
+def update_manifest(root: Path, key: str, entries: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Merge shard entries (relative path -> rows, source hash, ...) into `manifest.json`.
+
+    Written last, once every shard of a run is complete (by rank 0 of a distributed run), so
+    every shard it names was complete when it was written; entries of other runs are kept
+    while their file exists. Locked and renamed into place like the shards.
+    """
+    directory = root / key
+    path = directory / "manifest.json"
+    with exclusive_lock(directory / "manifest.json.lock"):
+        old: dict[str, Any] = {}
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                old = json.loads(path.read_text()).get("shards", {})
+        shards = {rel: entry for rel, entry in old.items() if (directory / rel).exists()}
+        shards.update({rel: dict(entry) for rel, entry in entries.items()})
+        payload = {"format_version": FORMAT_VERSION, "cache_key": key, "shards": shards}
+        if path.exists() and old == shards:
+            return path
+        tmp = path.with_name(f"manifest.json.tmp-{socket.gethostname()}-{os.getpid()}")
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
         tmp.replace(path)
     return path
+
+
+def read_manifest(root: Path, key: str) -> dict[str, dict[str, Any]]:
+    """The shards a key's manifest lists ({} when it has none yet)."""
+    path = root / key / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text())["shards"])
+    except (ValueError, KeyError) as err:
+        raise CacheError(f"{path}: unreadable manifest ({err}); delete it and rerun") from err
 
 
 def shard_path(
@@ -103,11 +152,66 @@ def shard_lock(path: Path) -> Iterator[None]:
         yield
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the `<shard>.tmp-<host>-<pid>` files of writers that died (kill -9, OOM killer).
+
+    Called while holding `shard_lock(path)`, so no live writer of this shard should exist;
+    as a second guard (platforms without flock) only files of this host whose process is
+    gone are removed. Left alone, each would hold a whole shard's worth of disk.
+    """
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    stale = []
+    for tmp in sorted(path.parent.glob(f"{path.name}.tmp-*")):
+        host, _, pid = tmp.name.rpartition(".tmp-")[2].rpartition("-")
+        if (host or socket.gethostname()) != socket.gethostname() or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that process is alive (a writer that does not take the lock)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, owned by someone else
+        log.warning("removing %s, left by a writer that did not finish", tmp)
+        tmp.unlink(missing_ok=True)
+        stale.append(tmp)
+    return stale
+
+
+def write_error(path: Path, err: Exception) -> CacheError:
+    """One line for a failed cache write (disk full, file size limit, permissions, ...).
+
+    h5py raises OSError or RuntimeError; the errno of the latter is read off HDF5's message.
+    """
+    code = getattr(err, "errno", None)
+    if code is None and (found := re.search(r"errno = (\d+)", str(err))):
+        code = int(found.group(1))
+    reason = os.strerror(code) if code else str(err).splitlines()[0]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space under {path.parent} or pass --cache-dir on a larger disk"
+    elif code == errno.EFBIG:
+        fix = "raise the file size limit (ulimit -f) or pass --cache-dir on another filesystem"
+    else:
+        fix = f"check the disk and the permissions under {path.parent}"
+    return CacheError(
+        f"could not write {path}: {reason}. Nothing incomplete was kept; {fix}, then rerun: "
+        "complete shards are reused."
+    )
+
+
+# What h5py raises when the disk or a limit refuses a write.
+_WRITE_ERRORS = (OSError, RuntimeError)
+
+
 class ShardWriter:
     """Writes one shard under a temporary name; `commit()` marks it complete and renames it.
 
     Feature rows must arrive in order (blocks of consecutive rows) so each layer's CRC32 can
-    be computed while streaming, without reading the file back.
+    be computed while streaming, without reading the file back; the other datasets get one
+    CRC32 each. Files use HDF5's v110 format, whose metadata (attrs, headers) carries its own
+    checksums. A failed write (disk full, file too large) removes the temporary file and
+    raises one CacheError line: a shard that exists under its final name is always complete.
     """
 
     def __init__(
@@ -125,21 +229,31 @@ class ShardWriter:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        self._file = h5py.File(self.tmp_path, "w")
+        self.tmp_path = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
         self._names = tuple(feature_names)
         self._next_row = 0
         self._n_rows = n_rows
-        self._crc = {name: [0] * n_layers for name in self._names}
-        for name in self._names:
-            self._file.create_dataset(name, shape=(n_layers, n_rows, hidden), dtype=dtype)
-        for name, array in arrays.items():
-            self._file.create_dataset(name, data=array)
-        for name, values in strings.items():
-            self._file.create_dataset(name, data=list(values), dtype=_STR)
-        for name, value in attrs.items():
-            self._file.attrs[name] = _encode_attr(value)
-        self._file.attrs["complete"] = False
+        self._crc: dict[str, list[int]] = {name: [0] * n_layers for name in self._names}
+        feature_bytes = len(self._names) * n_layers * n_rows * hidden * np.dtype(dtype).itemsize
+        size = feature_bytes + sum(np.asarray(a).nbytes for a in arrays.values())
+        size += sum(48 * len(v) + sum(len(x.encode()) for x in v) for v in strings.values())
+        try:
+            _reserve(self.tmp_path, size + size // 8 + (256 << 10))
+            self._file = h5py.File(self.tmp_path, "r+")
+            for name in self._names:
+                self._file.create_dataset(name, shape=(n_layers, n_rows, hidden), dtype=dtype)
+            for name, array in arrays.items():
+                array = np.ascontiguousarray(array)
+                self._file.create_dataset(name, data=array)
+                self._crc[name] = [zlib.crc32(array.data)]
+            for name, values in strings.items():
+                self._file.create_dataset(name, data=list(values), dtype=_STR)
+                self._crc[name] = [_strings_crc(values)]
+            for name, value in attrs.items():
+                self._file.attrs[name] = _encode_attr(value)
+            self._file.attrs["complete"] = False
+        except _WRITE_ERRORS as err:
+            raise self._failed(err) from err
 
     def write_rows(self, start: int, blocks: Mapping[str, np.ndarray]) -> None:
         """Write rows [start, start + n) of each feature dataset; blocks: (layers, n, hidden)."""
@@ -148,33 +262,100 @@ class ShardWriter:
                 f"rows must be written in order: expected {self._next_row}, got {start}"
             )
         n = None
-        for name in self._names:
-            block = np.ascontiguousarray(blocks[name])
-            n = block.shape[1]
-            self._file[name][:, start : start + n, :] = block
-            for layer in range(block.shape[0]):
-                self._crc[name][layer] = zlib.crc32(block[layer].data, self._crc[name][layer])
+        try:
+            for name in self._names:
+                block = np.ascontiguousarray(blocks[name])
+                n = block.shape[1]
+                self._file[name][:, start : start + n, :] = block
+                fault_point("write")
+                for layer in range(block.shape[0]):
+                    self._crc[name][layer] = zlib.crc32(block[layer].data, self._crc[name][layer])
+        except _WRITE_ERRORS as err:
+            raise self._failed(err) from err
         self._next_row += n or 0
 
     def commit(self) -> Path:
-        """Mark complete, flush to disk, then rename: a reader never sees a half shard."""
+        """Mark complete, flush and fsync, then rename: a reader never sees a half shard."""
         if self._next_row != self._n_rows:
             raise ValueError(f"shard incomplete: {self._next_row} of {self._n_rows} rows written")
-        self._file.attrs["checksums"] = json.dumps(self._crc)
-        self._file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._file.attrs["complete"] = True
-        self._file.flush()
-        self._file.close()
-        with open(self.tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self._file.attrs["complete"] = True
+            self._crc["attrs"] = [_attrs_crc(self._file.attrs.items())]
+            self._file.attrs["checksums"] = json.dumps(self._crc)
+            self._file.flush()
+            self._file.close()
+            fault_point("commit")
+            with open(self.tmp_path, "rb") as f:
+                os.fsync(f.fileno())
+            fault_point("rename")
+            os.replace(self.tmp_path, self.path)
+        except _WRITE_ERRORS as err:
+            raise self._failed(err) from err
+        _fsync_directory(self.path.parent)
+        fault_point("renamed")
         return self.path
 
     def abort(self) -> None:
+        """Close and delete the temporary file (idempotent; also after a failed write)."""
         with contextlib.suppress(Exception):
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp_path.unlink()
+
+    def _failed(self, err: Exception) -> CacheError:
+        self.abort()
+        return write_error(self.path, err)
+
+
+def _reserve(path: Path, size: int) -> None:
+    """Create an empty HDF5 file at `path` with `size` bytes of disk reserved behind it.
+
+    A full disk (ENOSPC, EDQUOT) or a file size limit (EFBIG) then fails here, in plain
+    Python, before the encoder computes the shard, rather than inside HDF5, whose error path
+    after a failed write can crash the process (seen with HDF5 2.0). HDF5 writes into the
+    reserved space and cuts the file back to its real size on close. Where the filesystem
+    cannot reserve (EOPNOTSUPP, macOS), writing goes on unreserved.
+    """
+    with open(path, "wb") as f:
+        f.write(_empty_hdf5())
+        f.flush()
+        if hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+
+
+@functools.cache
+def _empty_hdf5() -> bytes:
+    """The bytes of an empty HDF5 file in the v110 format (metadata with checksums)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w", libver=("v110", "v110")):
+        pass
+    return buffer.getvalue()
+
+
+def _attrs_crc(items: Iterable[tuple[str, Any]]) -> int:
+    """CRC32 of every attribute but `checksums`, as decoded: HDF5 keeps many attributes in a
+    heap without checksums of its own, and a flipped bit there must not go unnoticed."""
+    decoded = {k: _decode_attr(v) for k, v in items if k != "checksums"}
+    return zlib.crc32(json.dumps(decoded, sort_keys=True, default=str).encode())
+
+
+def _strings_crc(values: Sequence[str]) -> int:
+    return zlib.crc32("\0".join(values).encode("utf-8", "surrogatepass"))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename durable across a power cut (POSIX; a no-op where directories can't sync)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def base_attrs(**extra: Any) -> dict[str, Any]:
@@ -182,13 +363,34 @@ def base_attrs(**extra: Any) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "toolkit_version": __version__, **extra}
 
 
+# What h5py raises when bytes under an open file turn out damaged (a bad heap or header).
+_READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError)
+
+
+def rebuild_hint(path: Path) -> str:
+    return (
+        f"Check the cache with `probe cache verify`; rebuild this shard with "
+        f"`probe cache rm {path}` and rerun the command (complete shards are reused)."
+    )
+
+
 class Shard:
-    """Read access to one complete shard; h5py stays open until `close()` (or `with`)."""
+    """Read access to one complete shard; h5py stays open until `close()` (or `with`).
+
+    Damaged bytes are never returned as data. On open (cheap, always): HDF5's own checks
+    (truncation, v110 metadata checksums), the datasets and their shapes against the attrs,
+    and the CRC32 of `labels` and `offsets`, which are read once and kept. Each feature
+    layer's CRC32 is checked the first time that layer is read (about as costly as the read
+    itself, once), a strings dataset's each time it is read. `dataset()` is raw access.
+    """
 
     def __init__(self, path: Path, file: h5py.File) -> None:
         self.path = path
         self._file = file
         self.attrs: dict[str, Any] = {k: _decode_attr(v) for k, v in file.attrs.items()}
+        self._checked: set[tuple[str, int]] = set()
+        self._small: dict[str, np.ndarray] = {}
+        self._checksums: dict[str, list[int]] = {}
 
     def __enter__(self) -> Shard:
         return self
@@ -225,14 +427,23 @@ class Shard:
         name = name or self.feature_names[0]
         if not -self.n_layers <= index < self.n_layers:
             raise IndexError(f"{self.path}: layer {index} out of range 0..{self.n_layers - 1}")
-        return self._file[name][index]
+        index %= self.n_layers
+        with self._reading(f"layer {index} of {name!r}"):
+            data = self._file[name][index]
+        if (name, index) not in self._checked:
+            if zlib.crc32(np.ascontiguousarray(data).data) != self._checksums[name][index]:
+                raise self._corrupt(f"layer {index} of {name!r} fails its checksum")
+            self._checked.add((name, index))
+        return data
 
     def dataset(self, name: str) -> h5py.Dataset:
+        """The raw h5py dataset (not checksum-verified): for shapes, dtypes and slicing."""
         return self._file[name]
 
     @property
     def labels(self) -> np.ndarray:
-        return self._file["labels"][()]
+        """Label index per row (read-only; verified on open)."""
+        return self._small["labels"]
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -241,22 +452,85 @@ class Shard:
     @property
     def offsets(self) -> np.ndarray:
         """Word spans: sentence i is rows offsets[i]:offsets[i+1] (word-level shards)."""
-        return self._file["offsets"][()]
+        return self._small["offsets"]
 
     def strings(self, name: str) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._file[name][()]]
+        with self._reading(repr(name)):
+            values = [s.decode() if isinstance(s, bytes) else s for s in self._file[name][()]]
+        expected = self._checksums.get(name)  # shards written before strings had CRCs: none
+        if expected is not None and _strings_crc(values) != expected[0]:
+            raise self._corrupt(f"dataset {name!r} fails its checksum")
+        return values
 
     def verify(self) -> None:
-        """Recompute every layer's CRC32 and compare with the stored one."""
-        stored = json.loads(self._file.attrs["checksums"])
+        """Recompute every checksum the shard stores (`probe cache verify`)."""
+        self._checked.clear()
         for name in self.feature_names:
-            for layer, expected in enumerate(stored[name]):
-                got = zlib.crc32(np.ascontiguousarray(self._file[name][layer]).data)
-                if got != expected:
-                    raise CacheError(
-                        f"{self.path}: layer {layer} of {name!r} is corrupt (checksum mismatch). "
-                        f"Delete it with `probe cache rm {self.path}` and rerun `probe extract`."
-                    )
+            for layer in range(self.n_layers):
+                self.layer(layer, name)
+        for name in self._checksums:
+            if name not in (*self.feature_names, *self._small, "attrs"):
+                self.strings(name)
+
+    def check_structure(self) -> None:
+        """The cheap checks every open runs (see the class docstring)."""
+        checksums = self.attrs.get("checksums")
+        if not isinstance(checksums, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(x, int) for x in v)
+            for v in checksums.values()
+        ):
+            raise self._corrupt("its checksums attribute is missing or unreadable")
+        self._checksums = checksums
+        try:
+            n_layers, hidden = self.n_layers, self.hidden
+            names = self.feature_names
+        except (KeyError, ValueError, TypeError) as err:
+            raise self._corrupt(f"attribute {err} is missing or unreadable") from err
+        if set(checksums) - set(names):
+            # Written with a CRC for every dataset and the attrs (shards written before that
+            # have feature CRCs only); any other key set means a damaged name.
+            if set(checksums) != {*self._file.keys(), "attrs"}:
+                raise self._corrupt("its checksums do not name exactly its datasets")
+            if _attrs_crc(self.attrs.items()) != checksums["attrs"][0]:
+                raise self._corrupt("its attributes fail their checksum")
+        rows = -1
+        for name in names:
+            with self._reading(repr(name)):
+                shape = self._file[name].shape
+            rows = shape[1] if rows < 0 and len(shape) == 3 else rows
+            if len(shape) != 3 or shape[0] != n_layers or shape[2] != hidden or shape[1] != rows:
+                raise self._corrupt(
+                    f"dataset {name!r} has shape {shape}, expected ({n_layers}, rows, {hidden})"
+                )
+            if len(checksums.get(name, ())) != n_layers:
+                raise self._corrupt(f"the checksums do not cover the {n_layers} layers of {name!r}")
+        wanted = ("offsets", "labels") if self.level == "word" else ("labels",)
+        for name in wanted:
+            with self._reading(repr(name)):
+                array = self._file[name][()]
+            expected = checksums.get(name)
+            if expected is not None and zlib.crc32(np.ascontiguousarray(array).data) != expected[0]:
+                raise self._corrupt(f"dataset {name!r} fails its checksum")
+            array.flags.writeable = False
+            self._small[name] = array
+        if self._small["labels"].shape != (rows,):
+            raise self._corrupt(f"{len(self._small['labels'])} labels for {rows} rows")
+        if self.level == "word":
+            offsets = self._small["offsets"]
+            if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != rows or (
+                np.any(np.diff(offsets) < 0)
+            ):  # fmt: skip
+                raise self._corrupt(f"its offsets do not span its {rows} rows in order")
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except _READ_ERRORS as err:
+            raise self._corrupt(f"{what} is unreadable ({err})") from err
+
+    def _corrupt(self, what: str) -> CacheError:
+        return CacheError(f"{self.path}: shard is corrupt: {what}. {rebuild_hint(self.path)}")
 
 
 def _encode_attr(value: Any) -> Any:
@@ -283,20 +557,27 @@ def _decode_attr(value: Any) -> Any:
 
 
 def open_shard(path: Path | str, verify: bool = False) -> Shard:
-    """Open a complete shard; an incomplete, foreign or unreadable file is a CacheError."""
+    """Open a complete shard after the cheap checks (`Shard`); `verify` also recomputes every
+    layer's checksum. An incomplete, foreign, truncated or corrupt file is a CacheError."""
     path = Path(path)
-    hint = f"Rebuild it: `probe cache rm {path}` and rerun `probe extract`."
+    hint = rebuild_hint(path)
     try:
         file = h5py.File(path, "r")
     except OSError as err:
         raise CacheError(f"{path}: not a readable HDF5 shard ({err}). {hint}") from err
     try:
-        if not bool(file.attrs.get("complete", False)):
+        try:
+            shard = Shard(path, file)
+        except _READ_ERRORS as err:
+            raise CacheError(f"{path}: shard is corrupt: unreadable attributes ({err}). "
+                             f"{hint}") from err  # fmt: skip
+        if not bool(shard.attrs.get("complete", False)):
             raise CacheError(f"{path}: shard is incomplete (its writer did not finish). {hint}")
-        if int(file.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise CacheError(f"{path}: cache format {file.attrs.get('format_version')} "
+        version = shard.attrs.get("format_version", -1)
+        if version != FORMAT_VERSION:
+            raise CacheError(f"{path}: cache format {version} "
                              f"!= {FORMAT_VERSION} of this toolkit. {hint}")  # fmt: skip
-        shard = Shard(path, file)
+        shard.check_structure()
         if verify:
             shard.verify()
     except BaseException:
@@ -312,7 +593,8 @@ def shard_is_current(path: Path, source_hash: str) -> bool:
     try:
         with open_shard(path) as shard:
             return shard.attrs.get("source_hash") == source_hash
-    except CacheError:
+    except CacheError as err:
+        log.warning("%s; it will be rebuilt", err)
         return False
 
 

@@ -1,0 +1,29 @@
+"""A toy job for the pool tests, in a module of its own so that worker processes importing it
+(to unpickle the job) load only probe.report, not torch and transformers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from probe.report import Row
+
+
+@dataclass(frozen=True)
+class Square:
+    """A picklable toy job; each run leaves a marker file so tests can count runs."""
+
+    n: int
+    marks: Path
+    fail: bool = False
+
+
+def square(job: Square) -> list[Row]:
+    (job.marks / f"{job.n}-{os.getpid()}-{len(list(job.marks.iterdir()))}").touch()
+    if job.fail:
+        raise RuntimeError(f"job {job.n} failed on purpose")
+    return [
+        Row("toy", str(job.n), "xx", "square", float(job.n**2)),
+        Row("toy", str(job.n), "xx", "pid", float(os.getpid())),
+    ]

@@ -1,0 +1,189 @@
+"""The job pool: same rows in process, on 2 local workers and on a Dask cluster; a run that
+stopped part-way resumes with only the missing jobs; grid and layers through it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from probe.errors import ProbeError
+from probe.experiments import grid as grid_module
+from probe.experiments.grid import GridConfig, run_grid
+from probe.experiments.layers import LayersConfig, run_layers
+from probe.experiments.pool import Journal, PoolConfig, cluster_kind, fingerprint, run_jobs
+from probe.extract import ExtractConfig
+from probe.report import Row
+from probe.train import TrainConfig
+from tests.pool_jobs import Square, square
+from tests.test_extract import SENTENCES, make_ud
+
+
+def _runs(marks: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[0]) for p in marks.iterdir())
+
+
+def _squares(parts: list[list[Row]]) -> list[float]:
+    return [r.value for part in parts for r in part if r.metric == "square"]
+
+
+def test_local_pool_matches_in_process_and_keeps_job_order(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = [(f"sq-{n}", Square(n, marks)) for n in range(6)]
+    here = run_jobs(square, jobs, PoolConfig(workers=1), progress=False)
+    two = run_jobs(square, jobs, PoolConfig(workers=2), progress=False)
+    assert _squares(here) == _squares(two) == [float(n * n) for n in range(6)]
+    pids = {r.value for part in two for r in part if r.metric == "pid"}
+    assert float(os.getpid()) not in pids and len(pids) == 2  # really ran in two workers
+    assert {r.value for part in here for r in part if r.metric == "pid"} == {float(os.getpid())}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failed_run_resumes_with_only_the_missing_jobs(tmp_path: Path, workers: int) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    journal = Journal(tmp_path / "run" / "jobs", fingerprint("data-v1"))
+    jobs = [(f"sq-{n}", Square(n, marks, fail=n == 2)) for n in range(4)]
+    with pytest.raises(RuntimeError, match="job 2 failed on purpose") as info:
+        run_jobs(square, jobs, PoolConfig(workers=workers), journal, progress=False)
+    assert any("rerun runs only the missing ones" in note for note in info.value.__notes__)
+    saved = journal.saved()
+    # In process the failure stops the run; in a pool, jobs already started finish and count.
+    if workers == 1:
+        assert saved == ["sq-0", "sq-1"]
+    else:
+        assert {"sq-0", "sq-1"} <= set(saved) <= {"sq-0", "sq-1", "sq-3"}
+    before = _runs(marks)
+    fixed = [(f"sq-{n}", Square(n, marks)) for n in range(4)]
+    parts = run_jobs(square, fixed, PoolConfig(workers=workers), journal, progress=False)
+    assert _squares(parts) == [0.0, 1.0, 4.0, 9.0]
+    missing = set(range(4)) - {int(name.split("-")[1]) for name in saved}
+    assert sorted(_runs(marks)) == sorted(before + sorted(missing))  # only those ran again
+    assert journal.saved() == [f"sq-{n}" for n in range(4)]
+
+
+def test_journal_reuses_saved_jobs_only_for_the_same_fingerprint(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = [(f"sq-{n}", Square(n, marks)) for n in range(3)]
+    journal = Journal(tmp_path / "jobs", fingerprint("data-v1"))
+    first = run_jobs(square, jobs, PoolConfig(), journal, progress=False)
+    assert len(_runs(marks)) == 3
+    (tmp_path / "jobs" / "sq-1.json").unlink()  # as if the worker running it was lost
+    second = run_jobs(square, jobs, PoolConfig(), journal, progress=False)
+    assert _runs(marks) == [0, 1, 1, 2]  # only job 1 ran again
+    assert second == first  # saved rows round-trip exactly
+    stale = Journal(tmp_path / "jobs", fingerprint("data-v2"))  # the cache was rebuilt
+    run_jobs(square, jobs, PoolConfig(), stale, progress=False)
+    assert _runs(marks) == [0, 0, 1, 1, 1, 2, 2]
+    stale.clear()
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_bad_pool_settings_fail_clearly() -> None:
+    assert cluster_kind("tcp://10.0.0.1:8786") == "dask"
+    assert cluster_kind("/shared/scheduler.json") == "dask"
+    assert cluster_kind("ray://head:10001") == cluster_kind("ray") == "ray"
+    with pytest.raises(ProbeError, match="not a cluster address"):
+        PoolConfig(cluster="http://head:8786")
+    with pytest.raises(ProbeError, match="at least 1"):
+        PoolConfig(workers=0)
+
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    """A 2-process Dask cluster on this machine, reached by address like a remote one."""
+    distributed = pytest.importorskip("dask.distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+def test_dask_cluster_matches_in_process(tmp_path: Path, dask_address: str) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    jobs = [(f"sq-{n}", Square(n, marks)) for n in range(5)]
+    parts = run_jobs(square, jobs, PoolConfig(cluster=dask_address), progress=False)
+    assert _squares(parts) == [float(n * n) for n in range(5)]
+    assert float(os.getpid()) not in {r.value for part in parts for r in part if r.metric == "pid"}
+    journal = Journal(tmp_path / "jobs", "fp")
+    bad = [(f"sq-{n}", Square(n, marks, fail=n == 2)) for n in range(3)]
+    with pytest.raises(RuntimeError, match="job 2 failed on purpose"):
+        run_jobs(square, bad, PoolConfig(cluster=dask_address), journal, progress=False)
+    assert "sq-2" not in journal.saved()
+
+
+# --- grid and layers through the pool ---------------------------------------------------------
+
+
+def _extract_config(tmp_path: Path, tiny_bert: Path) -> ExtractConfig:
+    make_ud(tmp_path / "data", SENTENCES * 3)
+    return ExtractConfig(
+        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache", compute_dtype="float32",
+    )  # fmt: skip
+
+
+def _values(rows: list[Row]) -> list[tuple[str, str, str, str, float]]:
+    return [(r.head, r.layer, r.lang, r.metric, r.value) for r in rows]
+
+
+@pytest.mark.slow  # several full runs, worker processes that import torch
+def test_grid_on_dask_equals_one_worker_and_resumes(
+    tmp_path: Path, tiny_bert: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = _extract_config(tmp_path, tiny_bert)
+    base = GridConfig(extract=ex, pairs="0,2", workers=1, results_dir=tmp_path / "res",
+                      train=TrainConfig(max_epochs=2))  # fmt: skip
+    one = run_grid(base, progress=False)
+    assert not (one.directory / "jobs").exists()  # a finished run leaves no journal
+    on_dask = run_grid(replace(base, cluster=dask_address), progress=False)
+    assert on_dask.directory == one.directory  # where it ran is not part of the run's identity
+    assert _values(on_dask.rows) == _values(one.rows)
+
+    real_run_pair = grid_module.run_pair
+    ran: list[tuple[int, int]] = []
+
+    def flaky(job: grid_module._PairJob) -> list[Row]:
+        ran.append(job.pair)
+        if job.pair == (0, 2):
+            raise RuntimeError("worker lost")
+        return real_run_pair(job)
+
+    monkeypatch.setattr(grid_module, "run_pair", flaky)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_grid(base, progress=False)
+    assert Journal(one.directory / "jobs", "").saved() == ["pair-2-2"]
+    ran.clear()
+
+    def counted(job: grid_module._PairJob) -> list[Row]:
+        ran.append(job.pair)
+        return real_run_pair(job)
+
+    monkeypatch.setattr(grid_module, "run_pair", counted)
+    resumed = run_grid(base, progress=False)
+    assert ran == [(0, 2)]  # the baseline pair was saved, only the lost one ran again
+    assert _values(resumed.rows) == _values(one.rows)
+
+
+@pytest.mark.slow  # several full runs, worker processes that import torch
+def test_layers_two_workers_equal_one(tmp_path: Path, tiny_bert: Path) -> None:
+    ex = _extract_config(tmp_path, tiny_bert)
+    runs = []
+    for workers in (1, 2):
+        config = LayersConfig(extract=ex, results_dir=tmp_path / f"r{workers}", workers=workers,
+                              train=TrainConfig(max_epochs=2))  # fmt: skip
+        runs.append(run_layers(config, progress=False))
+    one, two = runs
+    assert _values(two.rows) == _values(one.rows)
+    assert two.mix_weights == one.mix_weights and len(one.mix_weights) == 3
+    heads = {r.head for r in one.rows}
+    assert heads == {"linear", "control", "scalar_mix"}
+    assert two.settings["workers"] == 2 and one.settings["workers"] == 1
+    assert two.directory.name == one.directory.name  # workers are not part of the identity
