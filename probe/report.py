@@ -37,6 +37,24 @@ def run_directory(
     return base / f"{name}-{digest[:8]}"
 
 
+def cache_settings(
+    command: str, task_name: str, extract: Any, source: str, langs: Sequence[str], key: str
+) -> dict[str, Any]:
+    """The settings every run on the cache records first: which command read which cache of
+    which model, data and languages (`extract` is the run's ExtractConfig)."""
+    return {
+        "command": command,
+        "task": task_name,
+        "model": extract.model,
+        "source": source,
+        "languages": list(langs),
+        "cache_key": key,
+        "cache_root": str(extract.cache_root),
+        "data_dir": str(extract.data_dir) if extract.data_dir else None,
+        "extract": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(extract).items()},
+    }
+
+
 def write_table(rows: Sequence[Row], directory: Path, settings: Mapping[str, Any]) -> None:
     """results.csv (one row per number), results.json (settings + rows) and settings.json."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,133 @@
+"""Per-layer cross-lingual signal of cached Tatoeba pairs: retrieval, CKA, held-out alignment.
+
+Reads the `tatoeba` shards that extraction writes: per pair, `sentence_features` is the
+non-English sentence and `sentence_features_b` its English translation, each encoded on its
+own and mean-pooled over its subword tokens (special tokens excluded), every layer kept.
+Only one layer of one language is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from probe.crosslingual.alignment import METHODS, NetConfig, heldout_alignment
+from probe.crosslingual.cka import linear_cka
+from probe.crosslingual.retrieval import retrieval_both_ways
+from probe.errors import ProbeError
+from probe.report import Row
+from probe.store import SplitReader
+
+log = logging.getLogger(__name__)
+
+TATOEBA_SPLIT = "test"
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """How the parallel pairs are scored: centring, the alignment split and the maps."""
+
+    centred: bool = True  # centre each language by its own mean before retrieval
+    fit_fraction: float = 0.5  # first part of the pairs fits the maps, the rest tests them
+    methods: tuple[str, ...] = METHODS
+    ridge: float = 0.0  # least squares penalty; 0 = plain (minimum-norm) least squares
+    net: NetConfig = field(default_factory=NetConfig)
+    threads: int | None = 1  # BLAS and torch threads while scoring; None: leave as they are
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fit_fraction < 1:
+            raise ProbeError(f"fit fraction must be between 0 and 1, not {self.fit_fraction}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ProbeError(f"unknown alignment method(s) {unknown}; expected {METHODS}")
+        if self.ridge < 0:
+            raise ProbeError(f"ridge must be >= 0, not {self.ridge}")
+        net = self.net
+        if net.steps < 1 or net.lr <= 0 or net.patience < 1 or not 0 <= net.val_fraction < 1:
+            raise ProbeError(
+                f"alignment net needs steps >= 1, lr > 0, patience >= 1 and a validation "
+                f"fraction in [0, 1); got {net}"
+            )
+
+
+def parallel_rows(
+    root: Path, key: str, codes: Mapping[str, str], config: ParallelConfig
+) -> tuple[list[Row], dict[str, int]]:
+    """Rows for every language and layer, and the number of pairs per language.
+
+    codes: {label used in the results (e.g. `de`): Tatoeba code of its cache (`deu`)}.
+    Heads: `retrieval` (xx2en, en2xx, mean; all pairs), `cka` (linear_cka; all pairs) and
+    `align-none` / `align-<method>` (xx2en, en2xx, mean; held-out pairs only).
+    """
+    rows: list[Row] = []
+    pairs: dict[str, int] = {}
+    with _threads(config.threads):
+        for label, code in codes.items():
+            rows += _language_rows(root, key, label, code, config, pairs)
+    return rows, pairs
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Cap BLAS (numpy) and torch intra-op threads for the block, then restore them.
+
+    The matrices here are a few hundred wide (an SVD of 384 x 384, a 1000 x 1000 similarity),
+    too small to gain much from threads; on a shared CPU the default thread pools made the
+    same SVD 5-20x slower than one thread (measured on the 2-core development machine).
+    """
+    if n is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _language_rows(
+    root: Path, key: str, label: str, code: str, config: ParallelConfig, pairs: dict[str, int]
+) -> list[Row]:
+    """Every layer of one language's cached pairs; records its pair count in `pairs`."""
+    rows: list[Row] = []
+    with SplitReader.open(root, key, "tatoeba", code, TATOEBA_SPLIT) as reader:
+        n = sum(shard.n_rows for shard in reader.shards)
+        fit = int(round(n * config.fit_fraction))
+        if min(fit, n - fit) < 2:
+            raise ProbeError(
+                f"{label} has {n} Tatoeba pairs: too few to fit maps on {fit} and test on "
+                f"{n - fit}; raise --max-sentences or change --fit-fraction"
+            )
+        pairs[label] = n
+        for layer in range(reader.n_layers):
+            x = reader.layer(layer, "sentence_features").astype(np.float64)
+            eng = reader.layer(layer, "sentence_features_b").astype(np.float64)
+            rows += _layer_rows(str(layer), label, x, eng, config)
+    log.info("parallel signal of %s (%s): %d pairs", label, code, n)
+    return rows
+
+
+def _layer_rows(
+    layer: str, label: str, x: np.ndarray, eng: np.ndarray, config: ParallelConfig
+) -> list[Row]:
+    rows = [
+        Row("retrieval", layer, label, metric, value)
+        for metric, value in retrieval_both_ways(x, eng, config.centred).items()
+    ]
+    rows.append(Row("cka", layer, label, "linear_cka", linear_cka(x, eng)))
+    aligned = heldout_alignment(
+        x, eng, config.fit_fraction, config.methods, config.ridge, config.net
+    )
+    for method, scores in aligned.items():
+        rows += [Row(f"align-{method}", layer, label, m, v) for m, v in scores.items()]
+    return rows

@@ -1,0 +1,386 @@
+"""Cross-lingual maths against known answers, Tatoeba pooling against a direct forward pass,
+and `probe map` end to end on a tiny random BERT (plus a real-MiniLM run, marked `real`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from probe.crosslingual.alignment import (
+    NetConfig,
+    fit_least_squares,
+    fit_linear_net,
+    fit_procrustes,
+    heldout_alignment,
+    split_pairs,
+)
+from probe.crosslingual.cka import linear_cka
+from probe.crosslingual.correlation import correlate
+from probe.crosslingual.retrieval import retrieval_accuracy, retrieval_both_ways
+from probe.crosslingual.typology import (
+    DISTANCE_KINDS,
+    cosine_distance,
+    language_distance,
+    typology_vector,
+    uriel_code,
+)
+from probe.errors import ProbeError
+
+RNG = np.random.default_rng(0)
+
+
+def random_rotation(d: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(d, d)))
+    return q * np.sign(np.diag(r))  # a proper Haar-random orthogonal matrix
+
+
+# --- retrieval -------------------------------------------------------------------------------
+
+
+def test_retrieval_is_perfect_on_identical_embeddings() -> None:
+    x = RNG.normal(size=(300, 32))
+    assert retrieval_accuracy(x, x) == 1.0
+    assert retrieval_both_ways(x, x.copy()) == {"xx2en": 1.0, "en2xx": 1.0, "mean": 1.0}
+    # A language offset and a per-sentence scale change nothing once centred and cosine-compared
+    assert retrieval_accuracy(x + 50.0, x) == 1.0
+    assert retrieval_accuracy(x * RNG.uniform(0.5, 2.0, size=(300, 1)), x, centred=False) == 1.0
+
+
+def test_retrieval_on_shuffled_pairs_scores_only_the_fixed_points() -> None:
+    """Shuffled rows: each query's nearest candidate is its own vector, now at the wrong row,
+    so exactly the rows the permutation leaves in place count as hits (chance level)."""
+    n = 500
+    x = RNG.normal(size=(n, 32))
+    perm = RNG.permutation(n)
+    expected = float(np.mean(perm == np.arange(n)))
+    assert retrieval_accuracy(x, x[perm]) == expected
+    assert expected < 0.02
+    # Independent embeddings: a hit rate near 1/n (binomial; 10+ hits out of 500 at p=1/500
+    # has probability below 1e-7).
+    assert retrieval_accuracy(x, RNG.normal(size=(n, 32))) < 10 / n
+
+
+def test_centring_removes_a_shared_language_offset() -> None:
+    """A large common offset per language hides the signal from raw cosine, not from centred."""
+    x = RNG.normal(size=(200, 16))
+    y = x + 0.3 * RNG.normal(size=(200, 16))
+    offset = np.full(16, 40.0)
+    assert retrieval_accuracy(x + offset, y - offset) > 0.95
+    assert retrieval_accuracy(x + offset, y - offset, centred=False) < 0.5
+
+
+def test_retrieval_rejects_unpaired_inputs() -> None:
+    with pytest.raises(ValueError, match="row i must translate row i"):
+        retrieval_accuracy(np.zeros((3, 4)), np.zeros((4, 4)))
+
+
+# --- CKA -------------------------------------------------------------------------------------
+
+
+def test_cka_of_a_matrix_with_itself_is_one() -> None:
+    x = RNG.normal(size=(100, 20))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cka_is_invariant_to_orthogonal_transforms_and_scale_not_to_general_maps() -> None:
+    x = RNG.normal(size=(200, 24))
+    y = np.tanh(x @ RNG.normal(size=(24, 24)))  # some other representation of the same items
+    q = random_rotation(24, RNG)
+    base = linear_cka(x, y)
+    assert linear_cka(x @ q, y) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(3.0 * x @ q, y @ random_rotation(24, RNG)) == pytest.approx(base, abs=1e-10)
+    stretch = np.diag(np.linspace(0.1, 10, 24))
+    assert abs(linear_cka(x @ stretch, y) - base) > 1e-3  # not invariant to any linear map
+
+
+def test_cka_hand_computed_and_bounds() -> None:
+    """n = 3, one feature each: linear CKA of 1-d features is the squared Pearson r."""
+    x = np.array([[1.0], [2.0], [4.0]])
+    y = np.array([[1.0], [3.0], [2.0]])
+    # centred: x = (-4/3, -1/3, 5/3), y = (-1, 1, 0); <x,y> = 4/3 - 1/3 = 1; |x|² = 42/9; |y|² = 2
+    assert linear_cka(x, y) == pytest.approx(1.0 / (42 / 9 * 2))
+    assert 0.0 <= linear_cka(RNG.normal(size=(50, 5)), RNG.normal(size=(50, 7))) <= 1.0
+    with pytest.raises(ValueError, match="constant"):
+        linear_cka(np.ones((5, 3)), RNG.normal(size=(5, 3)))
+
+
+# --- alignment -------------------------------------------------------------------------------
+
+
+def test_procrustes_recovers_a_planted_rotation() -> None:
+    q = random_rotation(16, RNG)
+    x = RNG.normal(size=(100, 16))
+    mapping = fit_procrustes(x, x @ q)
+    np.testing.assert_allclose(mapping.weight, q, atol=1e-10)
+    # With noise it still finds the rotation closely, and the map is exactly orthogonal.
+    noisy = fit_procrustes(x, x @ q + 0.05 * RNG.normal(size=(100, 16)))
+    np.testing.assert_allclose(noisy.weight.T @ noisy.weight, np.eye(16), atol=1e-10)
+    assert np.abs(noisy.weight - q).max() < 0.05
+
+
+def test_least_squares_recovers_a_planted_linear_map() -> None:
+    w = RNG.normal(size=(12, 8))
+    x = RNG.normal(size=(60, 12))
+    np.testing.assert_allclose(fit_least_squares(x, x @ w).weight, w, atol=1e-10)
+    ridge = fit_least_squares(x, x @ w, ridge=10.0).weight
+    assert np.linalg.norm(ridge) < np.linalg.norm(w)  # ridge shrinks
+
+
+def test_linear_net_learns_a_planted_map_by_gradient_descent() -> None:
+    w = random_rotation(8, RNG)
+    x = RNG.normal(size=(200, 8))
+    y = x @ w + 0.5
+    mapping = fit_linear_net(x, y, NetConfig(steps=2000, lr=2e-2, patience=100))
+    assert np.abs(mapping(x) - y).max() < 0.05
+    np.testing.assert_allclose(mapping.bias, 0.5, atol=0.05)
+
+
+def test_heldout_alignment_fits_on_one_part_and_scores_the_other() -> None:
+    """English = a rotation of X plus noise: the maps lift held-out retrieval from near chance
+    to near perfect; the split is the first half vs the rest."""
+    assert split_pairs(10) == (slice(0, 5), slice(5, 10))
+    d, n = 16, 400
+    x = RNG.normal(size=(n, d))
+    eng = x @ random_rotation(d, RNG) + 0.1 * RNG.normal(size=(n, d))
+    out = heldout_alignment(x, eng, net=NetConfig(steps=400, lr=1e-2))
+    assert set(out) == {"none", "lstsq", "procrustes", "net"}
+    assert out["none"]["mean"] < 0.1
+    assert out["procrustes"]["mean"] > 0.95 and out["lstsq"]["mean"] > 0.95
+    assert out["net"]["mean"] > 0.9
+    with pytest.raises(ValueError, match="too few"):
+        split_pairs(3)
+
+
+# --- typology --------------------------------------------------------------------------------
+
+
+def test_cosine_distance_hand_computed() -> None:
+    assert cosine_distance([1, 0], [1, 1]) == pytest.approx(1 - 1 / math.sqrt(2))
+    assert cosine_distance([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        cosine_distance([0, 0], [1, 1])
+
+
+def test_genetic_distance_counts_shared_glottolog_nodes() -> None:
+    """Hand-counted from lang2vec's family_features.npz: English has 9 family nodes (Indo-
+    European > Germanic > Northwest Germanic > West Germanic > North Sea Germanic > Anglo-
+    Frisian > Anglian > Mercian > Macro-English), German 6 (sharing the first 4), French 12
+    (sharing only Indo-European), Turkish 6 (Turkic, none shared). For binary vectors the
+    cosine distance is 1 - shared / sqrt(n_a n_b)."""
+    assert language_distance("en", "de", "genetic") == pytest.approx(1 - 4 / math.sqrt(9 * 6))
+    assert language_distance("en", "fr", "genetic") == pytest.approx(1 - 1 / math.sqrt(9 * 12))
+    assert language_distance("en", "tr", "genetic") == pytest.approx(1.0)
+    assert typology_vector("en", "genetic").sum() == 9
+
+
+def test_typology_vectors_codes_and_symmetry() -> None:
+    sizes = {kind: typology_vector("de", kind).shape for kind in DISTANCE_KINDS}
+    assert sizes == {"syntactic": (103,), "phonological": (28,), "inventory": (158,),
+                     "genetic": (3718,), "geographic": (299,)}  # fmt: skip
+    assert uriel_code("de") == uriel_code("deu") == "deu"
+    assert uriel_code("zh") == "zho" and uriel_code("pcm") == "pcm"
+    for kind in DISTANCE_KINDS:
+        assert language_distance("en", "en", kind) == 0.0
+        assert language_distance("en", "tr", kind) == pytest.approx(
+            language_distance("tr", "en", kind)
+        )
+    # Syntax: German (V2, SVO-ish) is closer to English than Turkish (SOV) is.
+    assert language_distance("en", "de", "syntactic") < language_distance("en", "tr", "syntactic")
+    with pytest.raises(ProbeError, match="unknown URIEL language 'xq'"):
+        uriel_code("xq")
+    with pytest.raises(ProbeError, match="distance kind"):
+        typology_vector("en", "lexical")
+
+
+# --- correlation -----------------------------------------------------------------------------
+
+
+def test_pearson_and_spearman_against_hand_computed_values() -> None:
+    """x = 1..4, y = (1, 3, 2, 4): deviations dx = (-1.5, -0.5, 0.5, 1.5), dy = (-1.5, 0.5,
+    -0.5, 1.5), so r = sum(dx dy) / sqrt(sum dx² sum dy²) = 4 / 5 = 0.8; y is its own ranks,
+    so rho = 0.8 too. Pearson's p: with n = 4 the t statistic t = r sqrt(2 / (1 - r²)) has 2
+    degrees of freedom, whose two-sided p is 1 - |t| / sqrt(t² + 2) = 0.2 exactly.
+    Spearman's exact p: rho = 1 - sum(d²) / 10 for n = 4, and |rho| >= 0.8 needs sum(d²) <= 2
+    (the identity and 3 adjacent swaps) or >= 18 (their 4 reverses): 8 of 24 orderings."""
+    c = correlate([1, 2, 3, 4], [1, 3, 2, 4])
+    assert c.n == 4
+    assert c.pearson_r == pytest.approx(0.8)
+    assert c.spearman_rho == pytest.approx(0.8)
+    assert c.pearson_p == pytest.approx(0.2)
+    assert c.spearman_p == pytest.approx(8 / 24)
+    # Monotone but not linear: rho = 1 (exact p = 2/24: the identity and its reverse), and
+    # Pearson from the deviations by hand (mean of y is 4).
+    c = correlate([1, 2, 3, 4], [1, 2, 3, 10])
+    assert c.spearman_rho == pytest.approx(1.0) and c.spearman_p == pytest.approx(2 / 24)
+    dx, dy = np.array([-1.5, -0.5, 0.5, 1.5]), np.array([-3, -2, -1, 6])
+    assert c.pearson_r == pytest.approx(dx @ dy / math.sqrt((dx @ dx) * (dy @ dy)))
+    # Above n = 8 the p-value is scipy's t approximation.
+    x = np.arange(12.0)
+    y = x + np.sin(x) * 3
+    from scipy import stats
+
+    assert correlate(x, y).spearman_p == pytest.approx(stats.spearmanr(x, y).pvalue)
+
+
+def test_correlation_undefined_cases_are_nan_not_numbers() -> None:
+    assert math.isnan(correlate([1, 2], [2, 1]).pearson_r)  # n < 3
+    assert math.isnan(correlate([1, 2, 3], [5, 5, 5]).spearman_rho)  # constant
+    c = correlate([1, 2, float("nan"), 4, 5], [2, 4, 1, 8, 10])  # NaN pair dropped
+    assert c.n == 4 and c.pearson_r == pytest.approx(1.0)
+
+
+# --- Tatoeba pooling and `probe map` on a tiny model -----------------------------------------
+
+TATOEBA = {
+    "deu": (["das haus ist alt", "der hund", "die katze ist klein", "ein haus", "der alte hund",
+             "die rote katze", "das neue haus", "der kleine hund", "eine katze", "das gute haus"],
+            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
+             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
+    "tur": (["ev eski", "köpek", "kedi küçük", "bir ev", "eski köpek", "kırmızı kedi",
+             "yeni ev", "küçük köpek", "bir kedi", "iyi ev"],
+            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
+             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
+}  # fmt: skip
+
+
+def make_tatoeba(root: Path) -> None:
+    folder = root / "tatoeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    for code, (xx, eng) in TATOEBA.items():
+        (folder / f"tatoeba.{code}-eng.{code}").write_text("\n".join(xx) + "\n", encoding="utf-8")
+        (folder / f"tatoeba.{code}-eng.eng").write_text("\n".join(eng) + "\n", encoding="utf-8")
+
+
+def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """Each side is encoded on its own and averaged over its subword tokens, [CLS] and [SEP]
+    excluded (XTREME's mean pooling with --pool_skip_special_token)."""
+    from probe.extract import ExtractConfig, extract
+    from probe.store import SplitReader
+
+    make_tatoeba(tmp_path / "data")
+    ex = ExtractConfig(model=str(tiny_bert), task="tatoeba", langs=("deu",),
+                       data_dir=tmp_path / "data", cache_root=tmp_path / "cache",
+                       compute_dtype="float32", dtype="float32")  # fmt: skip
+    report = extract(ex, progress=False)
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModel.from_pretrained(tiny_bert).eval()
+    with SplitReader.open(tmp_path / "cache", report.key, "tatoeba", "deu", "test") as reader:
+        assert reader.attrs["pooling"] == "mean"
+        for name, texts in (("sentence_features", TATOEBA["deu"][0]),
+                            ("sentence_features_b", TATOEBA["deu"][1])):  # fmt: skip
+            for i in (0, 2):
+                enc = tok(texts[i], return_tensors="pt")
+                with torch.no_grad():
+                    states = model(**enc, output_hidden_states=True).hidden_states
+                for layer in range(3):
+                    direct = states[layer][0, 1:-1].mean(0).numpy()  # drop [CLS], [SEP]
+                    np.testing.assert_allclose(reader.layer(layer, name)[i], direct, atol=1e-5)
+
+
+def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
+    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.extract import ExtractConfig
+    from probe.train import TrainConfig
+    from tests.test_extract import SENTENCES, make_ud
+
+    data = make_ud(tmp_path / "data", SENTENCES * 4)
+    make_tatoeba(data)
+    ex = ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=data,
+                       cache_root=tmp_path / "cache", compute_dtype="float32")  # fmt: skip
+    config = MapConfig(extract=ex, results_dir=tmp_path / "results",
+                       train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
+                       parallel=ParallelConfig(net=NetConfig(steps=20)))  # fmt: skip
+    threads = torch.get_num_threads()
+    result = run_map(config, progress=False)
+    assert torch.get_num_threads() == threads  # capped while scoring, then restored
+    heads = {(r.head, r.metric) for r in result.rows}
+    for pair in [("linear", "accuracy"), ("linear", "selectivity"), ("transfer", "ratio"),
+                 ("retrieval", "xx2en"), ("retrieval", "en2xx"), ("cka", "linear_cka"),
+                 ("align-none", "mean"), ("align-procrustes", "mean"), ("align-net", "mean"),
+                 ("distance", "syntactic")]:  # fmt: skip
+        assert pair in heads, pair
+    retrieval_langs = {r.lang for r in result.rows if r.head == "retrieval"}
+    assert retrieval_langs == {"de", "tur"}
+    assert {r.layer for r in result.rows if r.head == "cka"} == {"0", "1", "2"}
+    for r in result.rows:
+        if r.head in ("retrieval", "cka") or r.head.startswith("align-"):
+            assert 0.0 <= r.value <= 1.0 + 1e-9, r
+    de_ratio = {r.layer: r.value for r in result.rows if r.head == "transfer"}
+    acc = {(r.layer, r.lang): r.value for r in result.rows
+           if r.head == "linear" and r.metric == "accuracy"}  # fmt: skip
+    assert de_ratio["1"] == pytest.approx(acc[("1", "de")] / acc[("1", "en")])
+    assert {c.distance for c in result.correlations} == set(DISTANCE_KINDS)
+    assert all(c.correlation.n == 1 for c in result.correlations)  # one target: undefined
+    assert 0 <= result.most_structural_layer <= 2 and result.most_neutral_layer in (0, 1, 2)
+    for name in ("results.csv", "map.csv", "correlation.csv", "distances.csv", "summary.txt",
+                 "settings.json", "map.png", "transfer_vs_distance.png"):  # fmt: skip
+        assert (result.directory / name).stat().st_size > 0, name
+    settings = json.loads((result.directory / "settings.json").read_text())
+    assert settings["tatoeba_codes"] == {"de": "deu", "tur": "tur"}
+    assert settings["tatoeba_pairs"] == {"de": 10, "tur": 10}
+    assert "most language-neutral layer" in result.table
+    header = (result.directory / "map.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["layer", "source_score", "selectivity", "target_score"]
+
+
+def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert: Path) -> None:
+    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.extract import ExtractConfig
+
+    ex = ExtractConfig(model=str(tiny_bert), task="tatoeba", data_dir=tmp_path,
+                       cache_root=tmp_path / "cache")  # fmt: skip
+    with pytest.raises(ProbeError, match="task with labels"):
+        run_map(MapConfig(extract=ex), progress=False)
+    with pytest.raises(ProbeError, match="fit fraction"):
+        ParallelConfig(fit_fraction=1.0)
+
+
+@pytest.mark.real
+def test_map_real_minilm_small(tmp_path: Path, shared_data: Path) -> None:
+    """The real MiniLM on 40 sentences/pairs per split: every curve is present and sane."""
+    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.extract import ExtractConfig
+    from probe.train import TrainConfig
+
+    n = 40
+    ex = ExtractConfig(model="minilm", task="pos", langs=("en", "de"), data_dir=shared_data,
+                       cache_root=tmp_path / "cache", max_sentences=n)  # fmt: skip
+    result = run_map(MapConfig(extract=ex, results_dir=tmp_path / "res", extra_parallel=("tr",),
+                               train=TrainConfig(max_epochs=3)), progress=False)  # fmt: skip
+    retrieval = {(r.layer, r.lang): r.value for r in result.rows
+                 if r.head == "retrieval" and r.metric == "mean"}  # fmt: skip
+    assert set(retrieval) == {(str(i), lang) for i in range(7) for lang in ("de", "tr")}
+    # German shares far more with English than Turkish does, even for an English-only model,
+    # and both beat the 1/n chance level at their best layer.
+    best = {lang: max(v for (_, la), v in retrieval.items() if la == lang) for lang in ("de", "tr")}
+    assert best["de"] > best["tr"] > 1 / n
+    score = {r.layer: r.value for r in result.rows
+             if r.head == "linear" and r.metric == "accuracy" and r.lang == "en"}  # fmt: skip
+    assert max(score.values()) > 0.6
+    assert len(result.correlations) == 7 * len(DISTANCE_KINDS)
+    assert (result.directory / "map.png").stat().st_size > 0
+
+
+def test_map_cli_help_and_friendly_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from probe.cli import cli
+
+    runner = CliRunner()
+    help_text = runner.invoke(cli, ["map", "--help"]).output
+    assert "probe map --task pos --model minilm" in help_text and "--fit-fraction" in help_text
+    result = runner.invoke(cli, ["map", "--task", "tatoeba", "--model", "minilm",
+                                 "--data-dir", str(tmp_path)])  # fmt: skip
+    assert result.exit_code != 0
+    assert "needs a task with labels" in result.output and "Traceback" not in result.output
