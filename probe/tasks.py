@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,48 @@ UD_TREEBANKS: dict[str, str] = {
 
 def _ud_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
     return (data_dir / "ud" / f"{UD_TREEBANKS[lang]}-ud-{split}.conllu",)
+
+
+# Other corpora of the same UPOS tag set ("domains"), for domain-shift experiments: each is
+# one more `pos-*` task, so it is extracted and cached like any split (the shard's source hash
+# is that treebank's file). A new corpus is one dict entry or one `ud_pos_task` call.
+UD_GUM = {"en": "UD_English-GUM/en_gum"}
+UD_GSD = {
+    lang: f"UD_{name}-GSD/{lang}_gsd"
+    for lang, name in {"de": "German", "fr": "French", "es": "Spanish", "zh": "Chinese",
+                       "ru": "Russian", "id": "Indonesian", "ja": "Japanese"}.items()
+}  # fmt: skip
+UD_PUD = {
+    lang: f"UD_{name}-PUD/{lang}_pud"
+    for lang, name in {"en": "English", "de": "German", "fr": "French", "tr": "Turkish",
+                       "zh": "Chinese", "ru": "Russian", "id": "Indonesian", "fi": "Finnish",
+                       "ko": "Korean", "ar": "Arabic", "hi": "Hindi", "th": "Thai"}.items()
+}  # fmt: skip
+
+
+def ud_pos_task(
+    name: str,
+    treebanks: dict[str, str],
+    description: str,
+    *,
+    train_split: str = "dev",
+    eval_split: str = "test",
+    default_source: str = "en",
+) -> Task:
+    """A UPOS task over other UD treebanks: `pos`'s labels, reader and split conventions.
+
+    `treebanks` maps a language to `UD_<Name>/<prefix>` under `<data>/ud`, as UD names files.
+    """
+
+    def locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+        return (data_dir / "ud" / f"{treebanks[lang]}-ud-{split}.conllu",)
+
+    return Task(
+        name=name, level="word", metric="accuracy", labels=UPOS,
+        languages=tuple(treebanks), default_source=default_source,
+        train_split=train_split, dev_split=None, eval_split=eval_split,
+        locate=locate, read=_read_conllu, description=description,
+    )  # fmt: skip
 
 
 def _xtreme_locate(folder: str) -> Callable[[Path, str, str], tuple[Path, ...]]:
@@ -180,6 +223,18 @@ register(Task(
     train_split="dev", dev_split=None, eval_split="test",
     locate=_ud_locate, read=_read_conllu,
     description="UPOS tagging on UD CoNLL-U treebanks (EWT, GSD, IMST); train on source dev",
+))  # fmt: skip
+register(ud_pos_task(
+    "pos-gum", UD_GUM, "UPOS on English GUM (another domain than pos's EWT); train on dev",
+))  # fmt: skip
+register(ud_pos_task(
+    "pos-gsd", UD_GSD, "UPOS on the GSD treebanks (de fr es zh ru id ja); train on dev",
+    default_source="de",
+))  # fmt: skip
+register(ud_pos_task(
+    "pos-pud", UD_PUD, "UPOS on the parallel PUD test sets (news/wiki, 1,000 sentences each); "
+    "test only: an evaluation domain (trained on, its source score would be in-sample)",
+    train_split="test",
 ))  # fmt: skip
 register(Task(
     name="udpos", level="word", metric="accuracy", labels=UPOS,
@@ -308,13 +363,15 @@ def read_split(task: Task, data_dir: Path, lang: str, split: str) -> Records:
         fixed: list[TaggedSentence] = []
         for sent in records:
             assert isinstance(sent, TaggedSentence)
+            if not sent.words:
+                raise DataError(paths[0], None, f"sentence {sent.sent_id!r} has no words")
             tags = tuple(task.label_map.get(t, t) for t in sent.tags)
-            for tag in tags:
+            for i, tag in enumerate(tags):
                 if tag not in allowed:
                     raise DataError(
-                        paths[0], None,
-                        f"sentence {sent.sent_id!r}: tag {tag!r} is not in the {task.name} "
-                        f"label set ({', '.join(task.labels)})",
+                        paths[0], _word_line(paths[0], sent, i),
+                        f"sentence {sent.sent_id!r}, word {sent.words[i]!r}: tag {tag!r} is not "
+                        f"in the {task.name} label set ({', '.join(task.labels)})",
                     )  # fmt: skip
             fixed.append(
                 TaggedSentence(sent.sent_id, sent.words, tags) if tags != sent.tags else sent
@@ -330,3 +387,41 @@ def read_split(task: Task, data_dir: Path, lang: str, split: str) -> Records:
                     f"pair {pair.pair_id!r}: label {pair.label!r} not in {task.labels}",
                 )
     return records
+
+
+def _word_line(path: Path, sent: TaggedSentence, word: int) -> int | None:
+    """The line of word `word` of `sent` in its CoNLL-U or token-per-line file, or None.
+
+    Only for error messages, so the file is read again only when one is raised. The sentence
+    is found by its `file:line` id or its `# sent_id` comment; CoNLL-U multiword-token and
+    empty-node lines (`1-2`, `1.1`) are skipped as the reader skips them.
+    """
+    from probe.sources.columns import read_lines
+
+    lines = read_lines(path)
+    head, _, number = sent.sent_id.rpartition(":")
+    if head == path.name and number.isdigit():
+        start = int(number) - 1
+    else:
+        marks = [
+            i for i, line in enumerate(lines)
+            if line.startswith("#") and [p.strip() for p in line[1:].partition("=")[::2]]
+            == ["sent_id", sent.sent_id]
+        ]  # fmt: skip
+        if len(marks) != 1:
+            return None
+        start = marks[0]
+    seen = -1
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if not line.strip():
+            if seen >= 0:
+                return None
+            continue
+        cols = line.split("\t")
+        if line.startswith("#") or (len(cols) == 10 and re.fullmatch(r"\d+[-.]\d+", cols[0])):
+            continue
+        seen += 1
+        if seen == word:
+            return i + 1 if sent.words[word] in line else None
+    return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,22 +103,36 @@ class _Encoded:
 
 
 class FinetuneModel(nn.Module):
-    """The encoder and one head: per-token logits (B, T, C)."""
+    """The encoder and one head: per-token logits (B, T, C).
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, fuse_layer: int | None) -> None:
+    The head reads the last layer, `head(h_last)` (fuse_layer None); the last layer and
+    layer k, `head(h_last, h_k, mask)` (fuse_layer k); or, given `layers`, those hidden
+    states in that order, `head(h_i, ..., mask)` (0 = embeddings), as multi-task heads do.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        fuse_layer: int | None,
+        layers: tuple[int, ...] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.fuse_layer = fuse_layer
+        self.layers = layers
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        fuse = self.fuse_layer is not None
+        states_needed = self.fuse_layer is not None or self.layers is not None
         out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=fuse
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=states_needed
         )
-        if not fuse:
+        if not states_needed:
             return self.head(out.last_hidden_state)
         states = out.hidden_states
+        if self.layers is not None:
+            return self.head(*(states[i] for i in self.layers), attention_mask.bool())
         return self.head(states[-1], states[self.fuse_layer], attention_mask.bool())
 
 
@@ -127,6 +142,7 @@ class _Tokenizer:
     def __init__(self, tokenizer: Any, max_length: int, labels: tuple[str, ...]) -> None:
         self.tokenizer = tokenizer
         self.prefix, self.suffix = special_token_layout(tokenizer)
+        self.max_length = max_length
         self.room = max_length - len(self.prefix) - len(self.suffix)
         if self.room < 1:
             raise ProbeError(f"max_length {max_length} leaves no room between special tokens")
@@ -229,6 +245,74 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     counts = np.bincount(np.concatenate([e.gold for e in train]), minlength=n_classes)
     prior = counts / counts.sum()  # the prediction for evaluation words past max_length
 
+    trained = train_model(model, tok, train, dev, task, config, device, epochs, progress,
+                          f"finetune {task.name} {layer}")  # fmt: skip
+    losses, best, best_epoch, step = trained.losses, trained.best, trained.best_epoch, trained.steps
+    epoch_loss, train_seconds, metric = trained.epoch_loss, trained.seconds, task.metric
+
+    rows = [
+        Row(HEAD, layer, source, "train_loss", epoch_loss),
+        Row(HEAD, layer, source, "best_epoch", float(best_epoch)),
+    ]
+    if best is not None:
+        rows += [Row(HEAD, layer, source, f"dev_{metric}", best[0]),
+                 Row(HEAD, layer, source, "dev_loss", -best[1])]  # fmt: skip
+    t_eval = time.perf_counter()
+    rows += score_languages(model, tok, task, data_dir, langs, prior, config, device, HEAD, layer)
+    targets = [r.value for r in rows if r.metric == metric and r.lang not in (source, "targets")]
+    if targets:
+        rows.append(Row(HEAD, layer, "targets", metric, float(np.mean(targets))))
+    eval_seconds = time.perf_counter() - t_eval
+    seconds = time.perf_counter() - t0
+
+    settings = {
+        "command": "finetune", "task": task.name, "model": config.model,
+        "model_identity": ref.identity, "source": source, "languages": list(langs),
+        "fuse_layer": k, "layer": layer, "epochs": epochs, "lr": config.lr,
+        "head_lr": config.head_lr, "batch_size": config.batch_size, "max_length": max_length,
+        "warmup": config.warmup, "weight_decay": config.weight_decay, "seed": config.seed,
+        "precision": config.precision, "reduction": config.reduction,
+        "max_steps": config.max_steps, "max_train_sentences": config.max_train_sentences,
+        "train_split": task.train_split, "eval_split": task.eval_split,
+        "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
+        "train_sentences": len(train), "dev_sentences": len(dev), "steps": step,
+        "truncated_train_words": cut, "selection": f"best source-dev {metric} per epoch",
+        "device": str(device), "seconds": round(seconds, 3),
+        "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
+        "provenance": provenance(config.seed),
+    }  # fmt: skip
+    tag = "last" if k is None else str(k)
+    directory = run_directory(
+        config.results_dir / task.name / ref.slug, f"finetune-{tag}-{source}", settings,
+        volatile=("device", "seconds", "train_seconds", "eval_seconds", "provenance"),
+    )  # fmt: skip
+    write_table(rows, directory, settings)
+    table = finetune_table(task, rows, source, list(langs), layer, best_epoch, step)
+    (directory / "summary.txt").write_text(table + "\n")
+    return FinetuneResult(rows, directory, table, seconds, losses)
+
+
+@dataclass
+class Trained:
+    """What `train_model` did: per-step losses, the kept epoch and its source-dev numbers."""
+
+    losses: list[float]
+    best_epoch: int
+    best: tuple[float, float] | None  # (dev score, -dev loss) of the kept epoch
+    steps: int
+    epoch_loss: float  # mean train loss of the last epoch run
+    seconds: float
+
+
+def train_model(
+    model: FinetuneModel, tok: _Tokenizer, train: list[_Encoded], dev: list[_Encoded], task: Task,
+    config: FinetuneConfig, device: torch.device, epochs: int, progress: bool = True,
+    desc: str = "finetune",
+) -> Trained:  # fmt: skip
+    """Train `model` (`.encoder` + `.head`, logits per token) on one task's encoded sentences:
+    AdamW with linear warmup/decay, at most `config.max_steps` steps; the epoch with the best
+    source-dev score is loaded back into `model`. `probe intermediate --finetune` calls this
+    once per stage on a model whose encoder and head body were trained by earlier stages."""
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -248,8 +332,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     from tqdm.auto import tqdm
 
     t_train = time.perf_counter()
-    bar = tqdm(total=total, desc=f"finetune {task.name} {layer}", unit="step",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress)
     step = 0
     for epoch in range(1, epochs + 1):
         if step >= total:
@@ -287,60 +370,34 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     if best_state:
         model.load_state_dict(best_state)
     del best_state
+    return Trained(losses, best_epoch, best, step, epoch_loss, train_seconds)
 
-    rows = [
-        Row(HEAD, layer, source, "train_loss", epoch_loss),
-        Row(HEAD, layer, source, "best_epoch", float(best_epoch)),
-    ]
-    if best is not None:
-        rows += [Row(HEAD, layer, source, f"dev_{metric}", best[0]),
-                 Row(HEAD, layer, source, "dev_loss", -best[1])]  # fmt: skip
-    t_eval = time.perf_counter()
+
+def score_languages(
+    model: FinetuneModel, tok: _Tokenizer, task: Task, data_dir: Path, langs: Sequence[str],
+    prior: np.ndarray, config: FinetuneConfig, device: torch.device, head: str, layer: str,
+    max_sentences: int | None = None,
+) -> list[Row]:  # fmt: skip
+    """The task's metrics on every language's evaluation split (its first `max_sentences`
+    sentences when given), plus how many words lay past max_length (predicted as `prior`)."""
+    rows: list[Row] = []
     for lang in langs:
         sents = _word_records(read_split(task, data_dir, lang, task.eval_split))
+        if max_sentences:
+            sents = sents[:max_sentences]
         encoded = tok.encode(sents)
         probs = _word_probs(model, encoded, prior, tok.pad_id, device, config)
         gold = np.concatenate([e.gold for e in encoded])
         offsets = np.concatenate([[0], np.cumsum([len(e.gold) for e in encoded])])
         scores = score(task.metric, probs, gold, offsets=offsets, label_names=task.labels)
-        rows += [Row(HEAD, layer, lang, m, v) for m, v in scores.items()]
+        rows += [Row(head, layer, lang, m, v) for m, v in scores.items()]
         n_cut = sum(e.truncated for e in encoded)
-        rows.append(Row(HEAD, layer, lang, "truncated_words", float(n_cut)))
+        rows.append(Row(head, layer, lang, "truncated_words", float(n_cut)))
         if n_cut:
             log.info("%s %s: %d of %d words past max_length %d, predicted as the most "
                      "frequent training label", lang, task.eval_split, n_cut, len(gold),
-                     max_length)  # fmt: skip
-    targets = [r.value for r in rows if r.metric == metric and r.lang not in (source, "targets")]
-    if targets:
-        rows.append(Row(HEAD, layer, "targets", metric, float(np.mean(targets))))
-    eval_seconds = time.perf_counter() - t_eval
-    seconds = time.perf_counter() - t0
-
-    settings = {
-        "command": "finetune", "task": task.name, "model": config.model,
-        "model_identity": ref.identity, "source": source, "languages": list(langs),
-        "fuse_layer": k, "layer": layer, "epochs": epochs, "lr": config.lr,
-        "head_lr": config.head_lr, "batch_size": config.batch_size, "max_length": max_length,
-        "warmup": config.warmup, "weight_decay": config.weight_decay, "seed": config.seed,
-        "precision": config.precision, "reduction": config.reduction,
-        "max_steps": config.max_steps, "max_train_sentences": config.max_train_sentences,
-        "train_split": task.train_split, "eval_split": task.eval_split,
-        "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
-        "train_sentences": len(train), "dev_sentences": len(dev), "steps": step,
-        "truncated_train_words": cut, "selection": f"best source-dev {metric} per epoch",
-        "device": str(device), "seconds": round(seconds, 3),
-        "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
-        "provenance": provenance(config.seed),
-    }  # fmt: skip
-    tag = "last" if k is None else str(k)
-    directory = run_directory(
-        config.results_dir / task.name / ref.slug, f"finetune-{tag}-{source}", settings,
-        volatile=("device", "seconds", "train_seconds", "eval_seconds", "provenance"),
-    )  # fmt: skip
-    write_table(rows, directory, settings)
-    table = finetune_table(task, rows, source, list(langs), layer, best_epoch, step)
-    (directory / "summary.txt").write_text(table + "\n")
-    return FinetuneResult(rows, directory, table, seconds, losses)
+                     tok.max_length)  # fmt: skip
+    return rows
 
 
 def _word_records(records: Any) -> list[TaggedSentence]:

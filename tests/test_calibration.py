@@ -1,0 +1,194 @@
+"""Calibration maths against hand-computed values, and `probe calibration` on a tiny cache."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from probe.calibration import (
+    apply_temperature,
+    fit_temperature,
+    log_probs,
+    nll,
+    reliability,
+)
+from probe.errors import ProbeError
+from probe.experiments.calibration import CalibrationConfig, run_calibration
+from probe.extract import ExtractConfig
+from probe.metrics import expected_calibration_error
+from probe.train import TrainConfig
+from tests.test_extract import SENTENCES, TAGS
+
+# --- a tiny UD data directory with chosen treebanks and sentence ids --------------------------
+
+
+def write_conllu(path: Path, sentences: list[tuple[str, list[str]]]) -> None:
+    """(sent_id, words) per sentence; tags cycle through TAGS by position."""
+    blocks = []
+    for sent_id, words in sentences:
+        lines = [f"# sent_id = {sent_id}"]
+        for i, word in enumerate(words, 1):
+            tag = TAGS[(i - 1) % len(TAGS)]
+            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\tx\t_\t_")
+        blocks.append("\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+
+
+def make_treebanks(root: Path, files: dict[str, tuple[int, list[str]]]) -> Path:
+    """`files`: UD-relative path -> (copies of SENTENCES, id prefixes cycled over sentences)."""
+    for rel, (copies, prefixes) in files.items():
+        sents = SENTENCES * copies
+        ids = [f"{prefixes[i % len(prefixes)]}{i:04d}" for i in range(len(sents))]
+        write_conllu(root / "ud" / rel, list(zip(ids, sents, strict=True)))
+    return root
+
+
+# --- maths ---------------------------------------------------------------------------------------
+
+PROBS = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.55, 0.45]])
+GOLD = np.array([0, 1, 1, 0])
+
+
+def test_reliability_bins_by_hand() -> None:
+    """4 bins of width 0.25: confidences 0.9, 0.8 in bin 3 (one right), 0.7, 0.55 in bin 2
+    (both right). ECE = 0.5*|1 - 0.625| + 0.5*|0.5 - 0.85| = 0.3625."""
+    rel = reliability(PROBS, GOLD, n_bins=4)
+    assert rel.counts.tolist() == [0, 0, 2, 2]
+    assert rel.accuracy[2:].tolist() == [1.0, 0.5]
+    assert rel.confidence[2:] == pytest.approx([0.625, 0.85])
+    assert np.isnan(rel.accuracy[:2]).all()
+    assert rel.ece == pytest.approx(0.3625)
+    assert rel.ece == pytest.approx(expected_calibration_error(PROBS, GOLD, n_bins=4))
+    assert rel.as_dict()["accuracy"][:2] == [None, None]
+
+
+def test_reliability_skips_unlabelled_and_matches_ece_on_random_data() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=500)
+    gold = rng.integers(0, 5, size=500)
+    gold[::7] = -100
+    assert reliability(probs, gold).counts.sum() == np.sum(gold != -100)
+    assert reliability(probs, gold).ece == pytest.approx(expected_calibration_error(probs, gold))
+
+
+def test_nll_by_hand() -> None:
+    expected = -np.mean(np.log([0.9, 0.2, 0.7, 0.55]))
+    assert nll(PROBS, GOLD) == pytest.approx(expected)
+    assert math.isfinite(nll(np.array([[1.0, 0.0]]), np.array([1])))  # floored, not inf
+
+
+def test_perfectly_calibrated_toy_has_ece_near_zero() -> None:
+    """Confidence c uniform on [0.5, 1], right with probability c: ECE is sampling noise."""
+    rng = np.random.default_rng(1)
+    c = rng.uniform(0.5, 1.0, size=200_000)
+    probs = np.stack([c, 1 - c], axis=1)
+    gold = np.where(rng.random(c.shape) < c, 0, 1)
+    assert reliability(probs, gold).ece < 0.005
+    # The same items made overconfident are clearly miscalibrated.
+    sharp = apply_temperature(log_probs(probs), 0.3)
+    assert reliability(sharp, gold).ece > 0.1
+
+
+def test_fit_temperature_by_hand() -> None:
+    """Every item has logits (4, 0) and 3 of 4 are class 0: the NLL is lowest where
+    sigmoid(4/T) = 3/4, i.e. T = 4 / ln 3."""
+    logits = np.array([[4.0, 0.0]] * 4)
+    gold = np.array([0, 0, 0, 1])
+    assert fit_temperature(logits, gold) == pytest.approx(4 / math.log(3), rel=1e-4)
+
+
+def test_temperature_scaling_fixes_an_overconfident_toy() -> None:
+    """Labels drawn from softmax(z); the head reports 3z. The fit recovers T ~ 3 and lowers
+    NLL and ECE; accuracy (the argmax) is unchanged."""
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(20_000, 4)) * 1.5
+    true = apply_temperature(z, 1.0)
+    gold = (rng.random((len(true), 1)) > true.cumsum(axis=1)).sum(axis=1)  # one draw per row
+    over = 3 * z
+    t = fit_temperature(over, gold)
+    assert t == pytest.approx(3.0, rel=0.08)
+    before, after = apply_temperature(over, 1.0), apply_temperature(over, t)
+    assert nll(after, gold) < nll(before, gold) - 0.1
+    assert reliability(after, gold).ece < reliability(before, gold).ece / 3
+    assert (after.argmax(1) == before.argmax(1)).all()
+    # Log-probabilities work as well as logits (softmax ignores a per-row constant).
+    assert fit_temperature(log_probs(before), gold) == pytest.approx(t, rel=1e-3)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        apply_temperature(PROBS, 0.0)
+    with pytest.raises(ValueError, match="labelled item"):
+        fit_temperature(PROBS, np.full(4, -100))
+    with pytest.raises(ValueError, match="scores"):
+        reliability(PROBS[:, 0], GOLD)
+
+
+# --- the experiment on a tiny cache -------------------------------------------------------------
+
+CALIBRATION_DATA = {
+    "UD_English-EWT/en_ewt-ud-dev.conllu": (6, ["en-d"]),
+    "UD_English-EWT/en_ewt-ud-test.conllu": (2, ["en-t"]),
+    "UD_German-GSD/de_gsd-ud-dev.conllu": (4, ["de-d"]),
+    "UD_German-GSD/de_gsd-ud-test.conllu": (2, ["de-t"]),
+    "UD_French-GSD/fr_gsd-ud-dev.conllu": (4, ["fr-d"]),
+    "UD_French-GSD/fr_gsd-ud-test.conllu": (2, ["fr-t"]),
+    "UD_Turkish-IMST/tr_imst-ud-test.conllu": (2, ["tr-t"]),
+}
+
+
+def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> CalibrationConfig:
+    make_treebanks(tmp_path / "data", CALIBRATION_DATA)
+    ex = ExtractConfig(
+        model=str(tiny_bert), task="pos", langs=("en", "tr"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache", compute_dtype="float32",
+    )  # fmt: skip
+    base: dict[str, object] = dict(
+        extract=ex, pooled=("en", "de", "fr"), fuse_layer=1, results_dir=tmp_path / "res",
+        train=TrainConfig(max_epochs=3), dlfa_train=TrainConfig(max_epochs=2, lr=2e-3),
+    )  # fmt: skip
+    base.update(kw)
+    return CalibrationConfig(**base)  # type: ignore[arg-type]
+
+
+def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
+    result = run_calibration(_config(tmp_path, tiny_bert), progress=False)
+    rows = {(r.head, r.layer, r.lang, r.metric): r.value for r in result.rows}
+    heads = {r.head for r in result.rows}
+    assert heads == {"linear@en", "linear@en+de+fr", "dlfa@en", "dlfa@en+de+fr"}
+    # Every layer's probe and DLFA (1,2) scored on every language, before and after T.
+    for head, layer in (("linear@en", "0"), ("linear@en+de+fr", "2"), ("dlfa@en", "1,2")):
+        for lang in ("en", "de", "fr", "tr"):
+            for metric in ("accuracy", "ece", "ece_ts", "nll", "nll_ts"):
+                assert (head, layer, lang, metric) in rows, (head, layer, lang, metric)
+        # T is fitted by NLL on the head's own dev data: the dev NLL cannot get worse.
+        assert rows[(head, layer, "dev", "nll_ts")] <= rows[(head, layer, "dev", "nll")] + 1e-9
+        assert rows[(head, layer, "dev", "temperature")] > 0
+    # Held-out targets are the languages neither regime trained on: only tr here.
+    assert result.settings["held_out"] == ["tr"]
+    assert rows[("linear@en", "1", "held-out", "ece")] == rows[("linear@en", "1", "tr", "ece")]
+    # Size matching: the pooled head sees about as many words as the English-only one.
+    en_words = rows[("linear@en", "-", "dev", "train_words")]
+    pooled_words = rows[("linear@en+de+fr", "-", "dev", "train_words")]
+    assert 0.5 * en_words <= pooled_words <= 1.2 * en_words
+    # The reliability diagram agrees with the ECE row.
+    diagrams = json.loads((result.directory / "reliability.json").read_text())
+    entry = diagrams["linear@en"]["2"]["de"]
+    assert entry["ece"] == pytest.approx(rows[("linear@en", "2", "de", "ece")])
+    assert sum(entry["before"]["counts"]) == sum(len(s) for s in SENTENCES * 2)  # de test words
+    for name in ("results.csv", "summary.txt", "reliability_en.png", "reliability_en-de-fr.png",
+                 "ece_per_layer.png"):  # fmt: skip
+        assert (result.directory / name).stat().st_size > 0, name
+    assert "held-out targets (tr)" in result.table
+
+
+def test_calibration_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> None:
+    with pytest.raises(ProbeError, match="two or more"):
+        run_calibration(_config(tmp_path, tiny_bert, pooled=("en",)), progress=False)
+    with pytest.raises(ProbeError, match="unknown language"):
+        run_calibration(_config(tmp_path, tiny_bert, pooled=("en", "xx")), progress=False)

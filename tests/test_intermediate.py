@@ -1,0 +1,325 @@
+"""`probe intermediate` on tiny data: configurations, schedules, carried body, gains, outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import Tensor
+
+from probe import tasks
+from probe.cli import cli
+from probe.errors import ProbeError
+from probe.experiments.grid import GridConfig, _PairJob, family_gains, run_pair
+from probe.experiments.intermediate import (
+    IntermediateConfig,
+    average_seeds,
+    per_family_gains,
+    plan_configurations,
+    resolve_via,
+    run_intermediate,
+)
+from probe.experiments.schedule import MixedFeed, StageData, run_schedule, train_stage
+from probe.extract import ExtractConfig
+from probe.heads.multitask import Body, MLPBody, TaskHead
+from probe.report import Row
+from probe.tasks import get_task
+from probe.train import PairData, TrainConfig, WordData
+from tests.test_extract import SENTENCES, make_ud
+
+UDPOS_TAGS = ["DET", "NOUN", "VERB", "ADP"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny matrices: one thread avoids spin-waiting on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_data(root: Path) -> Path:
+    """UD pos (en, de) as the target, plus XTREME-layout udpos (word) and pawsx (pair) in en."""
+    make_ud(root, SENTENCES * 4)
+    udpos = root / "xtreme" / "udpos" / "en" / "dev-en.tsv"
+    udpos.parent.mkdir(parents=True, exist_ok=True)
+    udpos.write_text(
+        "\n\n".join(
+            "\n".join(f"{w}\t{UDPOS_TAGS[i % 4]}" for i, w in enumerate(s)) for s in SENTENCES * 3
+        )
+        + "\n"
+    )
+    pawsx = root / "xtreme" / "pawsx" / "en" / "dev-en.tsv"
+    pawsx.parent.mkdir(parents=True, exist_ok=True)
+    pairs = zip(SENTENCES * 4, SENTENCES[1:] * 5, strict=False)
+    pawsx.write_text("".join(f"{' '.join(a)}\t{' '.join(b)}\t{i % 2}\n"
+                             for i, (a, b) in enumerate(pairs)))  # fmt: skip
+    return root
+
+
+# --- configurations -----------------------------------------------------------------------
+
+
+def test_plan_configurations() -> None:
+    names = [c.name for c in plan_configurations(("a", "b", "c"), None, ("sequential", "mixed"))]
+    assert names == ["none", "a", "b", "c", "a>b", "a+b", "a>b>c", "a+b+c"]
+    names = [c.name for c in plan_configurations(("a", "b", "c"), "1,all", ("mixed",))]
+    assert names == ["none", "a", "b", "c", "a+b+c"]  # size 1 is the single task, not repeated
+    names = [c.name for c in plan_configurations(("a", "b", "c"), "c+a", ("sequential",))]
+    assert names == ["none", "a", "b", "c", "c>a"]
+    with pytest.raises(ProbeError, match="size is 1..3"):
+        plan_configurations(("a", "b", "c"), "4", ("sequential",))
+    with pytest.raises(ProbeError, match="distinct tasks of --via"):
+        plan_configurations(("a", "b"), "a+x", ("sequential",))
+    with pytest.raises(ProbeError, match="--schedule"):
+        plan_configurations(("a",), None, ("interleaved",))
+
+
+def test_resolve_via_all_is_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_data(tmp_path)
+    pos = get_task("pos")
+    assert resolve_via(("all",), pos, data) == ("udpos", "pawsx")  # what has data, not pos
+    # A new task needs only its registry entry to serve as an intermediate task.
+    monkeypatch.setitem(
+        tasks._REGISTRY, "udpos-copy", replace(get_task("udpos"), name="udpos-copy")
+    )
+    assert "udpos-copy" in resolve_via(("all",), pos, data)
+    assert resolve_via(("udpos,pawsx",), pos, data) == ("udpos", "pawsx")
+    with pytest.raises(ProbeError, match="Did you mean 'udpos'"):
+        resolve_via(("udpso",), pos, data)
+    with pytest.raises(ProbeError, match="its own intermediate"):
+        resolve_via(("pos",), pos, data)
+    with pytest.raises(ProbeError, match="no labels"):
+        resolve_via(("tatoeba",), pos, data)
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+def _word_task(name: str, offset: float, n_sent: int = 24, seed: int = 0) -> StageData:
+    """Random word data whose features sit around `offset` (the body can tell tasks apart)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 7, n_sent)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    x = (rng.normal(size=(offsets[-1], 8)) + offset).astype(np.float32)
+    y = (x[:, 0] > offset).astype(np.int64)
+    half = offsets[n_sent // 2]
+    train = WordData({3: x[half:]}, y[half:], offsets[n_sent // 2 :] - half)
+    dev = WordData({3: x[:half]}, y[:half], offsets[: n_sent // 2 + 1])
+    return StageData(name, "word", 2, train.sentences((3,)), dev.sentences((3,)))
+
+
+def _pair_task(name: str, offset: float, n: int = 60) -> StageData:
+    rng = np.random.default_rng(1)
+    a = (rng.normal(size=(n, 8)) + offset).astype(np.float32)
+    b = (rng.normal(size=(n, 8)) + offset).astype(np.float32)
+    y = (a[:, 0] > b[:, 0]).astype(np.int64)
+    train, dev = (
+        PairData({3: a[:40]}, {3: b[:40]}, y[:40]),
+        PairData({3: a[40:]}, {3: b[40:]}, y[40:]),
+    )
+    return StageData(name, "pair", 2, train.pairs((3,)), dev.pairs((3,)))
+
+
+class RecordingBody(MLPBody):
+    """Logs, for every training batch, which task it came from (by the sign of its features)."""
+
+    log: list[str] = []
+
+    def forward(self, layers: Sequence[Tensor], mask: Tensor) -> Tensor:
+        if self.training:
+            mean = float(layers[0][mask].mean())
+            RecordingBody.log.append("A" if mean > 1.5 else "B" if mean < -1.5 else "T")
+        return super().forward(layers, mask)
+
+
+def _batches_per_epoch(stage: StageData, batch_size: int) -> int:
+    return sum(
+        1 for _ in stage.train.batches(batch_size, generator=None, device=torch.device("cpu"))
+    )
+
+
+def test_mixed_feed_sees_every_batch_once_interleaved() -> None:
+    a, b = _word_task("A", 3.0), _pair_task("B", -3.0)
+    feed = MixedFeed([a.train, b.train])
+    generator = torch.Generator().manual_seed(0)
+    cpu = torch.device("cpu")
+    tags = [int(batch.inputs[0]) for batch in feed.batches(16, generator=generator, device=cpu)]
+    assert tags.count(0) == _batches_per_epoch(a, 16) and tags.count(1) == _batches_per_epoch(b, 16)
+    assert tags != sorted(tags) and tags != sorted(tags, reverse=True)  # interleaved
+    assert feed.n_items == a.train.n_items + b.train.n_items
+
+
+@pytest.mark.parametrize("schedule", ["sequential", "mixed"])
+def test_schedules_see_each_tasks_batches(schedule: str) -> None:
+    a, b, target = _word_task("A", 3.0), _word_task("B", -3.0), _word_task("T", 0.0)
+    config = TrainConfig(lr=1e-2, batch_size=16, max_epochs=2, patience=5)
+    RecordingBody.log = []
+    stages = run_schedule(lambda: RecordingBody(8, 6), [a, b], target, schedule, config)  # type: ignore[arg-type]
+    log = "".join(RecordingBody.log)
+    n_a, n_b, n_t = (2 * _batches_per_epoch(s, 16) for s in (a, b, target))
+    assert (log.count("A"), log.count("B"), log.count("T")) == (n_a, n_b, n_t)
+    assert log.endswith("T" * n_t)  # the target always comes last
+    if schedule == "sequential":
+        assert log == "A" * n_a + "B" * n_b + "T" * n_t
+        assert [s.tasks for s in stages] == [("A",), ("B",), ("T",)]
+    else:
+        # Interleaved within each epoch: one block of A then one of B per epoch would switch
+        # task 2 * epochs - 1 = 3 times.
+        mixed = log[: n_a + n_b]
+        assert sum(x != y for x, y in zip(mixed, mixed[1:], strict=False)) > 3, mixed
+        assert [s.tasks for s in stages] == [("A", "B"), ("T",)]
+
+
+def test_body_is_carried_over_and_classifier_is_fresh() -> None:
+    a, target = _word_task("A", 3.0), _word_task("T", 0.0, seed=2)
+    config = TrainConfig(lr=1e-2, batch_size=16, max_epochs=3)
+
+    def new_body() -> Body:
+        return MLPBody(8, 6)
+
+    trained_a = train_stage(new_body, [a], config).body.state_dict()
+    fresh = train_stage(new_body, [a], replace(config, lr=1e-12, max_epochs=1)).body.state_dict()
+    assert not torch.allclose(trained_a["project.weight"], fresh["project.weight"], atol=1e-3)
+    # With a vanishing learning rate the target stage ends where it started: at the body the
+    # intermediate stage trained (warm), or at a fresh body (cold); the classifier starts
+    # from the same weights either way.
+    still = replace(config, lr=1e-12, max_epochs=1)
+    warm = train_stage(new_body, [target], still, warm=trained_a).head
+    cold = train_stage(new_body, [target], still).head
+    assert isinstance(warm, TaskHead) and isinstance(cold, TaskHead)
+    for name, value in warm.body.state_dict().items():
+        torch.testing.assert_close(value, trained_a[name], atol=1e-8, rtol=0)
+        torch.testing.assert_close(cold.body.state_dict()[name], fresh[name], atol=1e-8, rtol=0)
+    torch.testing.assert_close(warm.classifier.weight, cold.classifier.weight, atol=1e-8, rtol=0)
+
+
+def test_pair_task_head_shapes() -> None:
+    body = MLPBody(8, 6)
+    head = TaskHead(body, 3, "pair")
+    a, b = torch.randn(5, 1, 8), torch.randn(5, 1, 8)
+    assert head(a, b).shape == (5, 3)
+    word = TaskHead(body, 4, "word")
+    assert word(torch.randn(2, 7, 8), torch.ones(2, 7, dtype=torch.bool)).shape == (2, 7, 4)
+
+
+# --- gains --------------------------------------------------------------------------------
+
+
+def test_gains_per_language_family_and_seed_spread() -> None:
+    pos = get_task("pos")  # accuracy; source en
+    scores = {"none": {"en": 0.9, "de": 0.5, "fr": 0.6, "tr": 0.4},
+              "x": {"en": 0.95, "de": 0.6, "fr": 0.9, "tr": 0.2}}  # fmt: skip
+    rows = [Row("mlp", c, lang, "accuracy", v) for c, d in scores.items() for lang, v in d.items()]
+    gains = family_gains(pos, rows, "en", "none")
+    got = {r.lang: r.value for r in gains if r.layer == "x"}
+    assert got["de"] == pytest.approx(0.1) and got["tr"] == pytest.approx(-0.2)
+    assert got["en"] == pytest.approx(0.05)  # the source's own gain, not in any mean
+    assert got["enf"] == pytest.approx(0.2)  # de, fr: Indo-European like en
+    assert got["noenf"] == pytest.approx(-0.2)  # tr: Turkic
+    assert got["targets"] == pytest.approx((0.1 + 0.3 - 0.2) / 3)
+    fam = {r.lang: r.value for r in per_family_gains(pos, rows + gains, "en")}
+    assert fam == pytest.approx({"Indo-European": 0.2, "Turkic": -0.2})
+
+    seed1 = [replace(r, value=r.value + 0.02) for r in gains]
+    mean = {(r.lang, r.metric): r.value for r in average_seeds([gains, seed1])}
+    assert mean[("de", "gain_accuracy")] == pytest.approx(0.11)
+    assert mean[("de", "gain_accuracy_sd")] == pytest.approx(np.std([0.1, 0.12], ddof=1))
+    assert ("de", "gain_accuracy_sd") not in {(r.lang, r.metric) for r in average_seeds([gains])}
+
+
+# --- end to end on the tiny BERT ----------------------------------------------------------
+
+
+def _extract_config(tmp_path: Path, tiny_bert: Path) -> ExtractConfig:
+    return ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"),
+                         data_dir=make_data(tmp_path / "data"), cache_root=tmp_path / "cache",
+                         compute_dtype="float32")  # fmt: skip
+
+
+def test_none_equals_the_grids_dlfa_cell(tmp_path: Path, tiny_bert: Path) -> None:
+    """With the dlfa body, 'none' is plain training of the grid's DLFA head: same numbers."""
+    ex = _extract_config(tmp_path, tiny_bert)
+    train = TrainConfig(lr=2e-3, max_epochs=3)
+    config = IntermediateConfig(extract=ex, via=("udpos",), body="dlfa", layer=1, train=train,
+                                results_dir=tmp_path / "res")  # fmt: skip
+    result = run_intermediate(config, progress=False)
+    ours = {(r.lang, r.metric): r.value for r in result.rows if r.layer == "none"}
+    key = result.directory.parent.name
+    job = _PairJob("pos", ex.cache_root, key, "en", ("en", "de"), (1, 2),
+                   GridConfig(extract=ex, train=train))  # fmt: skip
+    grid = {(r.lang, r.metric): r.value for r in run_pair(job)}
+    for lang in ("en", "de"):
+        assert ours[(lang, "accuracy")] == grid[(lang, "accuracy")]
+        assert ours[(lang, "ece")] == pytest.approx(grid[(lang, "ece")], abs=1e-9)
+    assert ours[("en", "best_epoch")] == grid[("en", "best_epoch")]
+
+
+def test_cli_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
+    data = make_data(tmp_path / "data")
+    args = ["intermediate", "--target", "pos", "--via", "udpos,pawsx", "--model", str(tiny_bert),
+            "--langs", "en,de", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            "--results-dir", str(tmp_path / "res"), "--compute", "float32", "--seeds", "0,1",
+            "--max-epochs", "3"]  # fmt: skip
+    out = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    directory = next((tmp_path / "res" / "pos").glob("*/intermediate-mlp-en-*"))
+    for name in ("results.csv", "results.json", "settings.json", "summary.txt", "intermediate.png"):
+        assert (directory / name).stat().st_size > 0
+    payload = json.loads((directory / "results.json").read_text())
+    rows = [Row(**r) for r in payload["rows"]]
+    confs = {r.layer for r in rows if r.metric == "accuracy"}
+    assert confs == {"none", "udpos", "pawsx", "udpos>pawsx", "udpos+pawsx"}
+    gains = {(r.layer, r.lang) for r in rows if r.metric == "gain_accuracy"}
+    assert ("udpos+pawsx", "de") in gains and ("pawsx", "enf") in gains
+    assert ("none", "de") not in gains
+    assert {(r.layer, r.metric) for r in rows if r.metric.endswith("_dev_accuracy")} >= {
+        ("udpos", "udpos_dev_accuracy"), ("pawsx", "pawsx_dev_accuracy"),
+        ("udpos+pawsx", "udpos_dev_accuracy"), ("udpos+pawsx", "pawsx_dev_accuracy"),
+    }  # fmt: skip
+    assert any(r.metric == "gain_accuracy_sd" for r in rows)
+    assert payload["settings"]["seeds"] == [0, 1]
+    assert "udpos>pawsx" in out.output and "Δtargets" in out.output
+
+
+def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
+    from probe.experiments.finetune import FinetuneConfig
+    from probe.experiments.intermediate_finetune import (
+        IntermediateFinetuneConfig,
+        run_intermediate_finetune,
+    )
+
+    data = make_data(tmp_path / "data")
+    args = ["intermediate", "--target", "pos", "--via", "udpos", "--model", str(tiny_bert),
+            "--langs", "en,de", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            "--results-dir", str(tmp_path / "res"), "--finetune", "--epochs", "1",
+            "--max-steps", "4", "--batch-size", "4", "--lr", "1e-3", "--body", "dlfa",
+            "--device", "cpu"]  # fmt: skip
+    out = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    directory = next((tmp_path / "res" / "pos").glob("*/intermediate-ft-dlfa-en-*"))
+    payload = json.loads((directory / "results.json").read_text())
+    got = {(r["layer"], r["lang"], r["metric"]): r["value"] for r in payload["rows"]}
+    for conf in ("none", "udpos"):
+        assert 0 <= got[(conf, "de", "accuracy")] <= 1
+        assert got[(conf, "en", "pos_steps")] == 4
+    assert got[("udpos", "en", "udpos_steps")] == 4
+    assert ("udpos", "en", "udpos_dev_accuracy") in got
+    assert ("none", "en", "udpos_dev_accuracy") not in got
+    assert ("udpos", "de", "gain_accuracy") in got
+    assert payload["settings"]["mode"] == "finetune"
+    assert (directory / "intermediate.png").stat().st_size > 0
+
+    ft = FinetuneConfig(model=str(tiny_bert), task="pos", data_dir=data, device="cpu")
+    config = IntermediateFinetuneConfig(finetune=ft, via=("pawsx",))
+    with pytest.raises(ProbeError, match="word-level tasks only"):
+        run_intermediate_finetune(config, progress=False)
+    mixed = CliRunner().invoke(cli, [*args, "--schedule", "mixed"])
+    assert mixed.exit_code != 0 and "sequentially only" in mixed.output
