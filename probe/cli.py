@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,12 +54,17 @@ def cli(verbose: int) -> None:
     logging.getLogger("probe").setLevel(max(logging.INFO - 10 * max(verbose - 1, 0), logging.DEBUG))
 
 
-def extraction_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that pick a cache: model, task, languages, pooling, precision, data."""
+def extraction_options(
+    fn: Callable[..., Any], task_flags: tuple[str, ...] = ("--task", "-t")
+) -> Callable[..., Any]:
+    """The options that pick a cache: model, task, languages, pooling, precision, data.
+
+    `task_flags` renames the task option where a command calls it otherwise (`--target`);
+    its value is always `opts["task"]`."""
     options = [
         click.option("--model", "-m", required=True,
                      help="Alias (mbert, xlmr, minilm, me5-small), hub id or local directory."),
-        click.option("--task", "-t", required=True, type=click.Choice(_task_names())),
+        click.option(*task_flags, "task", required=True, type=click.Choice(_task_names())),
         click.option("--langs", "-l", default="all", show_default=True,
                      help="Comma list of ISO codes, or all."),
         click.option("--pool", "pooling", type=click.Choice(["first", "mean", "last"]),
@@ -85,6 +91,17 @@ def extraction_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _not_under_torchrun(command: str) -> None:
+    """Probing fans out through --workers/--cluster; under torchrun every rank would redo it."""
+    from probe.ranks import current_rank
+
+    if current_rank().distributed:
+        raise ProbeError(
+            f"`probe {command}` runs once, not once per rank: extract with `torchrun ... -m "
+            f"probe.cli extract`, then run `probe {command} --workers N` (or --cluster ADDRESS)"
+        )
 
 
 def extract_config(opts: dict[str, Any], **overrides: Any) -> Any:
@@ -115,6 +132,13 @@ def extract_config(opts: dict[str, Any], **overrides: Any) -> Any:
     default="missing",
     show_default=True,
 )
+@click.option(
+    "--shard-rows",
+    type=click.IntRange(min=1),
+    default=2_000_000,
+    show_default=True,
+    help="Words (or pairs) per shard file; the unit of work the ranks of a torchrun job share.",
+)
 @_friendly_errors
 def extract(**opts: Any) -> None:
     """Run the encoder once and cache every layer's word representations.
@@ -123,30 +147,50 @@ def extract(**opts: Any) -> None:
     Example:
       probe extract --model minilm --task pos --langs all --data-dir ../shared/data
     writes cache/<model-key>/pos/<lang>/<split>.h5 for en, de, fr, es, tr.
+    \b
+    On several GPUs (one process each; ranks share the shards, see docs/distributed.md):
+      torchrun --nproc_per_node 8 -m probe.cli extract --model mbert --task panx \\
+        --langs all --shard-rows 200000
     """
     from probe.extract import extract as run_extract
+    from probe.ranks import current_rank
 
+    if not current_rank().is_main:  # one rank reports; the others only warn
+        logging.getLogger("probe").setLevel(logging.WARNING)
     config = extract_config(
         opts,
         splits=tuple(opts["splits"].split(",")) if opts["splits"] else None,
         source=opts["source"],
         overwrite=opts["overwrite"],
+        shard_rows=opts["shard_rows"],
     )
     report = run_extract(config, progress=True)
+    if report.rank != 0:
+        return
     done, skipped = report.extracted, [s for s in report.shards if s.skipped]
     click.echo(f"cache key: {report.key}  ({report.cache_dir})")
     click.echo(f"device: {report.device}, compute: {report.compute_dtype}")
+    ranks = report.world_size > 1
     for shard in report.shards:
         state = (
             "cached" if shard.skipped else f"{shard.rows / max(shard.seconds, 1e-9):,.0f} rows/s"
         )
-        click.echo(f"  {shard.path.relative_to(report.cache_dir)}  {shard.rows:>9,} rows  {state}")
+        by = f"  rank {shard.rank}" if ranks and not shard.skipped else ""
+        click.echo(
+            f"  {shard.path.relative_to(report.cache_dir)}  {shard.rows:>9,} rows  {state}{by}"
+        )
     if done:
         click.echo(
             f"extracted {report.rows:,} rows in {report.seconds:.1f} s "
             f"({report.rows / max(report.seconds, 1e-9):,.0f} rows/s, "
             f"padding waste {100 * report.padding_waste:.1f}%); reused {len(skipped)} shard(s)"
         )
+        if ranks:
+            click.echo(
+                f"{report.world_size} ranks: {report.wall_seconds:.1f} s wall, "
+                f"{report.rows / max(report.wall_seconds, 1e-9):,.0f} rows/s together "
+                "(model loading included)"
+            )
     else:
         click.echo(f"nothing to do: all {len(skipped)} shard(s) cached")
 
@@ -163,6 +207,20 @@ def extract(**opts: Any) -> None:
 @click.option("--no-control", is_flag=True, help="Skip the control task (selectivity).")
 @click.option("--no-mix", is_flag=True, help="Skip the scalar mix.")
 @click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Probes trained at once in local processes.",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the probes on a Dask (tcp://host:8786, scheduler.json) or Ray "
+    "(ray://host:10001) cluster; see docs/distributed.md.",
+)
 @_friendly_errors
 def layers(**opts: Any) -> None:
     """Linear probe per layer on the source language, zero-shot on every other language.
@@ -171,11 +229,13 @@ def layers(**opts: Any) -> None:
     Examples:
       probe layers --task pos --model minilm --data-dir ../shared/data
       probe layers --task ner --model minilm --data-dir ../shared/data   # source pcm
+      probe layers --task pos --model mbert --workers 8
     Writes results.csv/json, settings.json, summary.txt and plots under --results-dir.
     """
     from probe.experiments.layers import LayersConfig, run_layers
     from probe.train import TrainConfig
 
+    _not_under_torchrun("layers")
     config = LayersConfig(
         extract=extract_config(opts),
         source=opts["source"],
@@ -184,6 +244,8 @@ def layers(**opts: Any) -> None:
         control=not opts["no_control"],
         scalar_mix=not opts["no_mix"],
         max_train_words=opts["max_train_words"],
+        workers=opts["workers"],
+        cluster=opts["cluster"],
     )
     result = run_layers(config, progress=True)
     click.echo(result.table)
@@ -207,7 +269,19 @@ def layers(**opts: Any) -> None:
 )
 @click.option("--head", type=click.Choice(["dlfa", "concat"]), default="dlfa", show_default=True)
 @click.option("--reduction", type=int, default=4, show_default=True, help="AIF bottleneck ratio r.")
-@click.option("--workers", type=int, default=None, help="Parallel pair workers (default: cores).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Pairs trained at once in local processes (default: one per core).",
+)
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the pairs on a Dask (tcp://host:8786, scheduler.json) or Ray "
+    "(ray://host:10001) cluster; see docs/distributed.md.",
+)
 @click.option(
     "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
@@ -222,12 +296,14 @@ def grid(**opts: Any) -> None:  # fmt: skip
     Examples:
       probe grid --task pos --model minilm --data-dir ../shared/data
       probe grid --task ner --model minilm --pairs all --head concat
+      probe grid --task panx --model mbert --pairs all --cluster tcp://scheduler:8786
     Prints and saves the score per layer pair and language beside the last-layer baseline,
     the gain per language and inside/outside the source's family, and a heatmap PNG.
     """
     from probe.experiments.grid import GridConfig, run_grid
     from probe.train import TrainConfig
 
+    _not_under_torchrun("grid")
     config = GridConfig(
         extract=extract_config(opts),
         source=opts["source"],
@@ -237,6 +313,7 @@ def grid(**opts: Any) -> None:  # fmt: skip
         results_dir=opts["results_dir"],
         train=TrainConfig(seed=opts["seed"], lr=opts["lr"]),
         workers=opts["workers"],
+        cluster=opts["cluster"],
         max_train_words=opts["max_train_words"],
     )
     result = run_grid(config, progress=True)
@@ -330,6 +407,374 @@ def finetune(**opts: Any) -> None:  # fmt: skip
     click.echo(f"fine-tuning and evaluation {result.seconds:.1f} s; results in {result.directory}")
 
 
+@cli.command("map")
+@extraction_options
+@click.option("--source", default=None, help="Source language (default: the task's).")
+@click.option(
+    "--parallel-langs",
+    default="",
+    help="More Tatoeba languages for retrieval/CKA only (comma list, or all); the task's "
+    "languages are always included.",
+)
+@click.option(
+    "--fit-fraction",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Share of each language's pairs that fits the alignment maps (the rest tests them).",
+)
+@click.option("--ridge", type=float, default=0.0, show_default=True, help="Least-squares ridge.")
+@click.option("--net-steps", type=int, default=500, show_default=True, help="Alignment net steps.")
+@click.option("--net-lr", type=float, default=1e-3, show_default=True, help="Alignment net lr.")
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
+@_friendly_errors
+def map_command(**opts: Any) -> None:
+    """Structural vs cross-lingual signal per layer, and transfer vs linguistic distance.
+
+    \b
+    Example:
+      probe map --task pos --model minilm --data-dir ../shared/data
+    Probes every layer (source score, selectivity, zero-shot transfer ratio), scores Tatoeba
+    pairs of every task language with English (retrieval, CKA, held-out retrieval after a
+    least-squares / Procrustes / single-layer-net map onto English), and correlates transfer
+    with URIEL distances. Writes summary.txt, map.csv, correlation.csv, distances.csv,
+    results.csv/json, map.png and transfer_vs_distance.png under --results-dir.
+    """
+    from probe.crosslingual.alignment import NetConfig
+    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.train import TrainConfig
+
+    extra = tuple(x.strip() for x in opts["parallel_langs"].split(",") if x.strip())
+    config = MapConfig(
+        extract=extract_config(opts),
+        source=opts["source"],
+        results_dir=opts["results_dir"],
+        train=TrainConfig(seed=opts["seed"]),
+        max_train_words=opts["max_train_words"],
+        parallel=ParallelConfig(
+            fit_fraction=opts["fit_fraction"],
+            ridge=opts["ridge"],
+            net=NetConfig(steps=opts["net_steps"], lr=opts["net_lr"], seed=opts["seed"]),
+        ),
+        extra_parallel=extra,
+    )
+    result = run_map(config, progress=True)
+    click.echo(result.table)
+    click.echo(f"results in {result.directory}")
+
+
+def _fuse_layer(ctx: click.Context, param: click.Parameter, value: str) -> int | str | None:
+    """--fuse-layer: a layer number k, 'best' (lowest dev loss over every k) or 'none'."""
+    if value in ("best", "none"):
+        return None if value == "none" else value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a layer number, 'best' or 'none'; got {value!r}"
+        ) from None
+
+
+def _head_training(opts: dict[str, Any]) -> tuple[Any, Any]:
+    """TrainConfigs of the linear probes and of DLFA (grid's lr) from the shared options."""
+    from probe.train import TrainConfig
+
+    epochs = opts["max_epochs"]
+    return (
+        TrainConfig(seed=opts["seed"], max_epochs=epochs),
+        TrainConfig(seed=opts["seed"], max_epochs=epochs, lr=2e-3),
+    )
+
+
+def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options domain-shift and calibration share: DLFA's k, training caps, output."""
+    options = [
+        click.option("--fuse-layer", default="best", show_default=True, callback=_fuse_layer,
+                     help="DLFA (last, k): k, 'best' (lowest dev loss over every k; slow) or "
+                     "'none'."),
+        click.option("--reduction", type=int, default=4, show_default=True,
+                     help="AIF bottleneck ratio r."),
+        click.option("--max-epochs", type=int, default=30, show_default=True,
+                     help="Epoch cap of every head (early stopping on dev loss)."),
+        click.option("--max-train-words", type=int, default=None,
+                     help="Cap each training language's words (whole sentences)."),
+        click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
+                     show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@cli.command("domain-shift")
+@extraction_options
+@click.option(
+    "--out-tasks",
+    default="pos-gum,pos-pud",
+    show_default=True,
+    help="Out-of-domain tasks (same tag set) evaluated in each language they have.",
+)
+@click.option("--no-genres", is_flag=True, help="Skip the per-genre scores (from sentence ids).")
+@click.option(
+    "--low-resource-words",
+    type=int,
+    default=15_000,
+    show_default=True,
+    help="Flag languages whose training split has fewer words.",
+)
+@_probe_options
+@_friendly_errors
+def domain_shift(**opts: Any) -> None:  # fmt: skip
+    """Train on one corpus of a language, score in-domain and out-of-domain, per layer and DLFA.
+
+    \b
+    Examples:
+      probe domain-shift --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
+          # en EWT -> GUM, PUD; de, fr GSD -> PUD; tr IMST -> PUD
+      probe domain-shift --task pos-gsd --langs zh,ru,id --model minilm --out-tasks pos-pud
+      probe domain-shift --task pos-gum --model minilm --out-tasks pos,pos-pud   # GUM -> EWT
+    Prints and saves scores, the drop (in minus out) per head, DLFA's drop beside the last
+    layer's, per-genre scores, and domain_shift.png / drop_per_layer.png.
+    """
+    from probe.experiments.domain_shift import DomainShiftConfig, run_domain_shift
+
+    train, dlfa_train = _head_training(opts)
+    config = DomainShiftConfig(
+        extract=extract_config(opts),
+        out_tasks=tuple(t.strip() for t in opts["out_tasks"].split(",") if t.strip()),
+        fuse_layer=opts["fuse_layer"], reduction=opts["reduction"],
+        genres=not opts["no_genres"], results_dir=opts["results_dir"], train=train,
+        dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
+        low_resource_words=opts["low_resource_words"],
+    )  # fmt: skip
+    result = run_domain_shift(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
+        f"cached); results in {result.directory}"
+    )
+
+
+@cli.command()
+@extraction_options
+@click.option(
+    "--source", default=None, help="The English-only regime's language (default: the task's)."
+)
+@click.option(
+    "--pooled",
+    default="en,de,fr",
+    show_default=True,
+    help="Languages whose training splits the multilingual head pools.",
+)
+@click.option(
+    "--no-match-size",
+    is_flag=True,
+    help="Pool all their data instead of capping it to the source's word count.",
+)
+@click.option("--bins", type=int, default=15, show_default=True, help="Confidence bins (ECE).")
+@_probe_options
+@_friendly_errors
+def calibration(**opts: Any) -> None:  # fmt: skip
+    """ECE and reliability diagrams per language and layer; temperature scaling; en vs pooled.
+
+    \b
+    Examples:
+      probe calibration --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
+          # heads on en vs en+de+fr; held-out targets es, tr
+      probe calibration --task pos --model me5-small --pooled en,de,fr,es --langs tr
+    Temperature T is fitted per head on its own (source) dev data. Prints and saves ECE
+    before/after T per layer and language, the two regimes on held-out languages,
+    reliability_<regime>.png grids, ece_per_layer.png and reliability.json.
+    """
+    from probe.experiments.calibration import CalibrationConfig, run_calibration
+
+    train, dlfa_train = _head_training(opts)
+    config = CalibrationConfig(
+        extract=extract_config(opts), source=opts["source"],
+        pooled=tuple(x.strip() for x in opts["pooled"].split(",") if x.strip()),
+        match_size=not opts["no_match_size"], fuse_layer=opts["fuse_layer"],
+        reduction=opts["reduction"], n_bins=opts["bins"], results_dir=opts["results_dir"],
+        train=train, dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
+    )  # fmt: skip
+    result = run_calibration(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
+        f"cached); results in {result.directory}"
+    )
+
+
+@cli.command()
+@functools.partial(extraction_options, task_flags=("--target", "--task", "-t"))
+@click.option(
+    "--via",
+    default="all",
+    show_default=True,
+    help="Intermediate tasks: comma list of registry tasks, or all (every word/pair "
+    "task with data but the target).",
+)
+@click.option(
+    "--sets",
+    default=None,
+    help="Sets of --via tasks to train on together: sizes of growing prefixes ('3'), "
+    "all, or tasks joined by '+' ('pos+panx'); comma list. Default: sizes 2..all.",
+)
+@click.option(
+    "--schedule",
+    type=click.Choice(["sequential", "mixed", "both"]),
+    default=None,
+    help="How a set trains: one task after another, or batches interleaved. Default: both on "
+    "cached features; sequential (the only one) with --finetune.",
+)
+@click.option("--source", default=None, help="The target's source language (default: the task's).")
+@click.option(
+    "--body",
+    type=click.Choice(["mlp", "mix", "dlfa"]),
+    default="mlp",
+    show_default=True,
+    help="The shared body every task's classifier reads through.",
+)
+@click.option(
+    "--layer",
+    type=int,
+    default=None,
+    help="mlp: the layer read (default last); mix: the lowest layer mixed (default 0); "
+    "dlfa: k fused with the last layer (default last-1).",
+)
+@click.option("--width", type=int, default=256, show_default=True, help="mlp/mix body width.")
+@click.option("--reduction", type=int, default=4, show_default=True, help="AIF bottleneck ratio.")
+@click.option(
+    "--seeds",
+    default="0",
+    show_default=True,
+    help="Comma list of training seeds; scores are averaged and gains get a seed sd.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Learning rate (default 5e-3 on cached features; the encoder's 2e-5 with --finetune).",
+)
+@click.option(
+    "--max-epochs",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Most epochs per stage on cached features (early stopping on dev loss).",
+)
+@click.option(
+    "--max-train-words",
+    type=int,
+    default=None,
+    help="Cap every task's training words (pairs for pair tasks).",
+)
+@click.option(
+    "--max-via-sentences",
+    type=int,
+    default=None,
+    help="Extract only the first N sentences (pairs) of each intermediate split (it replaces "
+    "a full cached split of that task, as --max-sentences does).",
+)
+@click.option(
+    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+)
+@click.option(
+    "--finetune",
+    "finetune_mode",
+    is_flag=True,
+    help="Train the encoder too, on raw data (word tasks, sequential schedule).",
+)
+@click.option("--epochs", type=int, default=None, help="--finetune: epochs per stage (default 10).")
+@click.option("--max-steps", type=int, default=None, help="--finetune: optimiser steps per stage.")
+@click.option(
+    "--batch-size", type=int, default=32, show_default=True, help="--finetune: sentences per step."
+)
+@click.option(
+    "--max-train-sentences",
+    type=int,
+    default=None,
+    help="--finetune: first N training sentences of every task.",
+)
+@click.option(
+    "--max-eval-sentences",
+    type=int,
+    default=None,
+    help="--finetune: score the first N test sentences of each language.",
+)
+@_friendly_errors
+def intermediate(**opts: Any) -> None:  # fmt: skip
+    """Train on intermediate tasks before the target: none, each task, growing sets.
+
+    \b
+    Examples:
+      probe intermediate --target ner --via pos,udpos,panx --model minilm --data-dir ../shared/data
+      probe intermediate --target pos --via all --model minilm --schedule mixed --seeds 0,1,2
+      probe intermediate --target ner --via pos,udpos --model minilm --finetune --max-steps 50
+    Scores every target language zero-shot per configuration and prints the gains over 'none'
+    per language, inside/outside the source's family and per family; writes results.csv/json,
+    settings.json, summary.txt and intermediate.png under --results-dir.
+    """
+    schedule = opts["schedule"] or ("sequential" if opts["finetune_mode"] else "both")
+    schedules = ("sequential", "mixed") if schedule == "both" else (schedule,)
+    try:
+        seeds = tuple(int(s) for s in opts["seeds"].split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected a comma list of integers, not {opts['seeds']!r}",
+                                 param_hint="--seeds") from None  # fmt: skip
+    via = (opts["via"],)
+    if opts["finetune_mode"]:
+        from probe.experiments.finetune import FinetuneConfig
+        from probe.experiments.intermediate_finetune import (
+            IntermediateFinetuneConfig,
+            run_intermediate_finetune,
+        )
+        from probe.store import default_cache_root
+
+        if schedules != ("sequential",):
+            raise ProbeError("--finetune trains sets sequentially only: pass --schedule sequential")
+        if len(seeds) != 1:
+            raise ProbeError("--finetune runs one seed: pass --seeds N")
+        ft = FinetuneConfig(
+            model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
+            source=opts["source"], data_dir=opts["data_dir"],
+            cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+            epochs=opts["epochs"], lr=opts["lr"] or 2e-5, batch_size=opts["batch_size"],
+            device=opts["device"], seed=seeds[0], max_steps=opts["max_steps"],
+            max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"],
+        )  # fmt: skip
+        result = run_intermediate_finetune(
+            IntermediateFinetuneConfig(
+                finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],
+                width=opts["width"], max_eval_sentences=opts["max_eval_sentences"],
+            ),
+            progress=True,
+        )  # fmt: skip
+    else:
+        from probe.experiments.intermediate import IntermediateConfig, run_intermediate
+        from probe.train import TrainConfig
+
+        config = IntermediateConfig(
+            extract=extract_config(opts), via=via, sets=opts["sets"], schedules=schedules,
+            source=opts["source"], body=opts["body"], layer=opts["layer"], width=opts["width"],
+            reduction=opts["reduction"], results_dir=opts["results_dir"],
+            train=TrainConfig(lr=opts["lr"] or 5e-3, max_epochs=opts["max_epochs"]), seeds=seeds,
+            max_train_words=opts["max_train_words"],
+            max_via_sentences=opts["max_via_sentences"],
+        )  # fmt: skip
+        result = run_intermediate(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"training and scoring {result.seconds:.1f} s (extraction {result.extract_seconds:.1f} s,"
+        f" 0 when cached); results in {result.directory}"
+    )
+
+
 @cli.group()
 def cache() -> None:
     """Inspect, verify and remove cached shards."""
@@ -404,6 +849,11 @@ def cache_rm(paths: tuple[Path, ...]) -> None:
 
 
 def main() -> None:
+    # Idle OpenMP threads sleep instead of spinning. On a shared or busy CPU, torch's spinning
+    # threads fight the other processes for the cores: extraction ran 4-10x slower on a
+    # loaded 2-core machine (benchmarks/README.md). Set before torch loads (commands import
+    # it lazily); an explicit OMP_WAIT_POLICY in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cli(prog_name="probe")
 
 

@@ -2,24 +2,23 @@
 
 Default pairs are (k, last) for every lower k: the seed paper's D_k sweep. The baseline is
 the same head with both inputs the last layer (DLFA's gate then mixes a layer with itself,
-so it is the last layer through the same classifier). Pairs run in parallel worker
-processes; each worker opens the cache itself and holds two layers of each split.
+so it is the last layer through the same classifier). Each pair is a job of
+`probe.experiments.pool` (here, on `--workers N` local processes, or on a `--cluster`); a job
+opens the cache itself and holds two layers of each split.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from probe.errors import ProbeError
+from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
 from probe.experiments.splits import as_data, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
@@ -46,6 +45,7 @@ class GridConfig:
     results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-3))
     workers: int | None = None  # None: one per core, at most one per pair
+    cluster: str | None = None  # Dask scheduler or Ray address (probe.experiments.pool)
     dev_fraction: float = 0.1
     max_train_words: int | None = None
 
@@ -115,44 +115,42 @@ def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
     last = n_layers - 1
     pairs = [(last, last), *parse_pairs(config.pairs, n_layers)]
     pairs = list(dict.fromkeys(pairs))
-    jobs = [_PairJob(task.name, root, key, source, tuple(langs), p, config) for p in pairs]
-
-    t1 = time.perf_counter()
-    workers = config.workers or min(len(jobs), os.cpu_count() or 1)
-    rows: list[Row] = []
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(jobs), desc=f"grid {task.name}", unit="pair", disable=not progress) as bar:
-        if workers <= 1:
-            for job in jobs:
-                rows += run_pair(job)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for job_rows in pool.map(run_pair, jobs):
-                    rows += job_rows
-                    bar.update()
-    seconds = time.perf_counter() - t1
-    rows += _gains(task, rows, source, (last, last))
+    # An absolute cache path: a job may run in another working directory (a cluster worker).
+    jobs = [_PairJob(task.name, root.resolve(), key, source, tuple(langs), p, config)
+            for p in pairs]  # fmt: skip
+    pool = PoolConfig(config.workers, config.cluster)
+    workers = pool.local_workers(len(jobs)) if config.cluster is None else None
 
     settings = {
         "command": "grid", "task": task.name, "model": config.extract.model, "source": source,
         "languages": langs, "cache_key": key, "head": config.head, "pairs": config.pairs,
         "reduction": config.reduction, "train": asdict(config.train), "workers": workers,
+        "cluster": config.cluster,
         "train_split": task.train_split, "eval_split": task.eval_split,
         "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
         "max_train_words": config.max_train_words,
-        "grid_seconds": round(seconds, 3), "extract_seconds": round(extract_seconds, 3),
+        "grid_seconds": None, "extract_seconds": round(extract_seconds, 3),
         "provenance": provenance(config.train.seed),
     }  # fmt: skip
     directory = run_directory(
         config.results_dir / task.name / key, f"grid-{config.head}-{source}", settings,
-        volatile=("grid_seconds", "extract_seconds", "provenance", "workers"),
+        volatile=("grid_seconds", "extract_seconds", "provenance", "workers", "cluster"),
     )  # fmt: skip
+    journal = Journal(directory / "jobs", fingerprint(
+        cache_identity(ex_report), replace(config, workers=None, cluster=None)))  # fmt: skip
+    t1 = time.perf_counter()
+    named = [(f"pair-{job.pair[0]}-{job.pair[1]}", job) for job in jobs]
+    parts = run_jobs(run_pair, named, pool, journal, progress=progress, desc=f"grid {task.name}")
+    rows: list[Row] = [row for part in parts for row in part]
+    seconds = time.perf_counter() - t1
+    settings["grid_seconds"] = round(seconds, 3)
+    rows += family_gains(task, rows, source, f"{last},{last}")
+
     write_table(rows, directory, settings)
     table = grid_table(task, rows, source, langs, (last, last))
     (directory / "summary.txt").write_text(table + "\n")
     plot_grid(task, rows, source, langs, (last, last), directory / "grid_heatmap.png", key)
+    journal.clear()  # every output is written: a rerun recomputes with the current code
     return GridResult(rows, directory, table, seconds, extract_seconds)
 
 
@@ -211,10 +209,10 @@ def _mean_gate(head: Any, data: Any, order: tuple[int, int]) -> float:
     return float(np.average(values, weights=weights))
 
 
-def _gains(task: Task, rows: list[Row], source: str, baseline: tuple[int, int]) -> list[Row]:
-    """Gain over the baseline per language, and averaged inside / outside the source's family."""
+def family_gains(task: Task, rows: list[Row], source: str, base_name: str) -> list[Row]:
+    """Gain over the baseline rows (`Row.layer == base_name`: a layer pair here, a configuration
+    in `probe intermediate`) per language, and averaged inside / outside the source's family."""
     metric = task.metric
-    base_name = f"{baseline[0]},{baseline[1]}"
     base = {r.lang: r.value for r in rows if r.layer == base_name and r.metric == metric}
     out = []
     for pair in dict.fromkeys(r.layer for r in rows if r.layer != base_name):

@@ -1,14 +1,17 @@
 """`probe layers`: a linear probe per layer, scalar mix and control tasks, zero-shot everywhere.
 
 Trained on the source language's cached features, evaluated on every language's evaluation
-split. Only one layer of every split is in memory at a time (the scalar mix needs all
-layers of the splits it reads).
+split. Every probe is a job of `probe.experiments.pool` (one per layer, one per layer of the
+control task, one for the scalar mix), run here one after another or on `--workers N`
+processes or a `--cluster`; each job opens the cache itself and holds one layer of every
+split it reads (the scalar mix needs all layers).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import numpy as np
 
 from probe.control import control_labels, selectivity
 from probe.errors import ProbeError
+from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
 from probe.experiments.splits import CachedSplit, as_data, as_view, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.linear import LinearProbe, PairLinearProbe
@@ -24,6 +28,7 @@ from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 from probe.metrics import score
 from probe.report import (
     Row,
+    cache_settings,
     pivot,
     plot_layer_curves,
     provenance,
@@ -49,6 +54,8 @@ class LayersConfig:
     scalar_mix: bool = True
     dev_fraction: float = 0.1  # held out of the training split when the task has no dev split
     max_train_words: int | None = None  # cap the training rows (whole sentences kept)
+    workers: int | None = 1  # probes at once in local processes (None: one per core)
+    cluster: str | None = None  # or on a Dask / Ray cluster (probe.experiments.pool)
 
 
 @dataclass
@@ -78,52 +85,106 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
     if source not in langs:
         raise ProbeError(f"source language {source!r} is not among the extracted languages {langs}")
 
-    t1 = time.perf_counter()
     open_split = opener(root, key, task)
-    train, dev = train_dev(
-        task, open_split, source, config.max_train_words, config.dev_fraction, config.train.seed
-    )
-    evals = {lang: open_split(lang, task.eval_split) for lang in langs}
-    unscored = [lang for lang, split in evals.items() if np.any(split.labels < 0)]
-    for lang in unscored:
-        log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang, task.eval_split)
-        evals.pop(lang).reader.close()
-    if not evals:
-        raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} split")
-    n_layers = train.reader.n_layers
-    rows: list[Row] = []
-    from tqdm.auto import tqdm
-
-    with_control = config.control and task.level == "word" and source in evals
-    steps = n_layers * (2 if with_control else 1)
-    steps += 1 if config.scalar_mix else 0
-    with tqdm(total=steps, desc=f"probing {task.name}", unit="probe", disable=not progress) as bar:
-        for layer in range(n_layers):
-            rows += _probe_layer(task, layer, train, dev, evals, config.train, "linear")
-            bar.update()
-        if with_control:
-            rows += _control_rows(task, n_layers, train, dev, evals[source], source, config, bar)
-            rows += _selectivity(rows, source)
-        mix_weights: list[float] = []
-        if config.scalar_mix:
-            mix_rows, mix_weights = _scalar_mix(task, n_layers, train, dev, evals, config.train)
-            rows += mix_rows
-            bar.update()
-    for split in (train, dev, *evals.values()):
+    probe_split = open_split(source, task.train_split)
+    n_layers = probe_split.reader.n_layers
+    probe_split.reader.close()
+    scored = []
+    for lang in langs:
+        split = open_split(lang, task.eval_split)
+        if np.any(split.labels < 0):
+            log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang,
+                        task.eval_split)  # fmt: skip
+        else:
+            scored.append(lang)
         split.reader.close()
-    probe_seconds = time.perf_counter() - t1
+    if not scored:
+        raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} split")
 
-    settings = _settings(config, task, source, key, langs, extract_seconds, probe_seconds)
+    with_control = config.control and task.level == "word" and source in scored
+    # An absolute cache path: a job may run in another working directory (a cluster worker).
+    job = _LayerJob(task.name, root.resolve(), key, source, tuple(scored), n_layers, "linear", 0,
+                    config)  # fmt: skip
+    jobs = [(f"linear-{i}", replace(job, layer=i)) for i in range(n_layers)]
+    if with_control:
+        jobs += [(f"control-{i}", replace(job, kind="control", layer=i)) for i in range(n_layers)]
+    if config.scalar_mix:
+        jobs.append(("scalar_mix", replace(job, kind="scalar_mix")))
+    pool = PoolConfig(config.workers, config.cluster)
+    settings = _settings(config, task, source, key, langs, extract_seconds, 0.0)
+    settings["workers"] = pool.local_workers(len(jobs)) if config.cluster is None else None
+    settings["cluster"] = config.cluster
     directory = run_directory(
         config.results_dir / task.name / key, f"layers-{source}", settings,
-        volatile=("extract_seconds", "probe_seconds", "provenance"),
+        volatile=("extract_seconds", "probe_seconds", "provenance", "workers", "cluster"),
     )  # fmt: skip
+    journal = Journal(directory / "jobs", fingerprint(
+        cache_identity(ex_report), replace(config, workers=1, cluster=None)))  # fmt: skip
+
+    t1 = time.perf_counter()
+    parts = dict(zip([name for name, _ in jobs], run_jobs(
+        run_layer_job, jobs, pool, journal, progress=progress, desc=f"probing {task.name}"),
+        strict=True))  # fmt: skip
+    rows: list[Row] = [r for i in range(n_layers) for r in parts[f"linear-{i}"]]
+    if with_control:
+        rows += [r for i in range(n_layers) for r in parts[f"control-{i}"]]
+        rows += _selectivity(rows, source)
+    mix_weights: list[float] = []
+    if config.scalar_mix:
+        rows += parts["scalar_mix"]
+        mix_weights = [r.value for r in parts["scalar_mix"] if r.metric == "mix_weight"]
+    probe_seconds = time.perf_counter() - t1
+    settings["probe_seconds"] = round(probe_seconds, 3)
+
     write_table(rows, directory, settings)
     table = _summary(task, rows, source, langs)
     (directory / "summary.txt").write_text(table + "\n")
     _plots(task, rows, source, langs, n_layers, directory, key)
+    journal.clear()  # every output is written: a rerun recomputes with the current code
     return LayersResult(rows, directory, table, mix_weights, extract_seconds, probe_seconds,
                         settings)  # fmt: skip
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LayerJob:
+    """One probe of a `layers` run; picklable, so it runs in any pool worker, which opens the
+    cache itself (probe.experiments.pool)."""
+
+    task: str
+    root: Path
+    key: str
+    source: str
+    langs: tuple[str, ...]  # languages scored (labelled evaluation split)
+    n_layers: int
+    kind: str  # linear | control | scalar_mix
+    layer: int
+    config: LayersConfig
+
+
+def run_layer_job(job: _LayerJob) -> list[Row]:
+    """Open the splits one probe needs, train and score it, close them."""
+    task = get_task(job.task)
+    cfg = job.config
+    open_split = opener(job.root, job.key, task)
+    train, dev = train_dev(task, open_split, job.source, cfg.max_train_words, cfg.dev_fraction,
+                           cfg.train.seed)  # fmt: skip
+    opened = [train, dev]
+    try:
+        if job.kind == "control":
+            source_eval = open_split(job.source, task.eval_split)
+            opened.append(source_eval)
+            return _control_rows(task, [job.layer], train, dev, source_eval, job.source, cfg)
+        evals = {lang: open_split(lang, task.eval_split) for lang in job.langs}
+        opened += evals.values()
+        if job.kind == "linear":
+            return _probe_layer(task, job.layer, train, dev, evals, cfg.train, "linear")
+        return _scalar_mix(task, job.n_layers, train, dev, evals, cfg.train)[0]
+    finally:
+        for split in opened:
+            split.reader.close()
 
 
 # --- probing ---------------------------------------------------------------------------------
@@ -167,13 +228,12 @@ def _probe_layer(
 
 def _control_rows(
     task: Task,
-    n_layers: int,
+    layers: Sequence[int],
     train: CachedSplit,
     dev: CachedSplit,
     source_eval: CachedSplit,
     source: str,
     config: LayersConfig,
-    bar: Any,
 ) -> list[Row]:
     """Hewitt & Liang control task on the source language, and selectivity per layer."""
     n_classes = len(task.labels)
@@ -188,7 +248,7 @@ def _control_rows(
 
     y_train, y_dev, y_eval = ctrl(train), ctrl(dev), ctrl(source_eval)
     rows = []
-    for layer in range(n_layers):
+    for layer in layers:
         tr = as_data(task, train, [layer], y_train)
         dv = as_data(task, dev, [layer], y_dev)
         hidden = tr.hidden
@@ -198,7 +258,6 @@ def _control_rows(
         probs = predict_proba(result.head, ev.words(layer))
         control_acc = float((probs.argmax(1) == y_eval).mean())
         rows.append(Row("control", str(layer), source, "accuracy", control_acc))
-        bar.update()
     return rows
 
 
@@ -255,17 +314,8 @@ def _settings(
     extract_seconds: float,
     probe_seconds: float,
 ) -> dict[str, Any]:
-    ex = config.extract
     return {
-        "command": "layers",
-        "task": task.name,
-        "model": ex.model,
-        "source": source,
-        "languages": langs,
-        "cache_key": key,
-        "cache_root": str(ex.cache_root),
-        "data_dir": str(ex.data_dir) if ex.data_dir else None,
-        "extract": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(ex).items()},
+        **cache_settings("layers", task.name, config.extract, source, langs, key),
         "train": asdict(config.train),
         "control": config.control,
         "scalar_mix": config.scalar_mix,
