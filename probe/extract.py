@@ -347,20 +347,26 @@ class Encoder:
                 first_index = len(rows) - 1 - first_index
             positions = positions[first_index]
 
-        hidden = self._forward(input_ids, mask, types)  # (layers, n_win * width, hidden)
+        states = self._forward(input_ids, mask, types)  # layers x (n_win, width, hidden)
         dev = self.device
+        # Only the kept positions of each layer are copied (stacking every hidden state first
+        # would copy all tokens of all layers, padding included, once more).
+        index = torch.from_numpy(positions).to(dev)
+        picked = torch.stack([s.flatten(0, 1).index_select(0, index) for s in states])
         if pooling == "mean":
-            gathered = hidden[:, torch.from_numpy(positions).to(dev)].float()
-            summed = torch.zeros((hidden.shape[0], len(uniq), hidden.shape[2]), device=dev)
-            summed.index_add_(1, torch.from_numpy(inverse).to(dev), gathered)
+            summed = torch.zeros((picked.shape[0], len(uniq), picked.shape[2]), device=dev)
+            summed.index_add_(1, torch.from_numpy(inverse).to(dev), picked.float())
             pooled = summed / torch.from_numpy(counts).to(dev, torch.float32)[None, :, None]
         else:
-            pooled = hidden[:, torch.from_numpy(positions).to(dev)]
+            pooled = picked
         out[:, uniq, :] = pooled.to(_torch_dtype(out.dtype)).cpu().numpy()
         tokens = n_win * width
         return tokens, tokens - int(mask.sum())
 
-    def _forward(self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> torch.Tensor:
+    def _forward(
+        self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray
+    ) -> tuple[torch.Tensor, ...]:
+        """Every hidden state of one batch, each (windows, width, hidden), embeddings first."""
         dev = self.device
         pin = dev.type == "cuda"
         kwargs: dict[str, Any] = {
@@ -384,7 +390,7 @@ class Encoder:
             raise ProbeError(
                 f"model returned {len(states)} hidden states, expected {self.n_layers}"
             )
-        return torch.stack(states).flatten(1, 2)
+        return tuple(states)
 
 
 def _to(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -536,11 +537,26 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
             torch.manual_seed(seed)  # CPU and CUDA generators
         else:
             torch.default_generator.manual_seed(seed)  # leave CUDA's RNG alone on a CPU run
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True, warn_only=True)
         try:
             yield
         finally:
-            torch.use_deterministic_algorithms(was_on, warn_only=was_warn)
+            _set_deterministic(was_on, warn_only=was_warn)
+
+
+def _set_deterministic(mode: bool, *, warn_only: bool) -> None:
+    """`torch.use_deterministic_algorithms` without its first-call import of torch._inductor.
+
+    The public function also sets a flag of the inductor compiler, importing it to do so: 2-4
+    s per process on a 2-core CPU, more than a whole linear probe, paid again by every grid
+    worker. `fit` never compiles, so only the eager flag matters; set it directly when
+    inductor is not loaded (if it is, the public call costs nothing and keeps both in step).
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
 
 
 def _loss_sum(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -623,16 +639,71 @@ def predict_proba(head: nn.Module, data: Feed, *, batch_size: int = 8192) -> np.
     return probs
 
 
-def _optimizer(head: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(head: nn.Module, config: TrainConfig) -> AdamW:
     """AdamW; weight decay on matrices only (not biases, mix scalars or gamma)."""
     params = [p for p in head.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the head has no trainable parameter")
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ([p for p in params if p.dim() >= 2], config.weight_decay),
+        ([p for p in params if p.dim() < 2], 0.0),
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    return AdamW([(ps, decay) for ps, decay in groups if ps], lr=config.lr)
+
+
+class AdamW:
+    """The update of `torch.optim.AdamW` (its single-tensor path, amsgrad off), written out.
+
+    Why not torch.optim: building any torch optimizer imports torch._dynamo, 2-3 s per
+    process on a 2-core CPU, paid by every `probe layers` run and again by every grid worker
+    (longer than most probes take to train). The arithmetic is torch's own, op for op, so
+    training gives the same numbers bit for bit (tests/test_heads_train.py checks it).
+
+    groups: (parameters, weight decay) pairs; betas and eps are AdamW's defaults.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[tuple[Sequence[Tensor], float]],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.groups = [(list(params), float(decay)) for params, decay in groups]
+        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
+        self.state: dict[Tensor, tuple[Tensor, Tensor, Tensor]] = {}
+
+    def zero_grad(self) -> None:
+        for params, _ in self.groups:
+            for p in params:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        lr, beta1, beta2 = self.lr, self.beta1, self.beta2
+        for params, decay in self.groups:
+            for p in params:
+                if p.grad is None:
+                    continue
+                if p not in self.state:  # as torch: a float32 step count, zero moments
+                    self.state[p] = (
+                        torch.tensor(0.0, dtype=torch.float32),
+                        torch.zeros_like(p, memory_format=torch.preserve_format),
+                        torch.zeros_like(p, memory_format=torch.preserve_format),
+                    )
+                step_t, exp_avg, exp_avg_sq = self.state[p]
+                step_t += 1
+                if decay != 0:
+                    p.mul_(1 - lr * decay)
+                grad = p.grad
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step = step_t.item()
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
+                step_size = lr / bias_correction1
+                denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(self.eps)
+                p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 def fit(
@@ -673,7 +744,7 @@ def fit(
             count = torch.zeros((), device=device, dtype=torch.int64)
             for batch in train.batches(config.batch_size, generator=generator, device=device):
                 loss_sum, n = _loss_sum(head(*batch.inputs), batch.labels)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 (loss_sum / n.clamp(min=1)).backward()
                 optimizer.step()
                 total += loss_sum.detach()

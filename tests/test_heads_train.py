@@ -297,3 +297,58 @@ def test_bad_inputs_fail_clearly(words: tuple[WordData, WordData]) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ProbeError, match="no GPU"):
             fit(LinearProbe(HIDDEN, CLASSES), train.words(0), None, TrainConfig(device="cuda"))
+
+
+def test_adamw_matches_torch_bit_for_bit() -> None:
+    """`train.AdamW` (written out to keep torch._dynamo unloaded) updates exactly as
+    torch.optim.AdamW does, weight-decay groups included."""
+    from probe.train import AdamW
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(HIDDEN, 8), nn.ReLU(), nn.Linear(8, CLASSES))
+    theirs = nn.Sequential(nn.Linear(HIDDEN, 8), nn.ReLU(), nn.Linear(8, CLASSES))
+    theirs.load_state_dict(ours.state_dict())
+
+    def groups(model: nn.Module) -> list[tuple[list[nn.Parameter], float]]:
+        params = list(model.parameters())
+        return [
+            ([p for p in params if p.dim() >= 2], 0.05),
+            ([p for p in params if p.dim() < 2], 0.0),
+        ]
+
+    opt_ours = AdamW(groups(ours), lr=3e-2)
+    opt_theirs = torch.optim.AdamW(
+        [{"params": ps, "weight_decay": wd} for ps, wd in groups(theirs)], lr=3e-2, foreach=False
+    )
+    x, y = torch.randn(64, HIDDEN), torch.randint(0, CLASSES, (64,))
+    for _ in range(6):
+        for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(ours[0].weight, torch.zeros_like(ours[0].weight))
+
+
+def test_training_leaves_torch_dynamo_unloaded() -> None:
+    """Fitting a head imports neither torch._dynamo nor torch._inductor (2-4 s each per
+    process: more than a probe takes to train). Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, numpy as np\n"
+        "from probe.train import TrainConfig, WordData, fit\n"
+        "from probe.heads.linear import LinearProbe\n"
+        "x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float16)\n"
+        "d = WordData(x, np.arange(64) % 3, np.array([0, 32, 64]))\n"
+        "fit(lambda: LinearProbe(8, 3), d.words(0), d.words(0), TrainConfig(max_epochs=2))\n"
+        "heavy = ('torch._dynamo', 'torch._inductor')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo)  # fmt: skip
+    assert out.stdout.strip() == "[]", out.stdout[-500:]

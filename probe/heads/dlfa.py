@@ -170,14 +170,22 @@ class AIF(nn.Module):
         """
         mask = _check_inputs(h_last, h_k, mask)
         keep = mask.unsqueeze(-1)
-        h_last = torch.where(keep, h_last, torch.zeros_like(h_last))
-        h_k = torch.where(keep, h_k, torch.zeros_like(h_k))
+        # Each pass over a (B, T, H) tensor costs about as much as the bottleneck matmuls on
+        # a CPU, so the element-wise work is kept to the fewest passes: padding is zeroed
+        # once (a broadcast `where`), the mean pool is a plain sum of the zeroed x, and the
+        # mix is one fused `addcmul`.
+        h_last = torch.where(keep, h_last, 0.0)
+        h_k = torch.where(keep, h_k, 0.0)
         x = h_last + h_k
-        pooled = pool(x, mask, self.global_pool).unsqueeze(1)  # (B, 1, H)
+        if self.global_pool == "mean":  # x is zero at padding: a plain sum is the masked sum
+            pooled = x.sum(dim=1) / mask.sum(dim=1, keepdim=True).to(x.dtype)
+        else:
+            pooled = pool(x, mask, self.global_pool)
         sentence = torch.ones_like(mask[:, :1])  # (B, 1): each pooled row is real
-        logits = self.global_branch(pooled, sentence) + self.local_branch(x, mask)
+        logits = self.local_branch(x, mask) + self.global_branch(pooled.unsqueeze(1), sentence)
         gate = torch.sigmoid(logits)
-        return gate * h_last + (1 - gate) * h_k, gate
+        # M*H_last + (1-M)*H_k = H_k + M*(H_last - H_k); exactly H when both layers are H.
+        return torch.addcmul(h_k, gate, h_last - h_k), gate
 
 
 class DLFAHead(nn.Module):

@@ -1,0 +1,108 @@
+"""Training on the cache against re-running the encoder: `probe layers` and `probe grid` vs
+one extraction pass over the same data.
+
+The extraction pass is what a zero-shot run needs (the source's training split and every
+language's evaluation split) into a fresh cache; `layers` (a linear probe per layer, the
+control task, the scalar mix; every language scored) and `grid` (DLFA for every (k, last)
+pair and the last-layer baseline) then run on that cache with their default settings.
+Each is timed over its whole library call (cache check included) in a fresh process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.extraction import extract_config
+from benchmarks.harness import Settings, run_step
+
+
+def extraction_pass(settings: Settings, cache: str) -> dict[str, Any]:
+    """Extract what `layers`/`grid` read (source train and dev splits, every eval split)."""
+    from probe.extract import extract
+
+    config = extract_config(settings, cache, splits=None)
+    source = _source(settings)
+    began = time.perf_counter()
+    report = extract(replace(config, source=source), progress=False)
+    return {
+        "words": report.rows,
+        "call_seconds": round(time.perf_counter() - began, 3),
+        "seconds": round(report.seconds, 3),
+        "words_per_s": round(report.rows / report.seconds, 1),
+    }
+
+
+def layers(settings: Settings, cache: str, results: str) -> dict[str, Any]:
+    """`probe layers` with its defaults on the warm cache."""
+    from probe.experiments.layers import LayersConfig, run_layers
+
+    config = replace(extract_config(settings, cache, splits=None), overwrite="missing")
+    began = time.perf_counter()
+    result = run_layers(LayersConfig(extract=config, results_dir=Path(results)), progress=False)
+    seconds = time.perf_counter() - began
+    if result.extract_seconds > 0.5 * seconds:
+        raise RuntimeError(f"layers re-extracted ({result.extract_seconds:.1f} s): cache cold?")
+    return {
+        "call_seconds": round(seconds, 3),
+        "probe_seconds": round(result.probe_seconds, 3),
+        "scores": _scores(result.rows, "linear"),
+    }
+
+
+def grid(settings: Settings, cache: str, results: str) -> dict[str, Any]:
+    """`probe grid` with its defaults (DLFA, every (k, last) pair) on the warm cache."""
+    from probe.experiments.grid import GridConfig, run_grid
+
+    config = replace(extract_config(settings, cache, splits=None), overwrite="missing")
+    grid_config = GridConfig(extract=config, results_dir=Path(results),
+                             workers=settings.grid_workers)  # fmt: skip
+    began = time.perf_counter()
+    result = run_grid(grid_config, progress=False)
+    seconds = time.perf_counter() - began
+    if result.extract_seconds > 0.5 * seconds:
+        raise RuntimeError(f"grid re-extracted ({result.extract_seconds:.1f} s): cache cold?")
+    return {
+        "call_seconds": round(seconds, 3),
+        "grid_seconds": round(result.seconds, 3),
+        "scores": _scores(result.rows, None),
+    }
+
+
+def _scores(rows: list[Any], head: str | None) -> dict[str, float]:
+    """Main accuracy per layer (or pair) and language, x100, to check speed-ups changed none."""
+    return {
+        f"{r.layer}/{r.lang}": round(100 * r.value, 2)
+        for r in rows
+        if r.metric == "accuracy" and (head is None or r.head == head)
+    }
+
+
+def _source(settings: Settings) -> str:
+    from probe.tasks import get_task
+
+    return get_task(settings.task).default_source
+
+
+def measure(settings: Settings) -> dict[str, Any]:
+    """One extraction pass, then layers and grid on its cache; ratios to the pass."""
+    work = Path(settings.work_dir)
+    cache = work / "training-cache"
+    results = work / "training-results"
+    ex = run_step("benchmarks.cached_training:extraction_pass", settings, cache=str(cache))
+    lay = run_step("benchmarks.cached_training:layers", settings, cache=str(cache),
+                   results=str(results))  # fmt: skip
+    gri = run_step("benchmarks.cached_training:grid", settings, cache=str(cache),
+                   results=str(results))  # fmt: skip
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(results, ignore_errors=True)
+    return {
+        "extraction": ex,
+        "layers": lay,
+        "grid": gri,
+        "ratio_layers_to_extraction": round(lay["call_seconds"] / ex["call_seconds"], 3),
+        "ratio_grid_to_extraction": round(gri["call_seconds"] / ex["call_seconds"], 3),
+    }

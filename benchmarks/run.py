@@ -1,0 +1,215 @@
+"""Run every benchmark, print one table, write benchmarks/results/<name>.json.
+
+    python -m benchmarks                      # full run, minilm on ../shared/data (~10 min)
+    python -m benchmarks --quick              # smoke run: 60 sentences per split
+    python -m benchmarks --device cuda        # the same on a GPU (pinned memory, big batches)
+
+Targets (issue 7) are checked against the numbers of this run; a missed one is marked
+MISSED in the table and listed under "missed" in the JSON. benchmarks/README.md says
+what bounds each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import REPO, Settings, machine  # noqa: E402
+
+QUICK_SENTENCES = 60
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = Path(os.environ.get("PROBE_DATA", REPO.parent / "shared" / "data"))
+    add = parser.add_argument
+    add("--model", default="minilm", help="model alias or directory")
+    add("--task", default="pos", help="word-level task with a local data set")
+    add("--data-dir", type=Path, default=data, help="task data root (default: $PROBE_DATA)")
+    add("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add("--quick", action="store_true", help=f"smoke run: {QUICK_SENTENCES} sentences per split")
+    add("--max-sentences", type=int, default=None, help="per split (default: all)")
+    add("--grid-workers", type=int, default=None, help="default: grid's own (one per core)")
+    add("--repeats", type=int, default=None, help="rounds of the a/b/c comparison (default 2)")
+    add("--name", default="latest", help="results file name, without .json")
+    add("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
+    add("--work-dir", type=Path, default=None, help="scratch for caches (default: a temp dir)")
+    add("--only", choices=("extraction", "training"), default=None)
+    add("--inline", action="store_true", help="every step in this process (tests; no RSS)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    # As the `probe` command does (probe/cli.py): idle OpenMP threads sleep, never spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from benchmarks import cached_training, extraction
+
+    with tempfile.TemporaryDirectory(prefix="probe-bench-") as scratch:
+        work = args.work_dir or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        max_sentences = args.max_sentences or (QUICK_SENTENCES if args.quick else None)
+        settings = Settings(
+            data_dir=str(args.data_dir), work_dir=str(work), model=args.model, task=args.task,
+            device=args.device, max_sentences=max_sentences,
+            grid_workers=args.grid_workers or (1 if args.quick else None),
+            memory_sentences=(max_sentences, 2 * max_sentences) if max_sentences else None,
+            repeats=args.repeats or (1 if args.quick else 2),
+            inline=args.inline,
+        )  # fmt: skip
+        began = time.perf_counter()
+        record: dict[str, Any] = {
+            "name": args.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": "python -m benchmarks "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "quick": args.quick,
+            "settings": {k: v for k, v in vars(settings).items() if k != "work_dir"},
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "machine": machine(),
+        }
+        if args.only in (None, "extraction"):
+            record["extraction"] = extraction.measure(settings)
+        if args.only in (None, "training"):
+            record["cached_training"] = cached_training.measure(settings)
+        record["gpu"] = _gpu_note(settings, record)
+        record["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+        record["seconds"] = round(time.perf_counter() - began, 1)
+    record["targets"] = targets(record)
+    record["missed"] = [t["name"] for t in record["targets"] if t["met"] is False]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / f"{args.name}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(table(record))
+    print(f"\nwritten {path}")
+    return record
+
+
+def _gpu_note(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
+    if settings.device.startswith("cuda"):
+        ex = record.get("extraction", {})
+        return {
+            "ran": True,
+            "device": record["machine"].get("gpu"),
+            "toolkit_words_per_s": ex.get("toolkit", {}).get("words_per_s"),
+            "toolkit_gpu_utilisation": ex.get("toolkit", {}).get("gpu_utilisation"),
+            "forward_gpu_utilisation": ex.get("forward_only", {}).get("gpu_utilisation"),
+        }
+    why = ("no GPU on this machine" if not record["machine"]["cuda"]
+           else "a GPU is present; rerun with --device cuda")  # fmt: skip
+    return {"ran": False, "note": f"extraction benchmark not run on CUDA: {why}"}
+
+
+def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 7: value, threshold, met (None where this run did not measure it)."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, goal: str, met: bool | None) -> None:
+        out.append({"name": name, "value": value, "target": goal, "met": met})
+
+    ex = record.get("extraction")
+    if ex:
+        add("toolkit / naive words per s", ex["ratio_toolkit_to_naive"], ">= 5",
+            ex["ratio_toolkit_to_naive"] >= 5)  # fmt: skip
+        add("toolkit / bare forward words per s", ex["ratio_toolkit_to_forward"], ">= 0.85",
+            ex["ratio_toolkit_to_forward"] >= 0.85)  # fmt: skip
+        add("cache size over raw float16", ex["cache"]["overhead"], "<= 0.05",
+            ex["cache"]["overhead"] <= 0.05)  # fmt: skip
+        mem = ex["memory"]
+        if mem["growth_mb"] is None:
+            add("peak RSS growth (MB) between sizes", None, "flat", None)
+        else:
+            limit = 0.1 * mem["feature_growth_mb"]
+            goal = f"<= {limit:.0f} (10% of the added features)"
+            add("peak RSS growth (MB) between sizes", mem["growth_mb"], goal,
+                mem["growth_mb"] <= limit)  # fmt: skip
+    tr = record.get("cached_training")
+    if tr:
+        add("layers time / extraction pass", tr["ratio_layers_to_extraction"], "< 1",
+            tr["ratio_layers_to_extraction"] < 1)  # fmt: skip
+        add("grid time / extraction pass", tr["ratio_grid_to_extraction"], "< 1",
+            tr["ratio_grid_to_extraction"] < 1)  # fmt: skip
+    return out
+
+
+def _rounds(result: dict[str, Any]) -> str:
+    return ", ".join(f"{x:,.0f}" for x in result.get("rounds_words_per_s", [result["words_per_s"]]))
+
+
+def table(record: dict[str, Any]) -> str:
+    """One plain-text table of every number of the run, then the targets."""
+    rows: list[tuple[str, str]] = []
+    ex = record.get("extraction")
+    if ex:
+        a, b, c = ex["toolkit"], ex["naive"], ex["forward_only"]
+        rows += [
+            ("extraction words (test splits)", f"{a['words']:,}"),
+            ("(a) probe extract, words/s",
+             f"{a['words_per_s']:,.0f}  ({a['compute_dtype']}, {a['batch_tokens']} tokens/batch; "
+             f"rounds {_rounds(a)})"),
+            ("(b) one sentence per pass fp32, words/s",
+             f"{b['words_per_s']:,.0f}  (rounds {_rounds(b)})"),
+            ("(c) bare forward of (a)'s batches, words/s",
+             f"{c['words_per_s']:,.0f}  (rounds {_rounds(c)})"),
+            ("a/b", f"{ex['ratio_toolkit_to_naive']:.2f}"),
+            ("a/c", f"{ex['ratio_toolkit_to_forward']:.3f}"),
+            ("padding waste (share of pad tokens)", f"{a['padding_waste']:.1%}"),
+        ]  # fmt: skip
+        cache = ex["cache"]
+        rows += [
+            ("cache bytes/word (raw fp16)",
+             f"{cache['bytes_per_word']:,.0f} ({cache['raw_bytes_per_word']:,}), "
+             f"overhead {cache['overhead']:.2%}; naive fp32 file {b['bytes_per_word']:,.0f}"),
+            ("read one layer, all words: cache vs numpy",
+             f"{cache['read_gb_per_s']:.2f} vs {cache['numpy_read_gb_per_s']:.2f} GB/s "
+             f"({cache['read_split']})"),
+        ]  # fmt: skip
+        mem = ex["memory"]
+        for run in mem["runs"]:
+            rss = "-" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:,.0f} MB"
+            rows.append((f"peak RSS, {mem['split']} {run['sentences']:,} sentences",
+                         f"{rss} ({run['words']:,} words, {run['feature_mb']:,.0f} MB of "
+                         "features)"))  # fmt: skip
+    tr = record.get("cached_training")
+    if tr:
+        e = tr["extraction"]
+        rows += [
+            ("extraction pass (source dev + all test)",
+             f"{e['call_seconds']:.1f} s ({e['words']:,} words, {e['words_per_s']:,.0f} words/s)"),
+            ("probe layers on the cache",
+             f"{tr['layers']['call_seconds']:.1f} s (x{tr['ratio_layers_to_extraction']:.2f})"),
+            ("probe grid on the cache",
+             f"{tr['grid']['call_seconds']:.1f} s (x{tr['ratio_grid_to_extraction']:.2f})"),
+        ]  # fmt: skip
+    gpu = record["gpu"]
+    rows.append(("GPU", gpu.get("note") or f"{gpu['device']}: utilisation "
+                 f"{gpu['toolkit_gpu_utilisation']}%"))  # fmt: skip
+    m = record["machine"]
+    rows.append(("machine", f"{m['cpu']}, {m['cores']} cores, load {m['load_average_1m']} -> "
+                 f"{record['load_average_1m_after']}, torch {m['torch']}"))  # fmt: skip
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    lines.append("")
+    lines.append(f"{'target':<{width}}  {'value':>10}  {'goal':<32} met")
+    for t in record["targets"]:
+        state = {True: "yes", False: "MISSED", None: "-"}[t["met"]]
+        value = "-" if t["value"] is None else f"{t['value']:,}"
+        lines.append(f"{t['name']:<{width}}  {value:>10}  {t['target']:<32} {state}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
