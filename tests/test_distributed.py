@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from probe.errors import ProbeError
 from probe.extract import ExtractConfig, extract, rank_device
@@ -87,7 +88,9 @@ def _assert_identical(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_equal_one_process(tmp_path: Path, tiny_bert: Path) -> None:
+def test_torchrun_two_ranks_equal_one_process(
+    tmp_path: Path, tiny_bert: Path, request: pytest.FixtureRequest
+) -> None:
     make_ud(tmp_path / "data", SENTENCES * 3)
     base = ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"),
                          data_dir=tmp_path / "data", compute_dtype="float32", dtype="float32",
@@ -111,6 +114,11 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path: Path, tiny_bert: Path) -
     assert sorted(set(writers)) == ["0", "1"], done.stdout  # both ranks wrote shards
     assert done.stdout.count("cache key:") == 1  # only rank 0 reports
 
+    # The ranks ran with one thread each; so do the in-process runs, since a float32 matmul's
+    # summation order (and so its last bits) depends on how many threads split it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     single = extract(replace(base, cache_root=tmp_path / "single"), progress=False)
     ranks_dir = tmp_path / "ranks" / single.key
     got, want = _shards(ranks_dir), _shards(single.cache_dir)
