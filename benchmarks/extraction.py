@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -147,8 +147,9 @@ def forward_only(settings: Settings) -> dict[str, Any]:
     """(c) The toolkit's own batches through the model, nothing else timed."""
     import torch
 
-    from probe.extract import Encoder, pick_compute_dtype, pick_device, plan_jobs, shard_ranges
+    from probe.extract import Encoder, pick_device, plan_jobs, shard_ranges
     from probe.models import load_encoder, resolve_model
+    from probe.precision import autocast, pick_compute_dtype
 
     config = extract_config(settings, str(Path(settings.work_dir) / "unused-cache"))
     jobs = plan_jobs(config)
@@ -171,13 +172,14 @@ def forward_only(settings: Settings) -> dict[str, Any]:
                 tokens += inputs["input_ids"].numel()
                 real += int(inputs["attention_mask"].sum())
                 batches.append(inputs)
-    autocast = (
-        torch.autocast(device.type, dtype=compute) if compute != torch.float32 else nullcontext()
-    )
     pin = device.type == "cuda"
     _synchronize(device)
     began = time.perf_counter()
-    with gpu_sampler(settings.device) as utilisation, torch.inference_mode(), autocast:
+    with (
+        gpu_sampler(settings.device) as utilisation,
+        torch.inference_mode(),
+        autocast(device, compute),
+    ):
         for inputs in batches:
             moved = {k: (v.pin_memory() if pin else v).to(device, non_blocking=pin)
                      for k, v in inputs.items()}  # fmt: skip

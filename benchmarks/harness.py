@@ -106,7 +106,7 @@ def machine() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from probe.extract import cpu_has_bf16
+    from probe.precision import cpu_has_bf16
 
     cpu = platform.processor() or platform.machine()
     try:

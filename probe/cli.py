@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -286,7 +287,13 @@ def layers(**opts: Any) -> None:
     "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
+@click.option("--lr", type=float, default=None, help="Head learning rate (default 1e-2).")
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs of the linearly decaying rate, with early stopping on dev loss (default 10).",
+)
 @click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
 @_friendly_errors
 def grid(**opts: Any) -> None:  # fmt: skip
@@ -301,7 +308,6 @@ def grid(**opts: Any) -> None:  # fmt: skip
     the gain per language and inside/outside the source's family, and a heatmap PNG.
     """
     from probe.experiments.grid import GridConfig, run_grid
-    from probe.train import TrainConfig
 
     _not_under_torchrun("grid")
     config = GridConfig(
@@ -311,7 +317,7 @@ def grid(**opts: Any) -> None:  # fmt: skip
         head=opts["head"],
         reduction=opts["reduction"],
         results_dir=opts["results_dir"],
-        train=TrainConfig(seed=opts["seed"], lr=opts["lr"]),
+        train=_dlfa_training(opts),
         workers=opts["workers"],
         cluster=opts["cluster"],
         max_train_words=opts["max_train_words"],
@@ -481,14 +487,24 @@ def _fuse_layer(ctx: click.Context, param: click.Parameter, value: str) -> int |
 
 
 def _head_training(opts: dict[str, Any]) -> tuple[Any, Any]:
-    """TrainConfigs of the linear probes and of DLFA (grid's lr) from the shared options."""
+    """TrainConfigs of the linear probes and of DLFA (as in `probe grid`) from the options."""
     from probe.train import TrainConfig
 
-    epochs = opts["max_epochs"]
-    return (
-        TrainConfig(seed=opts["seed"], max_epochs=epochs),
-        TrainConfig(seed=opts["seed"], max_epochs=epochs, lr=2e-3),
-    )
+    probe_training = TrainConfig(seed=opts["seed"])
+    if opts["max_epochs"] is not None:
+        probe_training = dataclasses.replace(probe_training, max_epochs=opts["max_epochs"])
+    return probe_training, _dlfa_training(opts)
+
+
+def _dlfa_training(opts: dict[str, Any]) -> Any:
+    """DLFA's training defaults (probe.experiments.probes.DLFA_TRAINING) with the options."""
+    from probe.experiments.probes import DLFA_TRAINING
+
+    overrides = {"seed": opts["seed"]}
+    for name in ("lr", "max_epochs"):
+        if opts.get(name) is not None:
+            overrides[name] = opts[name]
+    return dataclasses.replace(DLFA_TRAINING, **overrides)
 
 
 def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -499,8 +515,9 @@ def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      "'none'."),
         click.option("--reduction", type=int, default=4, show_default=True,
                      help="AIF bottleneck ratio r."),
-        click.option("--max-epochs", type=int, default=30, show_default=True,
-                     help="Epoch cap of every head (early stopping on dev loss)."),
+        click.option("--max-epochs", type=click.IntRange(min=1), default=None,
+                     help="Epoch cap of every head (default: 30 for probes, 10 for DLFA; "
+                     "early stopping on dev loss)."),
         click.option("--max-train-words", type=int, default=None,
                      help="Cap each training language's words (whole sentences)."),
         click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),

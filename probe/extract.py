@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +26,7 @@ from probe import store
 from probe.errors import ProbeError
 from probe.faults import fault_point
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
+from probe.precision import autocast, pick_compute_dtype, small_kernel_caches
 from probe.ranks import Rank, assign, current_rank, from_main, gather_all, process_group
 from probe.sources.records import TaggedSentence, TextPair
 from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
@@ -187,13 +188,27 @@ class Encoder:
             [list(s.words) for s in sentences], is_split_into_words=True, add_special_tokens=False
         )
         units = []
+        no_target = -np.ones(len(self.prefix), dtype=np.int64)
+        tail = -np.ones(len(self.suffix), dtype=np.int64)
         for i, sent in enumerate(sentences):
             ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
             word_ids = np.asarray(enc.word_ids(i), dtype=np.int64)
             n_words = len(sent.words)
-            if len(word_ids) == 0 or np.bincount(word_ids, minlength=n_words).min() == 0:
+            # Word ids run 0, 0, 1, 2, 2, ... so every word has a subword iff the ids start
+            # at 0, never skip one, and end at the last word.
+            if (
+                len(word_ids) == 0
+                or word_ids[0] != 0
+                or word_ids[-1] != n_words - 1
+                or (len(word_ids) > 1 and np.diff(word_ids).max() > 1)
+            ):
                 ids, word_ids = self._fill_empty_words(ids, word_ids, n_words)
-            units.append(self._windowed(ids, word_ids, n_words))
+            if len(ids) <= self.window:  # the common case: one window, every subword its own
+                window = np.concatenate([self.prefix, ids, self.suffix])
+                targets = np.concatenate([no_target, word_ids, tail])
+                units.append(Unit([window], [targets], None, n_words, n_words))
+            else:
+                units.append(self._windowed(ids, word_ids, n_words))
         return units
 
     def _fill_empty_words(
@@ -319,25 +334,31 @@ class Encoder:
         Returns (tokens computed, of which padding) for the padding-waste statistic.
         """
         windows = [w for u in units for w in u.windows]
-        width = max(len(w) for w in windows)
+        lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+        width = int(lengths.max())
         n_win = len(windows)
-        input_ids = np.full((n_win, width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((n_win, width), dtype=np.int64)
-        types = np.zeros((n_win, width), dtype=np.int64)
-        pos_list, row_list = [], []
-        r = 0
-        for unit, base in zip(units, row_base, strict=True):
-            for w, (ids, tgt) in enumerate(zip(unit.windows, unit.targets, strict=True)):
-                input_ids[r, : len(ids)] = ids
-                mask[r, : len(ids)] = 1
-                if unit.type_ids is not None:
-                    types[r, : len(ids)] = unit.type_ids[w]
-                keep = np.nonzero(tgt >= 0)[0]
-                pos_list.append(r * width + keep)
-                row_list.append(tgt[keep] + base)
-                r += 1
-        positions = np.concatenate(pos_list)
-        rows = np.concatenate(row_list)
+        # Every window's tokens at once: flat (row, column) coordinates of the real tokens.
+        win_row = np.repeat(np.arange(n_win), lengths)
+        column = np.arange(len(win_row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        flat = win_row * width + column
+        input_ids = np.full(n_win * width, self.pad_id, dtype=np.int64)
+        input_ids[flat] = np.concatenate(windows)
+        mask = np.zeros(n_win * width, dtype=np.int64)
+        mask[flat] = 1
+        types = np.zeros(n_win * width, dtype=np.int64)
+        if any(u.type_ids is not None for u in units):
+            types[flat] = np.concatenate([
+                t for u in units
+                for t in (u.type_ids or [np.zeros(len(w), np.int64) for w in u.windows])
+            ])  # fmt: skip
+        base_per_window = np.repeat(
+            np.asarray(row_base, dtype=np.int64), [len(u.windows) for u in units]
+        )
+        targets = np.concatenate([t for u in units for t in u.targets])
+        keep = targets >= 0
+        positions = flat[keep]
+        rows = (targets + np.repeat(base_per_window, lengths))[keep]
+        input_ids, mask, types = (a.reshape(n_win, width) for a in (input_ids, mask, types))
         if pooling == "mean":
             uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
         else:
@@ -349,17 +370,29 @@ class Encoder:
 
         states = self._forward(input_ids, mask, types)  # layers x (n_win, width, hidden)
         dev = self.device
+        store_dtype = torch.from_numpy(out[:0]).dtype
         # Only the kept positions of each layer are copied (stacking every hidden state first
         # would copy all tokens of all layers, padding included, once more).
         index = torch.from_numpy(positions).to(dev)
-        picked = torch.stack([s.flatten(0, 1).index_select(0, index) for s in states])
         if pooling == "mean":
-            summed = torch.zeros((picked.shape[0], len(uniq), picked.shape[2]), device=dev)
-            summed.index_add_(1, torch.from_numpy(inverse).to(dev), picked.float())
-            pooled = summed / torch.from_numpy(counts).to(dev, torch.float32)[None, :, None]
-        else:
-            pooled = picked
-        out[:, uniq, :] = pooled.to(_torch_dtype(out.dtype)).cpu().numpy()
+            inverse_t = torch.from_numpy(inverse).to(dev)
+            counts_t = torch.from_numpy(counts).to(dev, torch.float32)[:, None]
+
+        def pooled(state: torch.Tensor) -> torch.Tensor:
+            """One layer's word rows (words, hidden), in the storage dtype, on the device."""
+            picked = state.flatten(0, 1).index_select(0, index)
+            if pooling == "mean":
+                summed = torch.zeros((len(uniq), picked.shape[1]), device=dev)
+                picked = summed.index_add_(0, inverse_t, picked.float()).div_(counts_t)
+            return picked.to(store_dtype)
+
+        # numpy's row scatter is ~5x faster than torch's index_copy_ for these sizes
+        if dev.type == "cpu":  # straight into the block, one layer at a time
+            with _one_thread():  # small ops: waking a second thread costs more than it saves
+                for layer, state in enumerate(states):
+                    out[layer, uniq] = pooled(state).numpy()
+        else:  # one transfer of every layer's rows
+            out[:, uniq] = torch.stack([pooled(s) for s in states]).cpu().numpy()
         tokens = n_win * width
         return tokens, tokens - int(mask.sum())
 
@@ -377,13 +410,8 @@ class Encoder:
         }
         if "token_type_ids" in self.tokenizer.model_input_names:
             kwargs["token_type_ids"] = _to(types, dev, pin)
-        autocast = (
-            torch.autocast(dev.type, dtype=self.compute_dtype)
-            if self.compute_dtype != torch.float32
-            else nullcontext()
-        )
         fault_point("forward")
-        with autocast:
+        with autocast(dev, self.compute_dtype):
             outputs = self.model(**kwargs)
         states = outputs.hidden_states
         if len(states) != self.n_layers:
@@ -391,6 +419,18 @@ class Encoder:
                 f"model returned {len(states)} hidden states, expected {self.n_layers}"
             )
         return tuple(states)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def _to(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:
@@ -406,10 +446,6 @@ def _position_limit(model: PreTrainedModel) -> int:
     if getattr(config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
         limit -= 2  # positions start after the padding index
     return limit
-
-
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    return {np.dtype("float16"): torch.float16, np.dtype("float32"): torch.float32}[np.dtype(dtype)]
 
 
 # --- devices and precision ------------------------------------------------------------------
@@ -445,24 +481,6 @@ def pick_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ProbeError("--device cuda was asked for, but torch sees no CUDA device")
     return torch.device(device)
-
-
-def pick_compute_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """bf16 where the hardware does it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32."""
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -631,6 +649,20 @@ def _extract_items(
     """This rank's shards, each rechecked under its lock (another process may have built it)."""
     if not items:
         return {}
+    with small_kernel_caches():
+        return _extract_loaded(items, ref, device, compute, spec, config, rank, progress)
+
+
+def _extract_loaded(
+    items: Sequence[ShardItem],
+    ref: ModelRef,
+    device: torch.device,
+    compute: torch.dtype,
+    spec: store.ExtractionSpec,
+    config: ExtractConfig,
+    rank: Rank,
+    progress: bool,
+) -> dict[int, ShardReport]:
     model, tokenizer = load_encoder(ref, str(device))
     encoder = Encoder(model, tokenizer, device, compute, config.max_length, config.window_stride)
     batch_tokens = config.batch_tokens or (32768 if device.type == "cuda" else 4096)
@@ -639,22 +671,128 @@ def _extract_items(
     unit = "word" if items[0].job.task.level == "word" else "pair"
     where = f" ({rank})" if rank.distributed else ""
     done: dict[int, ShardReport] = {}
-    with tqdm(total=sum(i.rows for i in items), unit=unit, unit_scale=True, smoothing=0.1,
-              disable=not (progress and rank.is_main)) as bar:  # fmt: skip
+    with (
+        tqdm(total=sum(i.rows for i in items), unit=unit, unit_scale=True, smoothing=0.1,
+             disable=not (progress and rank.is_main)) as bar,
+        ShardWrites() as writes,
+    ):  # fmt: skip
         for item in items:
             job, path = item.job, item.path
-            with store.shard_lock(path):
+            lock = ExitStack()
+            lock.enter_context(store.shard_lock(path))
+            try:
                 if _reusable(path, job.source_hash, config.overwrite):
+                    lock.close()
                     shard = ShardReport(path, item.rows, 0.0, skipped=True)
                     bar.update(item.rows)
                 else:
                     store.remove_stale_temporaries(path)  # of killed writers; we hold the lock
                     bar.set_description(f"{job.task.name}/{job.lang}/{job.split}{where}")
-                    shard = _extract_shard(encoder, job, item.records, item.n_shards, path, spec,
-                                           config, ref, batch_tokens, bar)  # fmt: skip
+                    shard = _extract_shard(
+                        encoder, job, item.records, item.n_shards, path, spec, config, ref,
+                        batch_tokens, bar, writes, lock,
+                    )  # fmt: skip
+            except BaseException:
+                lock.close()  # a no-op once the shard's writes took it over
+                raise
             shard.source_hash, shard.rank = job.source_hash, rank.rank
             done[item.index] = shard
+        began = time.perf_counter()
+        writes.drain()
+        if done:  # the last writes and commits belong to the run's time
+            last = max((s for s in done.values() if not s.skipped), default=None,
+                       key=lambda s: s.seconds)  # fmt: skip
+            if last is not None:
+                last.seconds += time.perf_counter() - began
     return done
+
+
+class ShardWrites:
+    """The run's writer thread: every shard's block writes and its commit, in order.
+
+    The encoder computes the next block (of this shard or the next) while this thread writes
+    the previous one and commits finished shards, so a split that fits in one block no
+    longer waits for its own write. At most one computed block waits to be written (memory
+    stays at two blocks). A shard's lock passes to this thread with its commit and is
+    released after the rename. On any error (a failed write, Ctrl-C) every shard not yet
+    committed is aborted: its temporary file deleted, its lock released.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._last_block: Future[None] | None = None
+        self._open: list[tuple[store.ShardWriter, ExitStack]] = []
+        self._tasks: list[Future[Any]] = []
+
+    def open(self, writer: store.ShardWriter, lock: ExitStack) -> None:
+        """Track a new shard: aborted and unlocked unless its commit runs."""
+        self._open.append((writer, lock))
+
+    def block(self, writer: store.ShardWriter, row: int, blocks: dict[str, np.ndarray]) -> None:
+        """Queue one block's write, after waiting for the previous block's (bounded memory)."""
+        if self._last_block is not None:
+            self._wait(self._last_block)
+        self._last_block = self._submit(writer.write_rows, row, blocks)
+
+    def commit(self, writer: store.ShardWriter, attrs: dict[str, Any]) -> None:
+        """Queue the shard's last attributes, its commit and the release of its lock."""
+
+        def finish() -> None:
+            for name, value in attrs.items():
+                writer.set_attr(name, value)
+            writer.commit()
+            for entry in list(self._open):
+                if entry[0] is writer:
+                    self._open.remove(entry)
+                    entry[1].close()
+
+        self._submit(finish)
+
+    def drain(self) -> None:
+        """Wait for every queued write and commit; the first error is raised here."""
+        for task in self._tasks:
+            self._wait(task)
+        self._tasks.clear()
+
+    def _wait(self, task: Future[Any]) -> None:
+        """Wait for `task`; if it failed, raise the first error of the run (the cause: tasks
+        queued after a failed one fail only to say so)."""
+        if task.exception() is None:
+            return
+        for earlier in self._tasks:
+            error = earlier.exception()  # earlier tasks ran first: this does not block
+            if error is not None:
+                raise error
+
+    def _submit(self, fn: Any, *args: Any) -> Future[Any]:
+        # A task runs only if every earlier one succeeded: after a failed write, the
+        # shard's commit (and everything queued behind it) must not run.
+        def run() -> Any:
+            for earlier in previous:
+                if earlier.exception() is not None:
+                    raise ProbeError("an earlier shard write failed") from earlier.exception()
+            return fn(*args)
+
+        previous = list(self._tasks)
+        task = self._pool.submit(run)
+        self._tasks.append(task)
+        return task
+
+    def __enter__(self) -> ShardWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.drain()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            self._pool.shutdown(wait=True)
+            for writer, lock in self._open:  # never committed: delete and unlock
+                writer.abort()
+                lock.close()
+            self._open.clear()
 
 
 def _spec(config: ExtractConfig, ref: ModelRef, compute: torch.dtype) -> store.ExtractionSpec:
@@ -690,7 +828,14 @@ def _extract_shard(
     ref: ModelRef,
     batch_tokens: int,
     bar: Any,
+    writes: ShardWrites,
+    lock: ExitStack,
 ) -> ShardReport:
+    """Compute one shard block by block; its writes and commit go to `writes` (the lock too).
+
+    The report's seconds are this thread's time on the shard (tokenising, the encoder,
+    pooling, and waiting for an earlier block's write when two are pending).
+    """
     lo, hi = record_range
     records = job.records[lo:hi]
     task = job.task
@@ -708,6 +853,7 @@ def _extract_shard(
         label_names=list(task.labels), shard_index=0 if n_shards == 1 else lo,
         record_range=[lo, hi], n_shards=n_shards,
     )  # fmt: skip
+    start = time.perf_counter()
     writer = store.ShardWriter(
         path,
         feature_names=store.WORD_FEATURES if word_level else store.SENTENCE_FEATURES,
@@ -719,45 +865,34 @@ def _extract_shard(
         arrays=arrays,
         strings=strings,
     )
+    writes.open(writer, lock.pop_all())  # the lock now belongs to the shard's commit
     bytes_per_row = encoder.n_layers * encoder.hidden * np.dtype(config.dtype).itemsize
     block_rows = max(1024, config.block_bytes // bytes_per_row // (1 if word_level else 2))
-    start = time.perf_counter()
     tokens = pad = 0
     empty_before, truncated_before = encoder.empty_words, encoder.truncated
-    pending: Future[None] | None = None
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer") as pool:
-            row = 0
-            for b_lo, b_hi in shard_ranges(per_record, block_rows):
-                block = records[b_lo:b_hi]
-                block_n = sum(per_record[b_lo:b_hi])
-                units, bases, out_rows = _block_units(
-                    encoder, task.level, block, per_record[b_lo:b_hi]
-                )
-                out = np.empty((encoder.n_layers, out_rows, encoder.hidden), dtype=config.dtype)
-                for batch in encoder.batches(units, batch_tokens):
-                    t, p = encoder.pool([units[i] for i in batch], [bases[i] for i in batch],
-                                        config.pooling if word_level else "mean", out)  # fmt: skip
-                    tokens += t
-                    pad += p
-                    bar.update(sum(units[i].progress for i in batch))
-                if pending is not None:
-                    pending.result()
-                blocks = (
-                    {"features": out}
-                    if word_level
-                    else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
-                )
-                pending = pool.submit(writer.write_rows, row, blocks)
-                row += block_n
-            if pending is not None:
-                pending.result()
-        writer._file.attrs["empty_words"] = encoder.empty_words - empty_before
-        writer._file.attrs["truncated"] = encoder.truncated - truncated_before
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    row = 0
+    for b_lo, b_hi in shard_ranges(per_record, block_rows):
+        block = records[b_lo:b_hi]
+        block_n = sum(per_record[b_lo:b_hi])
+        units, bases, out_rows = _block_units(encoder, task.level, block, per_record[b_lo:b_hi])
+        out = np.empty((encoder.n_layers, out_rows, encoder.hidden), dtype=config.dtype)
+        for batch in encoder.batches(units, batch_tokens):
+            t, p = encoder.pool([units[i] for i in batch], [bases[i] for i in batch],
+                                config.pooling if word_level else "mean", out)  # fmt: skip
+            tokens += t
+            pad += p
+            bar.update(sum(units[i].progress for i in batch))
+        blocks = (
+            {"features": out}
+            if word_level
+            else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
+        )
+        writes.block(writer, row, blocks)
+        row += block_n
+    writes.commit(writer, {
+        "empty_words": encoder.empty_words - empty_before,
+        "truncated": encoder.truncated - truncated_before,
+    })  # fmt: skip
     seconds = time.perf_counter() - start
     return ShardReport(path, n_rows, seconds, skipped=False, tokens=tokens, pad_tokens=pad)
 

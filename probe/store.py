@@ -237,23 +237,36 @@ class ShardWriter:
         feature_bytes = len(self._names) * n_layers * n_rows * hidden * np.dtype(dtype).itemsize
         size = feature_bytes + sum(np.asarray(a).nbytes for a in arrays.values())
         size += sum(48 * len(v) + sum(len(x.encode()) for x in v) for v in strings.values())
+        self._file: h5py.File | None = None
         try:
             _reserve(self.tmp_path, size + size // 8 + (256 << 10))
-            self._file = h5py.File(self.tmp_path, "r+")
-            for name in self._names:
-                self._file.create_dataset(name, shape=(n_layers, n_rows, hidden), dtype=dtype)
-            for name, array in arrays.items():
-                array = np.ascontiguousarray(array)
-                self._file.create_dataset(name, data=array)
-                self._crc[name] = [zlib.crc32(array.data)]
-            for name, values in strings.items():
-                self._file.create_dataset(name, data=list(values), dtype=_STR)
-                self._crc[name] = [_strings_crc(values)]
-            for name, value in attrs.items():
-                self._file.attrs[name] = _encode_attr(value)
-            self._file.attrs["complete"] = False
         except _WRITE_ERRORS as err:
             raise self._failed(err) from err
+        # The HDF5 side is set up on first use, in the thread that writes: h5py serialises
+        # every call behind one lock, so a thread that only computes must not touch it.
+        self._setup = (n_layers, n_rows, hidden, dtype, attrs, arrays, strings)
+
+    def _opened(self) -> h5py.File:
+        if self._file is not None:
+            return self._file
+        n_layers, n_rows, hidden, dtype, attrs, arrays, strings = self._setup
+        try:
+            file = self._file = h5py.File(self.tmp_path, "r+")
+            for name in self._names:
+                file.create_dataset(name, shape=(n_layers, n_rows, hidden), dtype=dtype)
+            for name, array in arrays.items():
+                array = np.ascontiguousarray(array)
+                file.create_dataset(name, data=array)
+                self._crc[name] = [zlib.crc32(array.data)]
+            for name, values in strings.items():
+                file.create_dataset(name, data=list(values), dtype=_STR)
+                self._crc[name] = [_strings_crc(values)]
+            for name, value in attrs.items():
+                file.attrs[name] = _encode_attr(value)
+            file.attrs["complete"] = False
+        except _WRITE_ERRORS as err:
+            raise self._failed(err) from err
+        return file
 
     def write_rows(self, start: int, blocks: Mapping[str, np.ndarray]) -> None:
         """Write rows [start, start + n) of each feature dataset; blocks: (layers, n, hidden)."""
@@ -262,11 +275,12 @@ class ShardWriter:
                 f"rows must be written in order: expected {self._next_row}, got {start}"
             )
         n = None
+        file = self._opened()
         try:
             for name in self._names:
                 block = np.ascontiguousarray(blocks[name])
                 n = block.shape[1]
-                self._file[name][:, start : start + n, :] = block
+                file[name][:, start : start + n, :] = block
                 fault_point("write")
                 for layer in range(block.shape[0]):
                     self._crc[name][layer] = zlib.crc32(block[layer].data, self._crc[name][layer])
@@ -274,17 +288,26 @@ class ShardWriter:
             raise self._failed(err) from err
         self._next_row += n or 0
 
+    def set_attr(self, name: str, value: Any) -> None:
+        """Set one attribute before `commit` (counts known only once every row is written)."""
+        file = self._opened()
+        try:
+            file.attrs[name] = _encode_attr(value)
+        except _WRITE_ERRORS as err:
+            raise self._failed(err) from err
+
     def commit(self) -> Path:
         """Mark complete, flush and fsync, then rename: a reader never sees a half shard."""
         if self._next_row != self._n_rows:
             raise ValueError(f"shard incomplete: {self._next_row} of {self._n_rows} rows written")
+        file = self._opened()
         try:
-            self._file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            self._file.attrs["complete"] = True
-            self._crc["attrs"] = [_attrs_crc(self._file.attrs.items())]
-            self._file.attrs["checksums"] = json.dumps(self._crc)
-            self._file.flush()
-            self._file.close()
+            file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            file.attrs["complete"] = True
+            self._crc["attrs"] = [_attrs_crc(file.attrs.items())]
+            file.attrs["checksums"] = json.dumps(self._crc)
+            file.flush()
+            file.close()
             fault_point("commit")
             with open(self.tmp_path, "rb") as f:
                 os.fsync(f.fileno())
@@ -299,7 +322,8 @@ class ShardWriter:
     def abort(self) -> None:
         """Close and delete the temporary file (idempotent; also after a failed write)."""
         with contextlib.suppress(Exception):
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp_path.unlink()
 

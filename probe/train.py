@@ -24,8 +24,9 @@ Heads return logits shaped like the labels plus a class axis; labels of -100 (pa
 words without a label) are ignored by the loss.
 
 `batch_size` counts words (tokens) for word and sentence views, whatever the label level:
-a sentence batch takes whole sentences until about that many words (the last may run over),
-so one learning rate behaves alike across views; it counts pairs for pair views.
+a sentence batch takes whole sentences of similar length until it holds about that many
+padded positions, so one learning rate behaves alike across views; it counts pairs for pair
+views.
 Stacked inputs are views of layer-first memory (not contiguous), which makes a scalar mix
 one matrix-vector product; a head that needs contiguous memory calls `.contiguous()`.
 
@@ -61,6 +62,7 @@ from torch import Tensor, nn
 
 from probe.errors import ProbeError
 from probe.metrics import IGNORE_INDEX
+from probe.precision import autocast, pick_compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,15 @@ class TrainConfig:
     # a busy or shared machine cost more than they save (on a loaded 2-core box a probe ran
     # ~50x slower with 2 threads than with 1). Raise it for a large head on an idle CPU.
     threads: int | None = 1
+    # "constant" keeps `lr`; "linear" lowers it each epoch, lr * (1 - (epoch - 1) / max_epochs),
+    # so a fixed epoch budget ends converged instead of cut off mid-descent.
+    schedule: Literal["constant", "linear"] = "constant"
+    # Matrix products of the head: "float32", "bfloat16", or "auto" = bfloat16 where the
+    # hardware runs it natively (CUDA, CPUs with AVX512-BF16/AMX), else float32. Weights,
+    # optimizer state and the loss stay float32. DLFA trains with "auto" (its bottleneck
+    # matmuls dominate; ~1.3x faster epochs on an AVX512-BF16 CPU, same dev accuracy);
+    # a linear probe's one small matmul gains nothing, so the default stays exact.
+    precision: Literal["auto", "float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "eval_batch_size"):
@@ -104,6 +115,15 @@ class TrainConfig:
             raise ProbeError(f"TrainConfig.threads must be at least 1 or None, got {self.threads}")
         if self.weight_decay < 0 or self.min_delta < 0:
             raise ProbeError("TrainConfig.weight_decay and min_delta must be non-negative")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ProbeError(
+                f"TrainConfig.precision must be 'auto', 'float32' or 'bfloat16', "
+                f"got {self.precision!r}"
+            )
+        if self.schedule not in ("constant", "linear"):
+            raise ProbeError(
+                f"TrainConfig.schedule must be 'constant' or 'linear', got {self.schedule!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ProbeError(
                 f"TrainConfig.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}"
@@ -446,12 +466,15 @@ class SentenceView:
         return int(self.offsets[-1]) if self.label_level == "token" else len(self.offsets) - 1
 
     def _groups(self, batch_size: int, generator: torch.Generator | None) -> Iterator[np.ndarray]:
-        """Sentence ids per batch: whole sentences, about `batch_size` words each.
+        """Sentence ids per batch: whole sentences, about `batch_size` padded positions each.
 
         Sentences of similar length share a batch, so little compute goes to padding (a
         random batch of UD sentences is mostly padding): for prediction all sentences are
         sorted by length; for training the shuffled order is cut into pools of ~50
-        batches, each pool sorted by length and cut, and the batches shuffled again.
+        batches, each pool sorted by length and cut, and the batches shuffled again. A batch
+        closes before its sentences times its longest sentence would pass `batch_size`
+        (a sentence longer than that is a batch of its own), so a large prediction batch
+        never pads many short sentences to the longest one.
         """
         lengths = np.diff(self.offsets)
         if generator is None:
@@ -464,11 +487,13 @@ class SentenceView:
         groups: list[np.ndarray] = []
         for pool in pools:
             pool = pool[lengths[pool] > 0]
-            if len(pool) == 0:
-                continue
-            starts = np.cumsum(lengths[pool]) - lengths[pool]
-            group = starts // batch_size
-            groups.extend(np.split(pool, np.flatnonzero(np.diff(group)) + 1))
+            start = 0
+            for i, width in enumerate(lengths[pool].tolist()):  # ascending: width is the max
+                if i > start and (i - start + 1) * width > batch_size:
+                    groups.append(pool[start:i])
+                    start = i
+            if start < len(pool):
+                groups.append(pool[start:])
         if generator is not None:
             groups = [groups[i] for i in torch.randperm(len(groups), generator=generator)]
         yield from groups
@@ -481,7 +506,10 @@ class SentenceView:
             width = int(length.max())
             mask = np.arange(width)[None, :] < length[:, None]  # (B, T)
             rows = (start[:, None] + np.arange(width)[None, :])[mask]  # real words, row-major
-            words = _gather(self.layers_by_id, self.layers, rows)  # (k, real words, H)
+            # A layer named twice (the grid's (last, last) baseline) is gathered once and
+            # handed out as the same tensor, which lets DLFA skip a gate that cannot act.
+            unique = tuple(dict.fromkeys(self.layers))
+            words = _gather(self.layers_by_id, unique, rows)  # (k, real words, H)
             padded = np.zeros((len(words), len(sent), width, words.shape[-1]), dtype=words.dtype)
             padded[:, mask] = words
             if self.label_level == "token":
@@ -490,8 +518,14 @@ class SentenceView:
             else:
                 labels = self.labels[sent]
             mask_t = _to_device(mask, device)
+            tensors = _layer_tensors(padded, self.stacked, device)
+            if not self.stacked and unique != self.layers:
+                tensors = tuple(tensors[unique.index(i)] for i in self.layers)
+            elif unique != self.layers:
+                (stack,) = tensors  # (B, T, k, H): repeat layers along the layer axis
+                tensors = (stack[:, :, [unique.index(i) for i in self.layers]],)
             yield Batch(
-                (*_layer_tensors(padded, self.stacked, device), mask_t),
+                (*tensors, mask_t),
                 _to_device(labels, device),
                 mask_t,
                 rows if self.label_level == "token" else sent,
@@ -577,16 +611,19 @@ def _head_device(head: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def evaluate(head: nn.Module, data: Feed, *, batch_size: int = 8192) -> tuple[float, float]:
+def evaluate(
+    head: nn.Module, data: Feed, *, batch_size: int = 8192, precision: str = "float32"
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over the labelled items of `data`, in eval mode."""
     device = _head_device(head)
+    compute = pick_compute_dtype(precision, device)
     was_training = head.training
     head.eval()
     loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     count = torch.zeros((), device=device, dtype=torch.int64)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, compute):
             for batch in data.batches(batch_size, generator=None, device=device):
                 logits = head(*batch.inputs)
                 batch_loss, batch_count = _loss_sum(logits, batch.labels)
@@ -602,19 +639,23 @@ def evaluate(head: nn.Module, data: Feed, *, batch_size: int = 8192) -> tuple[fl
     return float(loss) / total, int(correct) / total
 
 
-def predict_proba(head: nn.Module, data: Feed, *, batch_size: int = 8192) -> np.ndarray:
+def predict_proba(
+    head: nn.Module, data: Feed, *, batch_size: int = 8192, precision: str = "float32"
+) -> np.ndarray:
     """Class probabilities per item, (n_items, classes) float32, in data order.
 
     Items are words for word and token-labelled sentence views (padding dropped), pairs for
-    pair views, sequences for sequence views. Runs on the head's device, in eval mode.
+    pair views, sequences for sequence views. Runs on the head's device, in eval mode, with
+    matrix products in `precision` ("auto" as in `TrainConfig`).
     """
     device = _head_device(head)
+    compute = pick_compute_dtype(precision, device)
     was_training = head.training
     head.eval()
     chunks: list[Tensor] = []
     items: list[np.ndarray] = []
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, compute):
             for batch in data.batches(batch_size, generator=None, device=device):
                 logits = head(*batch.inputs)
                 if batch.mask is not None and logits.dim() == batch.mask.dim() + 1:
@@ -728,6 +769,7 @@ def fit(
             )
     device = resolve_device(config.device)
     began = time.perf_counter()
+    compute = pick_compute_dtype(config.precision, device)
     with _seeded(config.seed, device), _cpu_threads(config.threads):
         if not isinstance(head, nn.Module):
             head = head()
@@ -740,10 +782,15 @@ def fit(
         for epoch in range(1, config.max_epochs + 1):
             t0 = time.perf_counter()
             head.train()
+            if config.schedule == "linear":
+                optimizer.lr = config.lr * (1 - (epoch - 1) / config.max_epochs)
             total = torch.zeros((), device=device, dtype=torch.float64)
             count = torch.zeros((), device=device, dtype=torch.int64)
             for batch in train.batches(config.batch_size, generator=generator, device=device):
-                loss_sum, n = _loss_sum(head(*batch.inputs), batch.labels)
+                # One autocast region per step: autocast caches its bf16 copies of the weights
+                # until the region ends, so a region around the loop would train stale copies.
+                with autocast(device, compute):
+                    loss_sum, n = _loss_sum(head(*batch.inputs), batch.labels)
                 optimizer.zero_grad()
                 (loss_sum / n.clamp(min=1)).backward()
                 optimizer.step()
@@ -752,7 +799,8 @@ def fit(
             train_loss = float(total) / max(int(count), 1)
             dev_loss = dev_acc = None
             if dev is not None:
-                dev_loss, dev_acc = evaluate(head, dev, batch_size=config.eval_batch_size)
+                dev_loss, dev_acc = evaluate(head, dev, batch_size=config.eval_batch_size,
+                                             precision=config.precision)  # fmt: skip
             history.append(EpochLog(epoch, train_loss, dev_loss, dev_acc, time.perf_counter() - t0))
             log.debug("epoch %d: train loss %.4f, dev loss %s, dev acc %s",
                       epoch, train_loss, dev_loss, dev_acc)  # fmt: skip

@@ -256,3 +256,24 @@ def test_dlfa_learns_a_signal_split_across_two_layers() -> None:
     print("mean gate on bit_k's features:", round(float(real[:, 4:8].mean()), 3))
     assert real[:, 0:4].mean() > 0.75  # bit_last's features come from H_last
     assert real[:, 4:8].mean() < 0.25  # bit_k's features come from H_k
+
+
+def test_one_layer_twice_skips_the_gate_with_the_same_output() -> None:
+    """The grid's (last, last) baseline: the same tensor twice gives the gated output bit
+    for bit, without computing the gate (and training it leaves the gate untouched)."""
+    for level in ("token", "sentence"):
+        head = DLFAHead(HIDDEN, 3, level=level, dropout=0.0)
+        _scramble(head)
+        h, _, mask = _batch(LENGTHS, 7)
+        h[~mask] = float("nan")  # padding is still masked out
+        shortcut = head(h, h, mask)
+        gated = head(h, h.clone(), mask)
+        real = mask if level == "token" else slice(None)
+        assert torch.equal(shortcut[real], gated[real]) and not shortcut[real].isnan().any()
+        _, gate = head(h, h, mask, return_gate=True)  # asking for the gate still computes it
+        assert gate.shape == h.shape
+    head = DLFAHead(HIDDEN, 3)
+    h, _, mask = _batch(LENGTHS, 7)
+    head(h, h, mask).sum().backward()
+    assert all(p.grad is None for p in head.aif.parameters())
+    assert head.classifier.weight.grad is not None

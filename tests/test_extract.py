@@ -3,6 +3,7 @@ resume after a crash, and cache invalidation when the source changes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +297,17 @@ def test_corrupt_shard_is_detected(tmp_path: Path, tiny_bert: Path, data: Path) 
     path.write_bytes(bytes(raw))
     with pytest.raises(CacheError, match="corrupt.*probe cache rm"):
         open_shard(path, verify=True)
+
+
+def test_small_kernel_caches_sets_then_restores_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from probe.precision import KERNEL_CACHE_VARIABLES, small_kernel_caches
+
+    monkeypatch.delenv(KERNEL_CACHE_VARIABLES[0], raising=False)
+    monkeypatch.setenv(KERNEL_CACHE_VARIABLES[1], "7")  # a user's own choice is kept
+    with small_kernel_caches(1):
+        assert os.environ[KERNEL_CACHE_VARIABLES[0]] == "1"
+        assert os.environ[KERNEL_CACHE_VARIABLES[1]] == "7"
+    assert KERNEL_CACHE_VARIABLES[0] not in os.environ  # grid workers get the defaults
+    assert os.environ[KERNEL_CACHE_VARIABLES[1]] == "7"

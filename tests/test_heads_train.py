@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+import probe.train as train_module
 from probe.errors import ProbeError
 from probe.heads.linear import LinearProbe, PairLinearProbe, pair_features
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMix, ScalarMixProbe
@@ -352,3 +355,83 @@ def test_training_leaves_torch_dynamo_unloaded() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stdout[-500:]
+
+
+# --- schedule, precision and batching ------------------------------------------------------
+
+
+def test_linear_schedule_lowers_the_rate_each_epoch(
+    words: tuple[WordData, WordData], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, dev = words
+    seen: list[float] = []
+    step = train_module.AdamW.step
+
+    def spy(self: train_module.AdamW) -> None:
+        seen.append(self.lr)
+        step(self)
+
+    monkeypatch.setattr(train_module.AdamW, "step", spy)
+    config = TrainConfig(lr=0.1, batch_size=10_000, max_epochs=4, patience=10,
+                         schedule="linear", device="cpu")  # fmt: skip
+    fit(LinearProbe(HIDDEN, CLASSES), train.words(0), dev.words(0), config)
+    assert seen == pytest.approx([0.1, 0.075, 0.05, 0.025])  # one step per epoch
+    seen.clear()
+    fit(
+        LinearProbe(HIDDEN, CLASSES),
+        train.words(0),
+        dev.words(0),
+        replace(config, schedule="constant"),
+    )
+    assert seen == pytest.approx([0.1] * 4)
+    with pytest.raises(ProbeError, match="schedule"):
+        TrainConfig(schedule="cosine")  # type: ignore[arg-type]
+    with pytest.raises(ProbeError, match="precision"):
+        TrainConfig(precision="int8")  # type: ignore[arg-type]
+
+
+def test_bfloat16_training_learns_and_tracks_float32(words: tuple[WordData, WordData]) -> None:
+    """Autocast caches its bf16 weight copies until its region ends: a region around the
+    whole loop would keep training the initial weights. This catches that."""
+    train, dev = words
+    config = replace(CONFIG, max_epochs=15)
+    results = {}
+    for precision in ("float32", "bfloat16"):
+        result = fit(lambda: LinearProbe(HIDDEN, CLASSES), train.words(SIGNAL),
+                     dev.words(SIGNAL), replace(config, precision=precision))  # fmt: skip
+        probs = predict_proba(result.head, dev.words(SIGNAL), precision=precision)
+        results[precision] = (result, _accuracy(probs, dev.labels))
+    (fp32, acc32), (bf16, acc16) = results["float32"], results["bfloat16"]
+    assert acc16 > 0.85 and abs(acc16 - acc32) < 0.03
+    assert bf16.history[-1].train_loss < 0.5 * bf16.history[0].train_loss
+    assert bf16.best_dev_loss == pytest.approx(fp32.best_dev_loss, rel=0.1)
+
+
+def test_prediction_batches_pad_little_and_keep_data_order() -> None:
+    """A large prediction batch must not pad every short sentence to the longest one."""
+    rng = np.random.default_rng(0)
+    lengths = np.concatenate([rng.integers(1, 6, 300), [120]])  # many short, one long
+    offsets = _lengths_to_offsets(lengths)
+    n = int(offsets[-1])
+    data = WordData(rng.standard_normal((1, n, 4)).astype(np.float16), np.arange(n) % 3,
+                    offsets)  # fmt: skip
+    batches = list(data.sentences(0).batches(512, generator=None, device=CPU))
+    padded = sum(b.mask.numel() for b in batches)
+    assert padded < 1.3 * n  # all in one batch would be 301 x 120 = 36,120 positions for ~1k
+    for b in batches:
+        assert b.mask.numel() <= 512 or b.mask.shape[0] == 1  # only a lone long one runs over
+    head = LinearProbe(4, 3)
+    probs = predict_proba(head, data.sentences(0), batch_size=512)
+    flat = predict_proba(head, data.words(0))
+    np.testing.assert_allclose(probs, flat, rtol=1e-5, atol=1e-6)  # same rows, data order
+
+
+def test_a_layer_named_twice_is_one_tensor() -> None:
+    data = _tiny()
+    (batch,) = data.sentences((1, 1)).batches(100, generator=None, device=CPU)
+    a, b, mask = batch.inputs
+    assert a is b and torch.all(a[mask][:, 0] >= 10)
+    (batch,) = data.sentences((1, 0, 1), stack=True).batches(100, generator=None, device=CPU)
+    (x, mask) = batch.inputs
+    assert x.shape[2] == 3 and torch.equal(x[:, :, 0], x[:, :, 2])
+    assert torch.equal(x[mask][:, 0, 0] - x[mask][:, 1, 0], torch.full((8,), 10.0))

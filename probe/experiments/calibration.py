@@ -36,6 +36,7 @@ from probe.calibration import (
 )
 from probe.errors import ProbeError
 from probe.experiments.probes import (
+    DLFA_TRAINING,
     FuseLayer,
     HeadSpec,
     fit_dlfa,
@@ -67,7 +68,7 @@ class CalibrationConfig:
     n_bins: int = 15
     results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
-    dlfa_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-3))
+    dlfa_train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
 

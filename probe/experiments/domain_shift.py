@@ -30,6 +30,7 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.experiments.probes import (
+    DLFA_TRAINING,
     FuseLayer,
     HeadSpec,
     fit_dlfa,
@@ -61,7 +62,7 @@ class DomainShiftConfig:
     genres: bool = True
     results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
-    dlfa_train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-3))
+    dlfa_train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
     low_resource_words: int = 15_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from probe.errors import ProbeError
 from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
+from probe.experiments.probes import DLFA_TRAINING
 from probe.experiments.splits import as_data, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
@@ -43,7 +44,7 @@ class GridConfig:
     head: str = "dlfa"
     reduction: int = 4
     results_dir: Path = Path("results")
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=2e-3))
+    train: TrainConfig = DLFA_TRAINING
     workers: int | None = None  # None: one per core, at most one per pair
     cluster: str | None = None  # Dask scheduler or Ray address (probe.experiments.pool)
     dev_fraction: float = 0.1
@@ -179,7 +180,7 @@ def run_pair(job: _PairJob) -> list[Row]:
     for lang in job.langs:
         split = open_split(lang, task.eval_split)
         data = as_data(task, split, layers)
-        probs = predict_proba(result.head, data.sentences(order))
+        probs = predict_proba(result.head, data.sentences(order), precision=cfg.train.precision)
         for metric, value in score(task.metric, probs, data.labels, offsets=split.offsets,
                                    label_names=task.labels).items():  # fmt: skip
             rows.append(Row(cfg.head, name, lang, metric, value))

@@ -219,7 +219,13 @@ class DLFAHead(nn.Module):
         Returns logits (B, T, labels) at token level or (B, labels) at sentence
         level; with ``return_gate`` also the gate M (B, T, H) for analyses.
         """
-        z, gate = self.aif(h_last, h_k, mask)
+        if h_k is h_last and not return_gate:
+            # Both inputs are one layer (the grid's baseline): Z = H + M*(H - H) = H whatever
+            # the gate, so it is skipped; the output is bit for bit the gated one.
+            mask = _check_inputs(h_last, h_k, mask)
+            z = torch.where(mask.unsqueeze(-1), h_last, 0.0)
+        else:
+            z, gate = self.aif(h_last, h_k, mask)
         if self.level == "sentence":
             z = pool(z, mask.to(torch.bool), self.sentence_pool)
         logits = self.classifier(self.dropout(z))
