@@ -145,6 +145,13 @@ def naive(settings: Settings, out: str) -> dict[str, Any]:
 
 def forward_only(settings: Settings) -> dict[str, Any]:
     """(c) The toolkit's own batches through the model, nothing else timed."""
+    from probe.precision import small_kernel_caches
+
+    with small_kernel_caches():  # as `probe extract` runs the encoder
+        return _forward_only(settings)
+
+
+def _forward_only(settings: Settings) -> dict[str, Any]:
     import torch
 
     from probe.extract import Encoder, pick_device, plan_jobs, shard_ranges

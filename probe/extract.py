@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from probe import store
+from probe.background import ShardWrites, prefetch
 from probe.errors import ProbeError
 from probe.faults import fault_point
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
@@ -143,6 +143,37 @@ class Unit:
     @property
     def width(self) -> int:
         return max(len(w) for w in self.windows)
+
+
+@dataclass
+class PreparedBatch:
+    """One batch ready for the encoder: padded inputs (windows, width), the flat token
+    positions to read, and the output rows they go to (with mean pooling's groups)."""
+
+    input_ids: np.ndarray
+    mask: np.ndarray
+    types: np.ndarray
+    positions: np.ndarray
+    rows: np.ndarray
+    inverse: np.ndarray | None
+    counts: np.ndarray | None
+    tokens: int
+    pad_tokens: int
+    progress: int
+
+
+@dataclass
+class PreparedBlock:
+    """One block of a shard, tokenised and batched: rows [row, row + n_rows) of the shard."""
+
+    item: int  # ShardItem.index
+    row: int
+    n_rows: int
+    out_rows: int  # rows of the block's feature array (pairs fill two per record)
+    batches: list[PreparedBatch]
+    empty_words: int
+    truncated: int
+    last: bool  # the shard's last block
 
 
 class Encoder:
@@ -325,13 +356,12 @@ class Encoder:
         if batch:
             yield batch
 
-    @torch.inference_mode()
-    def pool(
-        self, units: Sequence[Unit], row_base: Sequence[int], pooling: str, out: np.ndarray
-    ) -> tuple[int, int]:
-        """Run one batch and write each unit's pooled rows into `out` (layers, rows, hidden).
+    def prepare(
+        self, units: Sequence[Unit], row_base: Sequence[int], pooling: str
+    ) -> PreparedBatch:
+        """One batch's padded inputs and the token positions each output row is read from.
 
-        Returns (tokens computed, of which padding) for the padding-waste statistic.
+        numpy only, so it runs on the prefetch thread while the encoder computes.
         """
         windows = [w for u in units for w in u.windows]
         lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
@@ -358,7 +388,7 @@ class Encoder:
         keep = targets >= 0
         positions = flat[keep]
         rows = (targets + np.repeat(base_per_window, lengths))[keep]
-        input_ids, mask, types = (a.reshape(n_win, width) for a in (input_ids, mask, types))
+        inverse = counts = None
         if pooling == "mean":
             uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
         else:
@@ -367,22 +397,32 @@ class Encoder:
             if pooling == "last":
                 first_index = len(rows) - 1 - first_index
             positions = positions[first_index]
+        shape = (n_win, width)
+        return PreparedBatch(
+            input_ids.reshape(shape), mask.reshape(shape), types.reshape(shape), positions,
+            uniq, inverse, counts, tokens=n_win * width, pad_tokens=n_win * width - len(flat),
+            progress=sum(u.progress for u in units),
+        )  # fmt: skip
 
-        states = self._forward(input_ids, mask, types)  # layers x (n_win, width, hidden)
+    @torch.inference_mode()
+    def run(self, batch: PreparedBatch, out: np.ndarray) -> None:
+        """Run one prepared batch and write its pooled rows into `out` (layers, rows, hidden)."""
+        states = self._forward(batch.input_ids, batch.mask, batch.types)
         dev = self.device
         store_dtype = torch.from_numpy(out[:0]).dtype
         # Only the kept positions of each layer are copied (stacking every hidden state first
         # would copy all tokens of all layers, padding included, once more).
-        index = torch.from_numpy(positions).to(dev)
-        if pooling == "mean":
-            inverse_t = torch.from_numpy(inverse).to(dev)
-            counts_t = torch.from_numpy(counts).to(dev, torch.float32)[:, None]
+        index = torch.from_numpy(batch.positions).to(dev)
+        mean = batch.inverse is not None
+        if mean:
+            inverse_t = torch.from_numpy(batch.inverse).to(dev)
+            counts_t = torch.from_numpy(batch.counts).to(dev, torch.float32)[:, None]
 
         def pooled(state: torch.Tensor) -> torch.Tensor:
             """One layer's word rows (words, hidden), in the storage dtype, on the device."""
             picked = state.flatten(0, 1).index_select(0, index)
-            if pooling == "mean":
-                summed = torch.zeros((len(uniq), picked.shape[1]), device=dev)
+            if mean:
+                summed = torch.zeros((len(batch.rows), picked.shape[1]), device=dev)
                 picked = summed.index_add_(0, inverse_t, picked.float()).div_(counts_t)
             return picked.to(store_dtype)
 
@@ -390,11 +430,17 @@ class Encoder:
         if dev.type == "cpu":  # straight into the block, one layer at a time
             with _one_thread():  # small ops: waking a second thread costs more than it saves
                 for layer, state in enumerate(states):
-                    out[layer, uniq] = pooled(state).numpy()
+                    out[layer, batch.rows] = pooled(state).numpy()
         else:  # one transfer of every layer's rows
-            out[:, uniq] = torch.stack([pooled(s) for s in states]).cpu().numpy()
-        tokens = n_win * width
-        return tokens, tokens - int(mask.sum())
+            out[:, batch.rows] = torch.stack([pooled(s) for s in states]).cpu().numpy()
+
+    def pool(
+        self, units: Sequence[Unit], row_base: Sequence[int], pooling: str, out: np.ndarray
+    ) -> tuple[int, int]:
+        """Prepare and run one batch; (tokens computed, of which padding)."""
+        batch = self.prepare(units, row_base, pooling)
+        self.run(batch, out)
+        return batch.tokens, batch.pad_tokens
 
     def _forward(
         self, input_ids: np.ndarray, mask: np.ndarray, types: np.ndarray
@@ -671,27 +717,29 @@ def _extract_loaded(
     unit = "word" if items[0].job.task.level == "word" else "pair"
     where = f" ({rank})" if rank.distributed else ""
     done: dict[int, ShardReport] = {}
+    # Tokenising and batching run one block ahead on a thread of their own.
+    blocks = prefetch(_prepared_blocks(encoder, items, config, batch_tokens), "tokenize")
     with (
         tqdm(total=sum(i.rows for i in items), unit=unit, unit_scale=True, smoothing=0.1,
              disable=not (progress and rank.is_main)) as bar,
         ShardWrites() as writes,
+        closing(blocks),
     ):  # fmt: skip
         for item in items:
             job, path = item.job, item.path
             lock = ExitStack()
             lock.enter_context(store.shard_lock(path))
             try:
-                if _reusable(path, job.source_hash, config.overwrite):
+                if _reusable(path, job.source_hash, config.overwrite):  # built meanwhile
                     lock.close()
+                    _skip_blocks(blocks, item)
                     shard = ShardReport(path, item.rows, 0.0, skipped=True)
                     bar.update(item.rows)
                 else:
                     store.remove_stale_temporaries(path)  # of killed writers; we hold the lock
                     bar.set_description(f"{job.task.name}/{job.lang}/{job.split}{where}")
-                    shard = _extract_shard(
-                        encoder, job, item.records, item.n_shards, path, spec, config, ref,
-                        batch_tokens, bar, writes, lock,
-                    )  # fmt: skip
+                    shard = _extract_shard(encoder, item, blocks, spec, config, ref, bar,
+                                           writes, lock)  # fmt: skip
             except BaseException:
                 lock.close()  # a no-op once the shard's writes took it over
                 raise
@@ -707,92 +755,51 @@ def _extract_loaded(
     return done
 
 
-class ShardWrites:
-    """The run's writer thread: every shard's block writes and its commit, in order.
+def _prepared_blocks(
+    encoder: Encoder, items: Sequence[ShardItem], config: ExtractConfig, batch_tokens: int
+) -> Iterator[PreparedBlock]:
+    """Every block of every shard, tokenised and batched, in the order they are extracted.
 
-    The encoder computes the next block (of this shard or the next) while this thread writes
-    the previous one and commits finished shards, so a split that fits in one block no
-    longer waits for its own write. At most one computed block waits to be written (memory
-    stays at two blocks). A shard's lock passes to this thread with its commit and is
-    released after the rename. On any error (a failed write, Ctrl-C) every shard not yet
-    committed is aborted: its temporary file deleted, its lock released.
+    Blocks hold about `config.block_bytes` of features; the encoder's counters of empty
+    words and truncations are read per block here, on the one thread that tokenises.
     """
+    pooling_of = {True: config.pooling, False: "mean"}
+    for item in items:
+        job = item.job
+        lo, hi = item.records
+        records = job.records[lo:hi]
+        per_record = job.rows_per_record[lo:hi]
+        word_level = job.task.level == "word"
+        bytes_per_row = encoder.n_layers * encoder.hidden * np.dtype(config.dtype).itemsize
+        block_rows = max(1024, config.block_bytes // bytes_per_row // (1 if word_level else 2))
+        ranges = shard_ranges(per_record, block_rows)
+        row = 0
+        for number, (b_lo, b_hi) in enumerate(ranges):
+            empty, truncated = encoder.empty_words, encoder.truncated
+            units, bases, out_rows = _block_units(
+                encoder, job.task.level, records[b_lo:b_hi], per_record[b_lo:b_hi]
+            )
+            batches = [
+                encoder.prepare(
+                    [units[i] for i in batch], [bases[i] for i in batch], pooling_of[word_level]
+                )  # fmt: skip
+                for batch in encoder.batches(units, batch_tokens)
+            ]
+            n_rows = sum(per_record[b_lo:b_hi])
+            yield PreparedBlock(
+                item.index, row, n_rows, out_rows, batches, encoder.empty_words - empty,
+                encoder.truncated - truncated, last=number == len(ranges) - 1,
+            )  # fmt: skip
+            row += n_rows
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
-        self._last_block: Future[None] | None = None
-        self._open: list[tuple[store.ShardWriter, ExitStack]] = []
-        self._tasks: list[Future[Any]] = []
 
-    def open(self, writer: store.ShardWriter, lock: ExitStack) -> None:
-        """Track a new shard: aborted and unlocked unless its commit runs."""
-        self._open.append((writer, lock))
-
-    def block(self, writer: store.ShardWriter, row: int, blocks: dict[str, np.ndarray]) -> None:
-        """Queue one block's write, after waiting for the previous block's (bounded memory)."""
-        if self._last_block is not None:
-            self._wait(self._last_block)
-        self._last_block = self._submit(writer.write_rows, row, blocks)
-
-    def commit(self, writer: store.ShardWriter, attrs: dict[str, Any]) -> None:
-        """Queue the shard's last attributes, its commit and the release of its lock."""
-
-        def finish() -> None:
-            for name, value in attrs.items():
-                writer.set_attr(name, value)
-            writer.commit()
-            for entry in list(self._open):
-                if entry[0] is writer:
-                    self._open.remove(entry)
-                    entry[1].close()
-
-        self._submit(finish)
-
-    def drain(self) -> None:
-        """Wait for every queued write and commit; the first error is raised here."""
-        for task in self._tasks:
-            self._wait(task)
-        self._tasks.clear()
-
-    def _wait(self, task: Future[Any]) -> None:
-        """Wait for `task`; if it failed, raise the first error of the run (the cause: tasks
-        queued after a failed one fail only to say so)."""
-        if task.exception() is None:
+def _skip_blocks(blocks: Iterator[PreparedBlock], item: ShardItem) -> None:
+    """Drop a shard's prepared blocks (another process built it while we waited)."""
+    for block in blocks:
+        if block.item != item.index:
+            raise RuntimeError(f"prepared block of shard {block.item} while at {item.index}")
+        if block.last:
             return
-        for earlier in self._tasks:
-            error = earlier.exception()  # earlier tasks ran first: this does not block
-            if error is not None:
-                raise error
-
-    def _submit(self, fn: Any, *args: Any) -> Future[Any]:
-        # A task runs only if every earlier one succeeded: after a failed write, the
-        # shard's commit (and everything queued behind it) must not run.
-        def run() -> Any:
-            for earlier in previous:
-                if earlier.exception() is not None:
-                    raise ProbeError("an earlier shard write failed") from earlier.exception()
-            return fn(*args)
-
-        previous = list(self._tasks)
-        task = self._pool.submit(run)
-        self._tasks.append(task)
-        return task
-
-    def __enter__(self) -> ShardWrites:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
-                self.drain()
-        finally:
-            for task in self._tasks:
-                task.cancel()
-            self._pool.shutdown(wait=True)
-            for writer, lock in self._open:  # never committed: delete and unlock
-                writer.abort()
-                lock.close()
-            self._open.clear()
 
 
 def _spec(config: ExtractConfig, ref: ModelRef, compute: torch.dtype) -> store.ExtractionSpec:
@@ -819,30 +826,26 @@ def _reusable(path: Path, source_hash: str, overwrite: str) -> bool:
 
 def _extract_shard(
     encoder: Encoder,
-    job: SplitJob,
-    record_range: tuple[int, int],
-    n_shards: int,
-    path: Path,
+    item: ShardItem,
+    blocks: Iterator[PreparedBlock],
     spec: store.ExtractionSpec,
     config: ExtractConfig,
     ref: ModelRef,
-    batch_tokens: int,
     bar: Any,
     writes: ShardWrites,
     lock: ExitStack,
 ) -> ShardReport:
-    """Compute one shard block by block; its writes and commit go to `writes` (the lock too).
+    """Run the encoder over one shard's prepared blocks; writes and the commit (and with
+    them the lock) go to `writes`.
 
-    The report's seconds are this thread's time on the shard (tokenising, the encoder,
-    pooling, and waiting for an earlier block's write when two are pending).
+    The report's seconds are this thread's time on the shard: the encoder, pooling, and
+    waiting for the next prepared block or for an earlier block's write.
     """
-    lo, hi = record_range
-    records = job.records[lo:hi]
+    job, path = item.job, item.path
+    lo, hi = item.records
     task = job.task
     word_level = task.level == "word"
-    per_record = job.rows_per_record[lo:hi]
-    n_rows = sum(per_record)
-    arrays, strings = _shard_metadata(task, records)
+    arrays, strings = _shard_metadata(task, job.records[lo:hi])
     attrs = store.base_attrs(
         level=task.level, task=task.name, lang=job.lang, split=job.split,
         model=config.model, model_identity=ref.identity, cache_key=spec.key(),
@@ -850,15 +853,15 @@ def _extract_shard(
         else "mean", dtype=config.dtype, compute_dtype=spec.compute_dtype,
         max_length=encoder.max_length, window_stride=encoder.stride,
         source_hash=job.source_hash, source_files=[str(f) for f in job.files],
-        label_names=list(task.labels), shard_index=0 if n_shards == 1 else lo,
-        record_range=[lo, hi], n_shards=n_shards,
+        label_names=list(task.labels), shard_index=0 if item.n_shards == 1 else lo,
+        record_range=[lo, hi], n_shards=item.n_shards,
     )  # fmt: skip
     start = time.perf_counter()
     writer = store.ShardWriter(
         path,
         feature_names=store.WORD_FEATURES if word_level else store.SENTENCE_FEATURES,
         n_layers=encoder.n_layers,
-        n_rows=n_rows,
+        n_rows=item.rows,
         hidden=encoder.hidden,
         dtype=config.dtype,
         attrs=attrs,
@@ -866,35 +869,29 @@ def _extract_shard(
         strings=strings,
     )
     writes.open(writer, lock.pop_all())  # the lock now belongs to the shard's commit
-    bytes_per_row = encoder.n_layers * encoder.hidden * np.dtype(config.dtype).itemsize
-    block_rows = max(1024, config.block_bytes // bytes_per_row // (1 if word_level else 2))
-    tokens = pad = 0
-    empty_before, truncated_before = encoder.empty_words, encoder.truncated
-    row = 0
-    for b_lo, b_hi in shard_ranges(per_record, block_rows):
-        block = records[b_lo:b_hi]
-        block_n = sum(per_record[b_lo:b_hi])
-        units, bases, out_rows = _block_units(encoder, task.level, block, per_record[b_lo:b_hi])
-        out = np.empty((encoder.n_layers, out_rows, encoder.hidden), dtype=config.dtype)
-        for batch in encoder.batches(units, batch_tokens):
-            t, p = encoder.pool([units[i] for i in batch], [bases[i] for i in batch],
-                                config.pooling if word_level else "mean", out)  # fmt: skip
-            tokens += t
-            pad += p
-            bar.update(sum(units[i].progress for i in batch))
-        blocks = (
+    tokens = pad = empty = truncated = 0
+    for block in blocks:
+        if block.item != item.index:
+            raise RuntimeError(f"prepared block of shard {block.item} while at {item.index}")
+        out = np.empty((encoder.n_layers, block.out_rows, encoder.hidden), dtype=config.dtype)
+        for batch in block.batches:
+            encoder.run(batch, out)
+            tokens += batch.tokens
+            pad += batch.pad_tokens
+            bar.update(batch.progress)
+        features = (
             {"features": out}
             if word_level
             else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
         )
-        writes.block(writer, row, blocks)
-        row += block_n
-    writes.commit(writer, {
-        "empty_words": encoder.empty_words - empty_before,
-        "truncated": encoder.truncated - truncated_before,
-    })  # fmt: skip
+        writes.block(writer, block.row, features)
+        empty += block.empty_words
+        truncated += block.truncated
+        if block.last:
+            break
+    writes.commit(writer, {"empty_words": empty, "truncated": truncated})
     seconds = time.perf_counter() - start
-    return ShardReport(path, n_rows, seconds, skipped=False, tokens=tokens, pad_tokens=pad)
+    return ShardReport(path, item.rows, seconds, skipped=False, tokens=tokens, pad_tokens=pad)
 
 
 def _block_units(

@@ -45,13 +45,17 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
 # of up to 1024 entries, each holding a copy of the weights in the kernel's layout.
 # Extraction meets a new shape with almost every batch (rows x width vary), so with the
 # default capacity its resident memory grew by ~1.7 KB per word until the caches filled
-# (+160 MB from 6k to 12k UD sentences with MiniLM; more for larger models), at no gain in
-# speed. Head training repeats its shapes every epoch and is ~1.6x faster with the caches.
+# (+160 MB from 6k to 12k UD sentences with MiniLM; more for larger models). 16 entries hold
+# the few shapes of one batch's layers: as fast as the default, and flat memory (measured:
+# 1317 vs 1314 MB peak at 6k and 12k sentences; capacity 1 rebuilt a kernel at every linear
+# layer and was 10-15% slower, 64 grew again). Head training repeats its shapes every epoch
+# and keeps the default.
 KERNEL_CACHE_VARIABLES = ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+EXTRACTION_KERNEL_CACHE = 16
 
 
 @contextmanager
-def small_kernel_caches(capacity: int = 1) -> Iterator[None]:
+def small_kernel_caches(capacity: int = EXTRACTION_KERNEL_CACHE) -> Iterator[None]:
     """Cap the per-shape kernel caches for a run that starts inside this block.
 
     Both libraries read their capacity from the environment once, at their first use in the
