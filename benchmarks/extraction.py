@@ -67,12 +67,15 @@ def toolkit(
     langs: Sequence[str] = ("all",),
     splits: Sequence[str] | None = TEST_SPLITS,
     max_sentences: int | None = None,
+    block_bytes: int | None = None,
 ) -> dict[str, Any]:
     """(a) `probe extract` into a fresh cache; words/s over the shards' own time."""
     from probe.extract import extract
 
     config = extract_config(settings, cache, langs=langs, splits=splits,
                             max_sentences=max_sentences)  # fmt: skip
+    if block_bytes is not None:
+        config = replace(config, block_bytes=block_bytes)
     began = time.perf_counter()
     with gpu_sampler(settings.device) as utilisation:
         report = extract(config, progress=False)
@@ -174,11 +177,13 @@ def _forward_only(settings: Settings) -> dict[str, Any]:
         words += sum(per_record)
         for lo, hi in shard_ranges(per_record, block_rows):
             units = encoder.word_units(job.records[lo:hi])
+            bases = [0] * len(units)  # output rows play no part here
             for batch in encoder.batches(units, batch_tokens):
-                inputs = _inputs(encoder, [units[i] for i in batch])
-                tokens += inputs["input_ids"].numel()
-                real += int(inputs["attention_mask"].sum())
-                batches.append(inputs)
+                prepared = encoder.prepare([units[i] for i in batch], bases[: len(batch)],
+                                           config.pooling)  # fmt: skip
+                tokens += prepared.tokens
+                real += prepared.tokens - prepared.pad_tokens
+                batches.append(_inputs(encoder, prepared))
     pin = device.type == "cuda"
     _synchronize(device)
     began = time.perf_counter()
@@ -204,20 +209,16 @@ def _forward_only(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _inputs(encoder: Any, units: Sequence[Any]) -> dict[str, Any]:
-    """Padded encoder inputs of one batch, as `Encoder.pool` builds them."""
+def _inputs(encoder: Any, prepared: Any) -> dict[str, Any]:
+    """The encoder's int64 inputs of one prepared batch, built before the clock starts."""
     import torch
 
-    windows = [w for u in units for w in u.windows]
-    width = max(len(w) for w in windows)
-    ids = np.full((len(windows), width), encoder.pad_id, dtype=np.int64)
-    mask = np.zeros((len(windows), width), dtype=np.int64)
-    for row, window in enumerate(windows):
-        ids[row, : len(window)] = window
-        mask[row, : len(window)] = 1
-    inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    inputs = {
+        "input_ids": torch.from_numpy(prepared.input_ids).long(),
+        "attention_mask": torch.from_numpy(prepared.mask).long(),
+    }
     if "token_type_ids" in encoder.tokenizer.model_input_names:
-        inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+        inputs["token_type_ids"] = torch.from_numpy(prepared.types).long()
     return inputs
 
 
@@ -317,12 +318,22 @@ def memory(settings: Settings) -> dict[str, Any]:
     """Peak RSS of `probe extract` on the largest split at two sizes (fresh process each)."""
     split = largest_split(settings)
     sizes = settings.memory_sentences or (split["sentences"] // 2, split["sentences"])
+    # Memory is bounded by the blocks in flight (one being computed, one being written),
+    # reached from the second block on. Blocks are sized so that the smaller run holds at
+    # least four: with the default 256 MB the largest UD split is only 2 and 4 blocks, and
+    # the comparison would set a run that never fills the pipeline against one that does.
+    per_word = _bytes_per_word(settings)
+    small_words = split["words"] * sizes[0] / max(split["sentences"], 1)
+    default = extract_config(settings, "unused").block_bytes
+    block_bytes = settings.block_bytes or int(min(default, max(small_words * per_word / 4,
+                                                                4 << 20)))  # fmt: skip
     runs = []
     for n in sizes:
         cache = Path(settings.work_dir) / f"memory-{n}"
         result = run_step(
             "benchmarks.extraction:toolkit", settings, cache=str(cache),
             langs=[split["lang"]], splits=[split["split"]], max_sentences=n,
+            block_bytes=block_bytes,
         )  # fmt: skip
         shutil.rmtree(cache, ignore_errors=True)
         runs.append({
@@ -332,7 +343,7 @@ def memory(settings: Settings) -> dict[str, Any]:
             "words_per_s": result["words_per_s"],
         })  # fmt: skip
     for run in runs:
-        run["feature_mb"] = round(run["words"] * _bytes_per_word(settings) / 2**20, 1)
+        run["feature_mb"] = round(run["words"] * per_word / 2**20, 1)
     small, large = runs
     growth = (
         None
@@ -340,7 +351,8 @@ def memory(settings: Settings) -> dict[str, Any]:
         else round(large["peak_rss_mb"] - small["peak_rss_mb"], 1)
     )
     return {"split": f"{split['lang']}/{split['split']}", "runs": runs, "growth_mb": growth,
-            "feature_growth_mb": round(large["feature_mb"] - small["feature_mb"], 1)}  # fmt: skip
+            "feature_growth_mb": round(large["feature_mb"] - small["feature_mb"], 1),
+            "block_mb": round(block_bytes / 2**20, 1)}  # fmt: skip
 
 
 def _bytes_per_word(settings: Settings) -> int:

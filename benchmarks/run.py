@@ -182,7 +182,7 @@ def table(record: dict[str, Any]) -> str:
             rss = "-" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:,.0f} MB"
             rows.append((f"peak RSS, {mem['split']} {run['sentences']:,} sentences",
                          f"{rss} ({run['words']:,} words, {run['feature_mb']:,.0f} MB of "
-                         "features)"))  # fmt: skip
+                         f"features, {mem.get('block_mb', '-')} MB blocks)"))  # fmt: skip
     tr = record.get("cached_training")
     if tr:
         e = tr["extraction"]

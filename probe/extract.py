@@ -371,11 +371,12 @@ class Encoder:
         win_row = np.repeat(np.arange(n_win), lengths)
         column = np.arange(len(win_row)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         flat = win_row * width + column
-        input_ids = np.full(n_win * width, self.pad_id, dtype=np.int64)
+        # Compact while queued (int32 ids, uint8 mask and types); int64 on the device.
+        input_ids = np.full(n_win * width, self.pad_id, dtype=np.int32)
         input_ids[flat] = np.concatenate(windows)
-        mask = np.zeros(n_win * width, dtype=np.int64)
+        mask = np.zeros(n_win * width, dtype=np.uint8)
         mask[flat] = 1
-        types = np.zeros(n_win * width, dtype=np.int64)
+        types = np.zeros(n_win * width, dtype=np.uint8)
         if any(u.type_ids is not None for u in units):
             types[flat] = np.concatenate([
                 t for u in units
@@ -480,10 +481,11 @@ def _one_thread() -> Iterator[None]:
 
 
 def _to(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:
+    """A compact integer array as an int64 tensor on `device` (widened after the copy)."""
     tensor = torch.from_numpy(array)
     if pin:
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device, torch.int64)
 
 
 def _position_limit(model: PreTrainedModel) -> int:
