@@ -9,6 +9,9 @@ item ahead) and raise the first error of their thread in the caller's.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -155,3 +158,26 @@ def prefetch(items: Iterable[T], name: str = "prefetch") -> Iterator[T]:
             with suppress(queue.Empty):
                 ready.get(timeout=0.1)
         thread.join()
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc; a no-op elsewhere).
+
+    Three threads allocate and free batch-sized arrays (tokenising, encoding, writing), and
+    glibc keeps what they free in per-thread arenas; over many blocks that crept the peak
+    RSS up by ~10 MB a block (MiniLM, 131 MB blocks: 949 -> 1037 MB over eight blocks).
+    Trimming once per block (well under a millisecond) kept it flat from the second block
+    on (996 MB at every block).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -292,7 +292,7 @@ def layers(**opts: Any) -> None:
     "--max-epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Epochs of the linearly decaying rate, with early stopping on dev loss (default 10).",
+    help="Epochs of the linearly decaying rate, with early stopping on dev loss (default 8).",
 )
 @click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
 @_friendly_errors
@@ -516,7 +516,7 @@ def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--reduction", type=int, default=4, show_default=True,
                      help="AIF bottleneck ratio r."),
         click.option("--max-epochs", type=click.IntRange(min=1), default=None,
-                     help="Epoch cap of every head (default: 30 for probes, 10 for DLFA; "
+                     help="Epoch cap of every head (default: 30 for probes, 8 for DLFA; "
                      "early stopping on dev loss)."),
         click.option("--max-train-words", type=int, default=None,
                      help="Cap each training language's words (whole sentences)."),
@@ -707,7 +707,7 @@ def calibration(**opts: Any) -> None:  # fmt: skip
     is_flag=True,
     help="Train the encoder too, on raw data (word tasks, sequential schedule).",
 )
-@click.option("--epochs", type=int, default=None, help="--finetune: epochs per stage (default 10).")
+@click.option("--epochs", type=int, default=None, help="--finetune: epochs per stage (default 8).")
 @click.option("--max-steps", type=int, default=None, help="--finetune: optimiser steps per stage.")
 @click.option(
     "--batch-size", type=int, default=32, show_default=True, help="--finetune: sentences per step."

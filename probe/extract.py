@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from probe import store
-from probe.background import ShardWrites, prefetch
+from probe.background import ShardWrites, prefetch, trim_heap
 from probe.errors import ProbeError
 from probe.faults import fault_point
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
@@ -887,6 +887,7 @@ def _extract_shard(
             else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
         )
         writes.block(writer, block.row, features)
+        trim_heap()
         empty += block.empty_words
         truncated += block.truncated
         if block.last:

@@ -25,6 +25,7 @@ from probe.extract import ExtractConfig, extract
 from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
 from probe.languages import same_family
 from probe.metrics import score
+from probe.precision import autocast, pick_compute_dtype
 from probe.report import Row, provenance, run_directory, write_table
 from probe.tasks import Task, get_task
 from probe.train import TrainConfig, fit, predict_proba
@@ -180,13 +181,21 @@ def run_pair(job: _PairJob) -> list[Row]:
     for lang in job.langs:
         split = open_split(lang, task.eval_split)
         data = as_data(task, split, layers)
-        probs = predict_proba(result.head, data.sentences(order), precision=cfg.train.precision)
+        probs = predict_proba(result.head, data.sentences(order),
+                              batch_size=cfg.train.eval_batch_size,
+                              precision=cfg.train.precision)  # fmt: skip
         for metric, value in score(task.metric, probs, data.labels, offsets=split.offsets,
                                    label_names=task.labels).items():  # fmt: skip
             rows.append(Row(cfg.head, name, lang, metric, value))
         if cfg.head == "dlfa" and lang == job.source:
             rows.append(
-                Row(cfg.head, name, lang, "gate_mean", _mean_gate(result.head, data, order))
+                Row(
+                    cfg.head,
+                    name,
+                    lang,
+                    "gate_mean",
+                    _mean_gate(result.head, data, order, cfg.train),
+                )
             )
         split.reader.close()
     train.reader.close()
@@ -194,15 +203,17 @@ def run_pair(job: _PairJob) -> list[Row]:
     return rows
 
 
-def _mean_gate(head: Any, data: Any, order: tuple[int, int]) -> float:
+def _mean_gate(head: Any, data: Any, order: tuple[int, int], train: TrainConfig) -> float:
     """Average share of the fused features taken from the higher layer (source eval split)."""
     import torch
 
     head.eval()
     values, weights = [], []
     device = next(head.parameters()).device
-    with torch.inference_mode():
-        for batch in data.sentences(order).batches(4096, generator=None, device=device):
+    compute = pick_compute_dtype(train.precision, device)
+    batches = data.sentences(order).batches(train.eval_batch_size, generator=None, device=device)
+    with torch.inference_mode(), autocast(device, compute):
+        for batch in batches:
             _, gate = head(*batch.inputs, return_gate=True)
             mask = batch.inputs[-1]
             values.append(gate_mean(gate, mask))
