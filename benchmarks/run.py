@@ -149,6 +149,10 @@ def _rounds(result: dict[str, Any]) -> str:
     return ", ".join(f"{x:,.0f}" for x in result.get("rounds_words_per_s", [result["words_per_s"]]))
 
 
+def _peaks(run: dict[str, Any]) -> str:
+    return ", ".join("-" if p is None else f"{p:,.0f}" for p in run.get("rounds_peak_rss_mb", []))
+
+
 def table(record: dict[str, Any]) -> str:
     """One plain-text table of every number of the run, then the targets."""
     rows: list[tuple[str, str]] = []
@@ -182,7 +186,8 @@ def table(record: dict[str, Any]) -> str:
             rss = "-" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:,.0f} MB"
             rows.append((f"peak RSS, {mem['split']} {run['sentences']:,} sentences",
                          f"{rss} ({run['words']:,} words, {run['feature_mb']:,.0f} MB of "
-                         f"features, {mem.get('block_mb', '-')} MB blocks)"))  # fmt: skip
+                         f"features, {mem.get('block_mb', '-')} MB blocks; lowest of "
+                         f"{_peaks(run)})"))  # fmt: skip
     tr = record.get("cached_training")
     if tr:
         e = tr["extraction"]

@@ -34,8 +34,10 @@ class ShardWrites:
     the previous one and commits finished shards, so a split that fits in one block never
     waits for its own write. At most one computed block waits to be written (memory stays
     at two blocks). A shard's lock passes to this thread with its commit and is released
-    after the rename. On any error (a failed write, Ctrl-C) every shard not yet committed is
-    aborted: its temporary file deleted, its lock released.
+    after the rename. On an error in the caller (Ctrl-C, a full disk while reserving the
+    next shard) the commits already queued still run, so finished shards are kept; every
+    shard not committed is then aborted: its temporary file deleted, its lock released.
+    After a failed write nothing queued behind it runs.
     """
 
     def __init__(self) -> None:
@@ -103,6 +105,9 @@ class ShardWrites:
         try:
             if exc[0] is None:
                 self.drain()
+            else:  # the caller's error propagates; shards queued in full still land
+                for task in self._tasks:
+                    task.exception()
         finally:
             for task in self._tasks:
                 task.cancel()

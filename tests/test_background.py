@@ -93,3 +93,23 @@ def test_a_failed_write_raises_its_own_error_and_nothing_is_committed(tmp_path: 
         writes.commit(second, {})
     assert list(tmp_path.iterdir()) == []  # no shard, no temporary file left
     assert sorted(released) == ["a", "b"]
+
+
+def test_a_callers_error_keeps_queued_shards_and_aborts_the_rest(tmp_path: Path) -> None:
+    """A full disk while reserving the next shard must not cost the one already queued."""
+    released: list[str] = []
+    block = np.ones((2, 4, 3), dtype=np.float16)
+    with pytest.raises(OSError, match="No space"), ShardWrites() as writes:
+        done = _writer(tmp_path / "a.h5")
+        write_rows = done.write_rows  # slow, so that its commit is still queued at the error
+        done.write_rows = lambda *args: (time.sleep(0.3), write_rows(*args))  # type: ignore[method-assign]
+        writes.open(done, _lock(tmp_path, released, "a"))
+        writes.block(done, 0, {"features": block})
+        writes.commit(done, {"empty_words": 0})
+        started = _writer(tmp_path / "b.h5")
+        writes.open(started, _lock(tmp_path, released, "b"))
+        raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+    assert sorted(released) == ["a", "b"]
+    with h5py.File(tmp_path / "a.h5") as shard:
+        assert bool(shard.attrs["complete"])
