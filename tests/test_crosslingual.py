@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,21 @@ def test_typology_vectors_codes_and_symmetry() -> None:
         uriel_code("xq")
     with pytest.raises(ProbeError, match="distance kind"):
         typology_vector("en", "lexical")
+
+
+def test_typology_data_is_found_when_lang2vec_py_shadows_the_package(tmp_path: Path) -> None:
+    """lang2vec installs bin/lang2vec.py, first on sys.path under the `probe` console script;
+    importing it fails, so the data must be found without importing `lang2vec`."""
+    (tmp_path / "lang2vec.py").write_text("raise ModuleNotFoundError('pkg_resources')\n")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from probe.crosslingual.typology import language_distance;"
+        "print(language_distance('en', 'de', 'syntactic'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == pytest.approx(language_distance("en", "de", "syntactic"))
 
 
 # --- correlation -----------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
-from typing import Any
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -55,15 +55,21 @@ def cosine_distance(u: ArrayLike, v: ArrayLike) -> float:
     return float(1.0 - (a @ b) / (na * nb))
 
 
-def _data_file(name: str) -> Any:
+def _data_file(name: str) -> Path:
+    """A file of lang2vec's data, found through the installed distribution's metadata.
+
+    Not through `import lang2vec`: lang2vec also installs a script `lang2vec.py` into the
+    environment's bin/, which is the first entry of sys.path when `probe` runs as a console
+    script, and importing it fails (pkg_resources).
+    """
     try:
-        folder = resources.files("lang2vec") / "data"
-    except ModuleNotFoundError as err:
+        dist = metadata.distribution("lang2vec")
+    except metadata.PackageNotFoundError as err:
         raise ProbeError(
             "linguistic distances need the URIEL data of the `lang2vec` package: "
             "pip install lang2vec"
         ) from err
-    path = folder / name
+    path = Path(str(dist.locate_file(f"lang2vec/data/{name}")))
     if not path.is_file():
         raise ProbeError(f"lang2vec is installed but its data file {name} is missing ({path})")
     return path
