@@ -339,6 +339,8 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert {c.distance for c in result.correlations} == set(DISTANCE_KINDS)
     assert all(c.correlation.n == 1 for c in result.correlations)  # one target: undefined
     assert 0 <= result.most_structural_layer <= 2 and result.most_neutral_layer in (0, 1, 2)
+    source_acc = [acc[(str(layer), "en")] for layer in range(3)]
+    assert source_acc[result.most_structural_layer] == max(source_acc)
     for name in ("results.csv", "map.csv", "correlation.csv", "distances.csv", "summary.txt",
                  "settings.json", "map.png", "transfer_vs_distance.png"):  # fmt: skip
         assert (result.directory / name).stat().st_size > 0, name
