@@ -1,6 +1,6 @@
 """Run every benchmark, print one table, write benchmarks/results/<name>.json.
 
-    python -m benchmarks                      # full run, minilm on ../shared/data (~10 min)
+    python -m benchmarks                      # full run, minilm on ../shared/data (~12 min)
     python -m benchmarks --quick              # smoke run: 60 sentences per split
     python -m benchmarks --device cuda        # the same on a GPU (pinned memory, big batches)
 
