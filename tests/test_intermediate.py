@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -323,3 +324,47 @@ def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
         run_intermediate_finetune(config, progress=False)
     mixed = CliRunner().invoke(cli, [*args, "--schedule", "mixed"])
     assert mixed.exit_code != 0 and "sequentially only" in mixed.output
+
+
+def test_finetune_mode_resumes_after_a_crash_with_only_the_missing_configurations(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each fine-tuned configuration takes minutes: one that finished before a crash is
+    loaded by the rerun, not trained again, and the results equal an uninterrupted run."""
+    from probe.experiments import intermediate_finetune as ift
+    from probe.experiments.finetune import FinetuneConfig
+
+    data = make_data(tmp_path / "data")
+
+    def config(results: Path) -> ift.IntermediateFinetuneConfig:
+        ft = FinetuneConfig(model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=data,
+                            cache_root=tmp_path / "cache", results_dir=results, device="cpu",
+                            epochs=1, max_steps=3, batch_size=4)  # fmt: skip
+        return ift.IntermediateFinetuneConfig(finetune=ft, via=("udpos",))
+
+    clean = ift.run_intermediate_finetune(config(tmp_path / "clean"), progress=False)
+
+    scored: list[str] = []
+    score = ift.score_languages
+
+    def crash_on_second(*args: Any, **kwargs: Any) -> Any:
+        scored.append(args[9])  # the configuration's name
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        return score(*args, **kwargs)
+
+    monkeypatch.setattr(ift, "score_languages", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ift.run_intermediate_finetune(config(tmp_path / "res"), progress=False)
+    assert scored == ["none", "udpos"]
+    jobs = next((tmp_path / "res").glob("pos/*/intermediate-ft-*/jobs"))
+    assert sorted(p.name for p in jobs.iterdir()) == ["none.json"]
+
+    scored.clear()
+    resumed = ift.run_intermediate_finetune(config(tmp_path / "res"), progress=False)
+    assert scored == ["udpos"]  # "none" came from its saved file
+    assert not jobs.exists()  # removed once the results are written
+    got = {(r.head, r.layer, r.lang, r.metric): r.value for r in resumed.rows}
+    want = {(r.head, r.layer, r.lang, r.metric): r.value for r in clean.rows}
+    assert got.keys() == want.keys()
+    assert got == pytest.approx(want, abs=1e-6)

@@ -16,6 +16,7 @@ multi-task fine-tuning loop).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from probe import __version__
 from probe.errors import ProbeError
 from probe.experiments.finetune import (
     DEFAULT_EPOCHS,
@@ -45,6 +47,7 @@ from probe.experiments.intermediate import (
     resolve_via,
     write_outputs,
 )
+from probe.experiments.pool import Journal, fingerprint
 from probe.experiments.schedule import BodyState, body_state
 from probe.extract import pick_device
 from probe.heads.multitask import TaskHead, body_layers, make_body
@@ -133,33 +136,6 @@ def run_intermediate_finetune(
             rows.append(Row(config.body, "", data.source, f"{name}_dev_{metric}", done.best[0]))
         return model, rows
 
-    memo: dict[tuple[str, ...], tuple[BodyState, BodyState, list[Row]]] = {}
-    rows: list[Row] = []
-    from tqdm.auto import tqdm
-
-    for conf in tqdm(plan, desc=f"intermediate --finetune {target.name}", unit="config",
-                     disable=not progress):  # fmt: skip
-        done_k = max((k for k in range(len(conf.via) + 1) if conf.via[:k] in memo), default=0)
-        if done_k:
-            enc_state, warm, stage_rows = memo[conf.via[:done_k]]
-            encoder.load_state_dict(enc_state)
-            stage_rows = list(stage_rows)
-        else:
-            encoder.load_state_dict(pristine)
-            warm, stage_rows = None, []
-        for k in range(done_k, len(conf.via)):
-            model, more = stage(conf.via[k], warm, f"{conf.name}: {conf.via[k]}")
-            warm, stage_rows = body_state(head_body(model)), stage_rows + more
-            memo[conf.via[: k + 1]] = (body_state(encoder), warm, stage_rows)
-        model, more = stage(target.name, warm, f"{conf.name}: {target.name}")
-        rows += [Row(r.head, conf.name, r.lang, r.metric, r.value) for r in stage_rows + more]
-        tok = tasks[target.name].tok
-        rows += score_languages(model, tok, target, data_dir, langs, prior, ft, device,
-                                config.body, conf.name, config.max_eval_sentences)  # fmt: skip
-    rows += family_gains(target, rows, source, BASELINE)
-    rows += per_family_gains(target, rows, source)
-    seconds = time.perf_counter() - t0
-
     settings = {
         "command": "intermediate", "mode": "finetune", "target": target.name,
         "model": ft.model, "model_identity": ref.identity, "source": source,
@@ -175,14 +151,72 @@ def run_intermediate_finetune(
         "train_sentences": {n: len(d.train) for n, d in tasks.items()},
         "dev_sentences": {n: len(d.dev) for n, d in tasks.items()},
         "train_split": target.train_split, "eval_split": target.eval_split,
-        "device": str(device), "seconds": round(seconds, 3), "provenance": provenance(ft.seed),
+        "device": str(device), "provenance": provenance(ft.seed),
     }  # fmt: skip
+    volatile = ("device", "seconds", "provenance")
     directory = run_directory(
         ft.results_dir / target.name / ref.slug, f"intermediate-ft-{config.body}-{source}",
-        settings, volatile=("device", "seconds", "provenance"),
+        settings, volatile,
     )  # fmt: skip
+    # Each configuration takes minutes: a finished one is saved at once and a rerun after a
+    # crash or a time limit loads it instead of training it again.
+    journal = Journal(directory / "jobs", fingerprint(
+        {k: v for k, v in settings.items() if k not in volatile}, __version__,
+        {n: _data_digest(d) for n, d in sorted(tasks.items())},
+    ))  # fmt: skip
+    memo: dict[tuple[str, ...], tuple[BodyState, BodyState, list[Row]]] = {}
+    rows: list[Row] = []
+    from tqdm.auto import tqdm
+
+    for conf in tqdm(plan, desc=f"intermediate --finetune {target.name}", unit="config",
+                     disable=not progress):  # fmt: skip
+        saved = journal.load(_job_name(conf.name))
+        if saved is not None:
+            rows += saved
+            continue
+        done_k = max((k for k in range(len(conf.via) + 1) if conf.via[:k] in memo), default=0)
+        if done_k:
+            enc_state, warm, stage_rows = memo[conf.via[:done_k]]
+            encoder.load_state_dict(enc_state)
+            stage_rows = list(stage_rows)
+        else:
+            encoder.load_state_dict(pristine)
+            warm, stage_rows = None, []
+        for k in range(done_k, len(conf.via)):
+            model, more = stage(conf.via[k], warm, f"{conf.name}: {conf.via[k]}")
+            warm, stage_rows = body_state(head_body(model)), stage_rows + more
+            memo[conf.via[: k + 1]] = (body_state(encoder), warm, stage_rows)
+        model, more = stage(target.name, warm, f"{conf.name}: {target.name}")
+        conf_rows = [Row(r.head, conf.name, r.lang, r.metric, r.value)
+                     for r in stage_rows + more]  # fmt: skip
+        tok = tasks[target.name].tok
+        conf_rows += score_languages(model, tok, target, data_dir, langs, prior, ft, device,
+                                     config.body, conf.name, config.max_eval_sentences)  # fmt: skip
+        journal.save(_job_name(conf.name), conf_rows)
+        rows += conf_rows
+    rows += family_gains(target, rows, source, BASELINE)
+    rows += per_family_gains(target, rows, source)
+    seconds = time.perf_counter() - t0
+    settings["seconds"] = round(seconds, 3)
     table = write_outputs(rows, directory, settings, target, source, list(langs), ref.slug)
+    journal.clear()  # results are written; a rerun recomputes with the current code
     return IntermediateResult(rows, directory, table, seconds, 0.0, [c.name for c in plan])
+
+
+def _job_name(configuration: str) -> str:
+    """A configuration's journal file name (`pos>panx` -> `pos-then-panx`)."""
+    return configuration.replace(">", "-then-").replace("+", "-and-")
+
+
+def _data_digest(data: _TaskData) -> str:
+    """sha256 of a task's encoded training and dev sentences: saved configurations are
+    reused only for the same data."""
+    digest = hashlib.sha256()
+    for part in (data.train, data.dev):
+        for e in part:
+            digest.update(e.ids.tobytes())
+            digest.update(e.gold.tobytes())
+    return digest.hexdigest()
 
 
 def head_body(model: FinetuneModel) -> nn.Module:
