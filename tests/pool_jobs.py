@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,18 @@ class Square:
     n: int
     marks: Path
     fail: bool = False
+    meet: int = 0  # wait (up to 60 s) until this many processes have started a job
 
 
 def square(job: Square) -> list[Row]:
     (job.marks / f"{job.n}-{os.getpid()}-{len(list(job.marks.iterdir()))}").touch()
+    # Without a meeting point one worker can finish every toy job before a second one has
+    # started (spawn imports take seconds on a busy machine).
+    deadline = time.monotonic() + 60
+    while len({p.name.split("-")[1] for p in job.marks.iterdir()}) < job.meet:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     if job.fail:
         raise RuntimeError(f"job {job.n} failed on purpose")
     return [

@@ -35,7 +35,9 @@ def test_local_pool_matches_in_process_and_keeps_job_order(tmp_path: Path) -> No
     marks.mkdir()
     jobs = [(f"sq-{n}", Square(n, marks)) for n in range(6)]
     here = run_jobs(square, jobs, PoolConfig(workers=1), progress=False)
-    two = run_jobs(square, jobs, PoolConfig(workers=2), progress=False)
+    (tmp_path / "met").mkdir()  # markers of the two workers only
+    met = [(name, replace(job, meet=2, marks=tmp_path / "met")) for name, job in jobs]
+    two = run_jobs(square, met, PoolConfig(workers=2), progress=False)
     assert _squares(here) == _squares(two) == [float(n * n) for n in range(6)]
     pids = {r.value for part in two for r in part if r.metric == "pid"}
     assert float(os.getpid()) not in pids and len(pids) == 2  # really ran in two workers
