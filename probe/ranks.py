@@ -132,6 +132,10 @@ def process_group(rank: Rank) -> Iterator[None]:
     log.debug("%s joined the process group", rank)
     try:
         yield
+        # Leave together: a rank that tore gloo down while a peer's last message to it was
+        # still in flight was seen to abort at exit (SIGABRT, "terminate called without an
+        # active exception"), failing a run whose shards were all complete.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
