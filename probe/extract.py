@@ -663,7 +663,10 @@ def _extract(config: ExtractConfig, progress: bool, rank: Rank) -> ExtractReport
         start = time.perf_counter()
         if rank.is_main:
             store.write_spec(root, spec, {"model": config.model, "model_path": str(ref.path)})
-        done = _extract_items(mine, ref, device, compute, spec, config, rank, progress)
+        done: dict[int, ShardReport] = {}
+        if mine:
+            with small_kernel_caches():
+                done = _extract_items(mine, ref, device, compute, spec, config, rank, progress)
         for part in gather_all(rank, done):
             shards.update(part)
         report.wall_seconds = time.perf_counter() - start
@@ -694,23 +697,8 @@ def _extract_items(
     rank: Rank,
     progress: bool,
 ) -> dict[int, ShardReport]:
-    """This rank's shards, each rechecked under its lock (another process may have built it)."""
-    if not items:
-        return {}
-    with small_kernel_caches():
-        return _extract_loaded(items, ref, device, compute, spec, config, rank, progress)
-
-
-def _extract_loaded(
-    items: Sequence[ShardItem],
-    ref: ModelRef,
-    device: torch.device,
-    compute: torch.dtype,
-    spec: store.ExtractionSpec,
-    config: ExtractConfig,
-    rank: Rank,
-    progress: bool,
-) -> dict[int, ShardReport]:
+    """This rank's shards (at least one), each rechecked under its lock (another process
+    may have built it)."""
     model, tokenizer = load_encoder(ref, str(device))
     encoder = Encoder(model, tokenizer, device, compute, config.max_length, config.window_stride)
     batch_tokens = config.batch_tokens or (32768 if device.type == "cuda" else 4096)
