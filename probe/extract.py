@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +26,7 @@ from probe.background import ShardWrites, prefetch, trim_heap
 from probe.errors import ProbeError
 from probe.faults import fault_point
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
-from probe.precision import autocast, pick_compute_dtype, small_kernel_caches
+from probe.precision import autocast, cpu_threads, pick_compute_dtype, small_kernel_caches
 from probe.ranks import Rank, assign, current_rank, from_main, gather_all, process_group
 from probe.sources.records import TaggedSentence, TextPair
 from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
@@ -429,7 +429,7 @@ class Encoder:
 
         # numpy's row scatter is ~5x faster than torch's index_copy_ for these sizes
         if dev.type == "cpu":  # straight into the block, one layer at a time
-            with _one_thread():  # small ops: waking a second thread costs more than it saves
+            with cpu_threads(1):  # small ops: waking a second thread costs more than it saves
                 for layer, state in enumerate(states):
                     out[layer, batch.rows] = pooled(state).numpy()
         else:  # one transfer of every layer's rows
@@ -466,18 +466,6 @@ class Encoder:
                 f"model returned {len(states)} hidden states, expected {self.n_layers}"
             )
         return tuple(states)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
 
 
 def _to(array: np.ndarray, device: torch.device, pin: bool) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Compute precision: where bfloat16 is native, and the autocast context that uses it.
+"""How tensor ops run: where bfloat16 is native, the autocast context that uses it, torch's
+CPU thread count and oneDNN's kernel caches.
 
 Extraction and head training share one rule: bfloat16 on CUDA devices that support it and on
 CPUs whose oneDNN runs it natively (AVX512-BF16, AMX), float32 elsewhere. Storage and master
@@ -39,6 +40,21 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block (process-wide), then restore it;
+    None keeps it. Cheap when nothing changes, so it can wrap every batch of a hot loop."""
+    before = torch.get_num_threads()
+    change = n is not None and n != before
+    if change:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(before)
 
 
 # ideep (PyTorch's oneDNN wrapper) and oneDNN keep compiled kernels per input shape in caches

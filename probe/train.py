@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from probe.errors import ProbeError
 from probe.metrics import IGNORE_INDEX
-from probe.precision import autocast, pick_compute_dtype
+from probe.precision import autocast, cpu_threads, pick_compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -550,18 +550,6 @@ def resolve_device(spec: str) -> torch.device:
 
 
 @contextmanager
-def _cpu_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op thread count for the block (process-wide), then restore it."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
 def _seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Seed a forked RNG and switch on deterministic algorithms, restoring both afterwards."""
     devices: list[int] = []
@@ -775,7 +763,7 @@ def fit(
     device = resolve_device(config.device)
     began = time.perf_counter()
     compute = pick_compute_dtype(config.precision, device)
-    with _seeded(config.seed, device), _cpu_threads(config.threads):
+    with _seeded(config.seed, device), cpu_threads(config.threads):
         if not isinstance(head, nn.Module):
             head = head()
         head.to(device)
