@@ -18,19 +18,32 @@ from probe.errors import ProbeError
 log = logging.getLogger("probe")
 
 
-def _friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """User errors print one clear line (no traceback); `-v` shows the traceback too."""
+class ProbeGroup(click.Group):
+    """Every command's failure ends as one `Error: ...` line, with no traceback.
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    User errors (ProbeError) carry their own message; an OSError names its path and reason;
+    anything else is named as unexpected. `-vv` lets the exception through with its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return fn(*args, **kwargs)
-        except ProbeError as err:
-            if log.isEnabledFor(logging.DEBUG):
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as err:
+            if ctx.meta.get("probe.verbose", 0) >= 2:
                 raise
-            raise click.ClickException(str(err)) from err
+            raise click.ClickException(_one_line(err)) from err
 
-    return wrapper
+
+def _one_line(err: Exception) -> str:
+    if isinstance(err, ProbeError):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror}"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"unexpected {type(err).__name__}: {first} (rerun with -vv for the traceback)"
 
 
 def _task_names() -> list[str]:
@@ -39,20 +52,51 @@ def _task_names() -> list[str]:
     return list(task_names())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-v", "--verbose", count=True, help="More logging (-vv: debug, with tracebacks).")
-def cli(verbose: int) -> None:
+@click.group(
+    cls=ProbeGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "-v", "--verbose", count=True, help="-v: a line per job; -vv: debug, with tracebacks."
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Layer-wise probing of multilingual encoders for zero-shot cross-lingual transfer.
 
     \b
     probe extract --model minilm --task pos --langs all --data-dir ../shared/data
     probe cache ls
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("probe").setLevel(max(logging.INFO - 10 * max(verbose - 1, 0), logging.DEBUG))
+    ctx.meta["probe.verbose"] = verbose
+    _configure_logging(verbose)
+
+
+class _AboveProgressBars(logging.Handler):
+    """Writes log lines with tqdm.write, so they land above the progress bars, never inside.
+
+    `sys.stderr` is looked up per line: click's test runner and notebooks swap it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _configure_logging(verbose: int) -> None:
+    """Default: the toolkit's INFO lines without per-job chatter; -v adds a line per trained
+    head (probe.train); -vv is DEBUG everywhere (and keeps tracebacks, see ProbeGroup)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _AboveProgressBars)]:
+        root.removeHandler(handler)
+    handler = _AboveProgressBars()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    logging.getLogger("probe").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.getLogger("probe.train").setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def extraction_options(
@@ -76,17 +120,17 @@ def extraction_options(
                      type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
                      default="auto", show_default=True,
                      help="Forward-pass precision (auto: bf16 where the hardware has it)."),
-        click.option("--max-length", type=int, default=512, show_default=True,
+        click.option("--max-length", type=click.IntRange(min=1), default=512, show_default=True,
                      help="Window length in tokens; longer sentences get overlapping windows."),
-        click.option("--batch-tokens", type=int, default=None,
+        click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
                      help="Padded tokens per batch (default 4096 on CPU, 32768 on CUDA)."),
         click.option("--device", default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:1, ..."),
-        click.option("--max-sentences", type=int, default=None,
+        click.option("--max-sentences", type=click.IntRange(min=1), default=None,
                      help="Use only the first N records of each split."),
         click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
                      default=None, help="Root of the task data (default: $PROBE_DATA)."),
-        click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+        click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="Cache root (default: $PROBE_CACHE or ./cache)."),
     ]  # fmt: skip
     for option in reversed(options):
@@ -140,7 +184,6 @@ def extract_config(opts: dict[str, Any], **overrides: Any) -> Any:
     show_default=True,
     help="Words (or pairs) per shard file; the unit of work the ranks of a torchrun job share.",
 )
-@_friendly_errors
 def extract(**opts: Any) -> None:
     """Run the encoder once and cache every layer's word representations.
 
@@ -202,12 +245,20 @@ def extract(**opts: Any) -> None:
     "--source", default=None, help="Source language (default: the task's, e.g. en; pcm for ner)."
 )
 @click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("results"),
+    show_default=True,
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--no-control", is_flag=True, help="Skip the control task (selectivity).")
 @click.option("--no-mix", is_flag=True, help="Skip the scalar mix.")
-@click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
+@click.option(
+    "--max-train-words",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap the source training words.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -222,7 +273,6 @@ def extract(**opts: Any) -> None:
     help="Run the probes on a Dask (tcp://host:8786, scheduler.json) or Ray "
     "(ray://host:10001) cluster; see docs/distributed.md.",
 )
-@_friendly_errors
 def layers(**opts: Any) -> None:
     """Linear probe per layer on the source language, zero-shot on every other language.
 
@@ -269,7 +319,13 @@ def layers(**opts: Any) -> None:
     help="last: (k, last) for every k; all: every pair; or '4,6;5,6'.",
 )
 @click.option("--head", type=click.Choice(["dlfa", "concat"]), default="dlfa", show_default=True)
-@click.option("--reduction", type=int, default=4, show_default=True, help="AIF bottleneck ratio r.")
+@click.option(
+    "--reduction",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="AIF bottleneck ratio r.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -284,18 +340,30 @@ def layers(**opts: Any) -> None:
     "(ray://host:10001) cluster; see docs/distributed.md.",
 )
 @click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("results"),
+    show_default=True,
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=None, help="Head learning rate (default 1e-2).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Head learning rate (default 1e-2).",
+)
 @click.option(
     "--max-epochs",
     type=click.IntRange(min=1),
     default=None,
     help="Epochs of the linearly decaying rate, with early stopping on dev loss (default 8).",
 )
-@click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
-@_friendly_errors
+@click.option(
+    "--max-train-words",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap the source training words.",
+)
 def grid(**opts: Any) -> None:  # fmt: skip
     """Fuse the last layer with each lower layer (DLFA) and score every language zero-shot.
 
@@ -354,39 +422,60 @@ def grid(**opts: Any) -> None:  # fmt: skip
 )
 @click.option(
     "--cache-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Cache root, for downloaded models (default: $PROBE_CACHE or ./cache).",
 )
 @click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("results"),
+    show_default=True,
 )
 @click.option(
     "--fuse-layer",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="DLFA head fusing the last layer with layer k (default: last layer, linear).",
 )
-@click.option("--epochs", type=int, default=None, help="Default: XTREME's 10 for word tasks.")
-@click.option("--lr", type=float, default=2e-5, show_default=True, help="Encoder learning rate.")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Sentences per step.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default: XTREME's 10 for word tasks.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-5,
+    show_default=True,
+    help="Encoder learning rate.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Sentences per step.",
+)
 @click.option(
     "--max-length",
-    type=int,
+    type=click.IntRange(min=1),
     default=128,
     show_default=True,
     help="Subword tokens per sentence; words past it are not trained on.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-steps", type=int, default=None, help="Stop after N optimiser steps.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps."
+)
 @click.option(
     "--max-train-sentences",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Use only the first N source training sentences.",
 )
-@_friendly_errors
 def finetune(**opts: Any) -> None:  # fmt: skip
     """Fine-tune the encoder with the last-layer (or DLFA) head on the source; zero-shot eval.
 
@@ -424,20 +513,45 @@ def finetune(**opts: Any) -> None:  # fmt: skip
 )
 @click.option(
     "--fit-fraction",
-    type=float,
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
     default=0.5,
     show_default=True,
     help="Share of each language's pairs that fits the alignment maps (the rest tests them).",
 )
-@click.option("--ridge", type=float, default=0.0, show_default=True, help="Least-squares ridge.")
-@click.option("--net-steps", type=int, default=500, show_default=True, help="Alignment net steps.")
-@click.option("--net-lr", type=float, default=1e-3, show_default=True, help="Alignment net lr.")
 @click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+    "--ridge",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Least-squares ridge.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-train-words", type=int, default=None, help="Cap the source training words.")
-@_friendly_errors
+@click.option(
+    "--net-steps",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Alignment net steps.",
+)
+@click.option(
+    "--net-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Alignment net lr.",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("results"),
+    show_default=True,
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--max-train-words",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Cap the source training words.",
+)
 def map_command(**opts: Any) -> None:
     """Structural vs cross-lingual signal per layer, and transfer vs linguistic distance.
 
@@ -513,16 +627,16 @@ def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fuse-layer", default="best", show_default=True, callback=_fuse_layer,
                      help="DLFA (last, k): k, 'best' (lowest dev loss over every k; slow) or "
                      "'none'."),
-        click.option("--reduction", type=int, default=4, show_default=True,
+        click.option("--reduction", type=click.IntRange(min=1), default=4, show_default=True,
                      help="AIF bottleneck ratio r."),
         click.option("--max-epochs", type=click.IntRange(min=1), default=None,
                      help="Epoch cap of every head (default: 30 for probes, 8 for DLFA; "
                      "early stopping on dev loss)."),
-        click.option("--max-train-words", type=int, default=None,
+        click.option("--max-train-words", type=click.IntRange(min=1), default=None,
                      help="Cap each training language's words (whole sentences)."),
-        click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
-                     show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--results-dir", type=click.Path(path_type=Path, file_okay=False),
+                     default=Path("results"), show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
@@ -540,13 +654,12 @@ def _probe_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--no-genres", is_flag=True, help="Skip the per-genre scores (from sentence ids).")
 @click.option(
     "--low-resource-words",
-    type=int,
+    type=click.IntRange(min=1),
     default=15_000,
     show_default=True,
     help="Flag languages whose training split has fewer words.",
 )
 @_probe_options
-@_friendly_errors
 def domain_shift(**opts: Any) -> None:  # fmt: skip
     """Train on one corpus of a language, score in-domain and out-of-domain, per layer and DLFA.
 
@@ -594,9 +707,14 @@ def domain_shift(**opts: Any) -> None:  # fmt: skip
     is_flag=True,
     help="Pool all their data instead of capping it to the source's word count.",
 )
-@click.option("--bins", type=int, default=15, show_default=True, help="Confidence bins (ECE).")
+@click.option(
+    "--bins",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Confidence bins (ECE).",
+)
 @_probe_options
-@_friendly_errors
 def calibration(**opts: Any) -> None:  # fmt: skip
     """ECE and reliability diagrams per language and layer; temperature scaling; en vs pooled.
 
@@ -659,13 +777,25 @@ def calibration(**opts: Any) -> None:  # fmt: skip
 )
 @click.option(
     "--layer",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="mlp: the layer read (default last); mix: the lowest layer mixed (default 0); "
     "dlfa: k fused with the last layer (default last-1).",
 )
-@click.option("--width", type=int, default=256, show_default=True, help="mlp/mix body width.")
-@click.option("--reduction", type=int, default=4, show_default=True, help="AIF bottleneck ratio.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="mlp/mix body width.",
+)
+@click.option(
+    "--reduction",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="AIF bottleneck ratio.",
+)
 @click.option(
     "--seeds",
     default="0",
@@ -674,32 +804,35 @@ def calibration(**opts: Any) -> None:  # fmt: skip
 )
 @click.option(
     "--lr",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Learning rate (default 5e-3 on cached features; the encoder's 2e-5 with --finetune).",
 )
 @click.option(
     "--max-epochs",
-    type=int,
+    type=click.IntRange(min=1),
     default=30,
     show_default=True,
     help="Most epochs per stage on cached features (early stopping on dev loss).",
 )
 @click.option(
     "--max-train-words",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Cap every task's training words (pairs for pair tasks).",
 )
 @click.option(
     "--max-via-sentences",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Extract only the first N sentences (pairs) of each intermediate split (it replaces "
     "a full cached split of that task, as --max-sentences does).",
 )
 @click.option(
-    "--results-dir", type=click.Path(path_type=Path), default=Path("results"), show_default=True
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("results"),
+    show_default=True,
 )
 @click.option(
     "--finetune",
@@ -707,24 +840,37 @@ def calibration(**opts: Any) -> None:  # fmt: skip
     is_flag=True,
     help="Train the encoder too, on raw data (word tasks, sequential schedule).",
 )
-@click.option("--epochs", type=int, default=None, help="--finetune: epochs per stage (default 8).")
-@click.option("--max-steps", type=int, default=None, help="--finetune: optimiser steps per stage.")
 @click.option(
-    "--batch-size", type=int, default=32, show_default=True, help="--finetune: sentences per step."
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--finetune: epochs per stage (default 8).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--finetune: optimiser steps per stage.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="--finetune: sentences per step.",
 )
 @click.option(
     "--max-train-sentences",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="--finetune: first N training sentences of every task.",
 )
 @click.option(
     "--max-eval-sentences",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="--finetune: score the first N test sentences of each language.",
 )
-@_friendly_errors
 def intermediate(**opts: Any) -> None:  # fmt: skip
     """Train on intermediate tasks before the target: none, each task, growing sets.
 
@@ -798,8 +944,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@_friendly_errors
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def cache_ls(cache_dir: Path | None) -> None:
     """List cached shards: model, task, language, split, rows, layers, size."""
     from probe.inventory import list_shards
@@ -824,8 +969,7 @@ def cache_ls(cache_dir: Path | None) -> None:
 
 
 @cache.command("info")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@_friendly_errors
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def cache_info(path: Path) -> None:
     """Show one shard's attributes and datasets."""
     from probe.inventory import shard_info
@@ -835,9 +979,8 @@ def cache_info(path: Path) -> None:
 
 
 @cache.command("verify")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@_friendly_errors
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def cache_verify(cache_dir: Path | None, paths: tuple[Path, ...]) -> None:
     """Recompute every layer's checksum (all shards, or the given ones)."""
     from probe.inventory import verify_shards
@@ -851,18 +994,28 @@ def cache_verify(cache_dir: Path | None, paths: tuple[Path, ...]) -> None:
 
 
 @cache.command("rm")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@_friendly_errors
-def cache_rm(paths: tuple[Path, ...]) -> None:
-    """Remove shards (files) or whole model keys / task folders (directories)."""
-    import shutil
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def cache_rm(paths: tuple[Path, ...], dry_run: bool) -> None:
+    """Remove shards, or whole language, task or model-key folders of a cache.
 
-    for path in paths:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        click.echo(f"removed {path}")
+    Only what is provably cache goes: a path outside the cache layout, a folder holding any
+    file the cache does not write, a symbolic link or the cache root itself is refused, and
+    then nothing at all is removed.
+
+    \b
+    Examples:
+      probe cache rm cache/minilm-0123456789abcdef/pos/de/test.h5
+      probe cache rm --dry-run cache/minilm-0123456789abcdef
+    """
+    from probe.inventory import plan_removal, remove
+
+    plans = [plan_removal(path) for path in paths]  # every path checked before any removal
+    for plan in plans:
+        if not dry_run:
+            remove(plan)
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} {plan.kind} {plan.path} ({len(plan.files)} file(s))")
 
 
 def main() -> None:

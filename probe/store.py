@@ -35,6 +35,11 @@ from probe.locking import exclusive_lock
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# The version of the code that computes the cached numbers (tokenising, windowing, word
+# alignment, pooling, the forward's precision handling). It is part of every cache key, so
+# shards written by older extraction code are never reused: bump it with any change that can
+# alter a written feature, label or offset (docs/cache-format.md, "When to bump a version").
+EXTRACTOR_VERSION = 1
 WORD_FEATURES = ("features",)
 SENTENCE_FEATURES = ("sentence_features", "sentence_features_b")
 _STR = h5py.string_dtype(encoding="utf-8")
@@ -58,6 +63,7 @@ class ExtractionSpec:
     dtype: str  # storage dtype
     compute_dtype: str  # float32 | bfloat16 | float16
     format_version: int = FORMAT_VERSION
+    extractor_version: int = field(default_factory=lambda: EXTRACTOR_VERSION)
     slug: str = field(default="model", compare=False)  # readable prefix only, not hashed
 
     def key(self) -> str:
@@ -384,7 +390,12 @@ def _fsync_directory(directory: Path) -> None:
 
 def base_attrs(**extra: Any) -> dict[str, Any]:
     """Attrs every shard carries, whatever wrote it."""
-    return {"format_version": FORMAT_VERSION, "toolkit_version": __version__, **extra}
+    return {
+        "format_version": FORMAT_VERSION,
+        "extractor_version": EXTRACTOR_VERSION,
+        "toolkit_version": __version__,
+        **extra,
+    }
 
 
 # What h5py raises when bytes under an open file turn out damaged (a bad heap or header).
