@@ -8,7 +8,7 @@ Indo-European, since its grammar is not inherited from English.
 
 from __future__ import annotations
 
-_FAMILIES: dict[str, tuple[str, ...]] = {
+_FAMILIES: dict[str, list[str]] = {
     "Indo-European": (
         "af bg bn cs da de el en es fa fr gu hi hr it lt lv mr nl no pa pl pt ro ru sk sl sq "
         "sr sv uk ur"

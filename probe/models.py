@@ -10,7 +10,7 @@ import socket
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import numpy as np
@@ -197,7 +197,7 @@ def load_encoder(
     except TypeError:
         model = AutoModel.from_pretrained(ref.path)
     model.eval().to(device)
-    return model, tokenizer
+    return cast("PreTrainedModel", model), cast("PreTrainedTokenizerFast", tokenizer)
 
 
 def _quiet_transformers() -> None:

@@ -48,7 +48,7 @@ def cpu_threads(n: int | None) -> Iterator[None]:
     None keeps it. Cheap when nothing changes, so it can wrap every batch of a hot loop."""
     before = torch.get_num_threads()
     change = n is not None and n != before
-    if change:
+    if n is not None and change:
         torch.set_num_threads(n)
     try:
         yield

@@ -9,12 +9,13 @@ split it reads (the scalar mix needs all layers).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -251,9 +252,8 @@ def _control_rows(
     for layer in layers:
         tr = as_data(task, train, [layer], y_train)
         dv = as_data(task, dev, [layer], y_dev)
-        hidden = tr.hidden
-        result = fit(lambda h=hidden: LinearProbe(h, n_classes), tr.words(layer), dv.words(layer),
-                     config.train)  # fmt: skip
+        result = fit(functools.partial(LinearProbe, tr.hidden, n_classes), tr.words(layer),
+                     dv.words(layer), config.train)  # fmt: skip
         ev = as_data(task, source_eval, [layer], y_eval)
         probs = predict_proba(result.head, ev.words(layer))
         control_acc = float((probs.argmax(1) == y_eval).mean())
@@ -291,10 +291,11 @@ def _scalar_mix(
         return PairScalarMixProbe(n_layers, hidden, n_classes)
 
     result = fit(factory, as_view(task, tr, layers), as_view(task, dv, layers), train_config)
-    weights = [float(w) for w in result.head.weights]
+    head = cast(ScalarMixProbe | PairScalarMixProbe, result.head)
+    weights = [float(w) for w in head.weights]
     rows = [Row("scalar_mix", str(i), "all", "mix_weight", w) for i, w in enumerate(weights)]
     rows.append(Row("scalar_mix", "mix", "all", "centre_of_gravity",
-                    float(result.head.centre_of_gravity)))  # fmt: skip
+                    float(head.centre_of_gravity)))  # fmt: skip
     for lang, split in evals.items():
         data = as_data(task, split, layers)
         for metric, value in _scores(task, result.head, data, layers, split).items():

@@ -95,6 +95,7 @@ def as_data(
 ) -> Any:
     y = split.labels if labels is None else labels
     if task.level == "word":
+        assert split.offsets is not None, "word splits always carry offsets"
         feats = {layer: layer_array(split, layer) for layer in layers}
         return WordData(feats, y, split.offsets)
     a = {layer: layer_array(split, layer, "sentence_features") for layer in layers}
