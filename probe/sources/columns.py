@@ -1,8 +1,7 @@
 """Reading token-per-line tagging files (XTREME UD-POS, PAN-X, MasakhaNER) into TaggedSentence.
 
-Also home to the two text helpers every local reader shares: `read_lines` (UTF-8, CRLF, BOM,
-a bad byte reported by line) and `fix_mojibake` (double-encoded UTF-8, as in XTREME's
-Afrikaans UD-POS test file).
+`read_lines` and `fix_mojibake` live in `probe.sources.text`, shared by every local reader;
+they are re-exported here because callers (probe.tasks, the tests) import them from here.
 """
 
 from __future__ import annotations
@@ -12,61 +11,17 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import ftfy
-
 from probe.errors import DataError
 from probe.sources.records import TaggedSentence
+from probe.sources.text import excerpt, fix_mojibake, looks_like_mojibake, read_lines
+
+__all__ = ["fix_mojibake", "read_lines", "read_token_tag", "validate_tags"]
 
 log = logging.getLogger(__name__)
 
-# Characters that bytes 0x80-0xBF (UTF-8 continuation bytes) become when UTF-8 is misread as
-# cp1252/latin-1. Mojibake is a lead byte's character (Â..ô) followed by one of these, or a
-# stray C1 control; only strings that contain such a pair are handed to ftfy, which keeps the
-# common case (clean text) at one regex search per line.
-_CONTINUATION = "".join(
-    sorted({bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(0x80, 0xC0)})
-)
-_SUSPECT = re.compile(f"[\u00c2-\u00f4][{re.escape(_CONTINUATION)}]|[\u0080-\u009f]")
 # XTREME's raw PAN-X prefixes every token with its language ("en:Paris"); the files here carry
 # no such prefix, but a file where every token has the same one gets it stripped.
 _LANG_PREFIX = re.compile(r"[a-z]{2,3}:")
-
-
-def read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file without their line ends (LF or CRLF) or a leading BOM.
-
-    Why not `open().read()`: a bad byte must become a DataError naming the line, not a
-    UnicodeDecodeError with a byte offset; and `str.splitlines` would also split on U+2028
-    and U+0085, which can occur inside tokens.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            path, line, f"byte {data[exc.start]:#04x} is not valid UTF-8; expected a UTF-8 file"
-        ) from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def fix_mojibake(text: str) -> str:
-    """Repair UTF-8 that was decoded as cp1252/latin-1 and re-encoded (`wÃªreld` -> `wêreld`).
-
-    Only ftfy's encoding fix is applied: its other fixes (curly quotes, full-width forms, HTML
-    entities, NFC) would silently change correct tokens in almost every file.
-    """
-    if not _SUSPECT.search(text):
-        return text
-    return ftfy.fix_encoding(text)
 
 
 def read_token_tag(
@@ -89,7 +44,7 @@ def read_token_tag(
     lines = read_lines(path)
     # Whole-file check first: almost every file is clean, so tokens are looked at one by one
     # only where the file holds something that may be mojibake.
-    repair = fix_encoding and _SUSPECT.search("\n".join(lines)) is not None
+    repair = fix_encoding and looks_like_mojibake("\n".join(lines))
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []
@@ -105,18 +60,30 @@ def read_token_tag(
             line = line.rstrip()
         parts = line.rsplit(sep, 1)
         if len(parts) != 2:
-            raise DataError(path, lineno, f"expected 'token{sep_name}tag', found {line!r} (no tag)")
-        token, tag = parts
-        if not token or not tag.isprintable() or " " in tag or (sep == "\t" and "\t" in token):
             raise DataError(
-                path, lineno, f"expected exactly 2 columns 'token{sep_name}tag', found {line!r}"
+                path, lineno, f"expected 'token{sep_name}tag', found {excerpt(line)} (no tag)"
             )
-        if allowed is not None and tag not in allowed:
-            labels = ", ".join(sorted(allowed))
-            raise DataError(path, lineno, f"tag {tag!r} is not in the label set ({labels})")
+        token, tag = parts
         if repair and (repaired := fix_mojibake(token)) != token:
             fixed += 1
             token = repaired
+        if not token.strip():  # a word the tokenizer would drop: nothing to take features of
+            raise DataError(
+                path, lineno, f"expected 'token{sep_name}tag', found {excerpt(line)} (no token)"
+            )
+        if " " in tag or (sep == "\t" and "\t" in token):
+            raise DataError(
+                path,
+                lineno,
+                f"expected exactly 2 columns 'token{sep_name}tag', found {excerpt(line)}",
+            )
+        if not tag.isprintable():
+            raise DataError(
+                path, lineno, f"tag {excerpt(tag)} holds a character that is not printable"
+            )
+        if allowed is not None and tag not in allowed:
+            labels = ", ".join(sorted(allowed))
+            raise DataError(path, lineno, f"tag {excerpt(tag)} is not in the label set ({labels})")
         if not words:
             start = lineno
         words.append(token)
@@ -162,8 +129,8 @@ def _strip_language_prefix(sentences: list[TaggedSentence], path: Path) -> list[
     if first is None:
         return sentences
     prefix = first.group()
-    if not all(w.startswith(prefix) and len(w) > len(prefix) for s in sentences for w in s.words):
+    cut = len(prefix)
+    if not all(w.startswith(prefix) and w[cut:].strip() for s in sentences for w in s.words):
         return sentences
     log.info("%s: stripping the language prefix %r from every token", path, prefix)
-    cut = len(prefix)
     return [TaggedSentence(s.sent_id, tuple(w[cut:] for w in s.words), s.tags) for s in sentences]

@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from probe.errors import DataError
-from probe.sources.columns import read_lines
 from probe.sources.records import TaggedSentence
+from probe.sources.text import excerpt, read_lines
 
 N_COLUMNS = 10  # ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC
+# ASCII digits only: `str.isdigit` accepts "²" and "١", which `int` then refuses or misreads.
+_WORD_ID = re.compile(r"[1-9][0-9]*")
 _RANGE_ID = re.compile(r"[1-9][0-9]*-[1-9][0-9]*")
 _EMPTY_ID = re.compile(r"(0|[1-9][0-9]*)\.[1-9][0-9]*")
 
@@ -52,7 +54,7 @@ def read_conllu_with_meta(
     newdoc: str | None = None
     start = 0  # first line of the sentence being read; 0 between sentences
 
-    def flush(lineno: int | None) -> None:
+    def flush(lineno: int) -> None:
         if not words:
             if meta:
                 raise DataError(path, lineno, "expected word lines after the comments above")
@@ -62,7 +64,8 @@ def read_conllu_with_meta(
         sent_id = meta.get("sent_id") or f"{path.name}:{start}"
         out.append((TaggedSentence(sent_id, tuple(words), tuple(tags)), dict(meta)))
 
-    for lineno, line in enumerate(read_lines(path), 1):
+    lines = read_lines(path)
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             flush(lineno)
             words.clear()
@@ -90,30 +93,35 @@ def read_conllu_with_meta(
                 f"found {len(cols)}",
             )
         word_id, form, upos = cols[0], cols[1], cols[3]
-        if not word_id.isdigit() or word_id[0] == "0":
+        if not _WORD_ID.fullmatch(word_id):
             if _RANGE_ID.fullmatch(word_id) or _EMPTY_ID.fullmatch(word_id):
                 continue  # multiword token or empty node: UPOS belongs to the words
             raise DataError(
                 path,
                 lineno,
-                f"word ID {word_id!r} is not an integer >= 1, a range like 1-2 or a decimal "
-                "like 1.1",
+                f"word ID {excerpt(word_id)} is not an integer >= 1, a range like 1-2 or a "
+                "decimal like 1.1",
             )
-        if int(word_id) != len(words) + 1:
+        # Compared as text: `int` refuses numerals over 4300 digits, and the ID is canonical.
+        if word_id != str(len(words) + 1):
             raise DataError(
-                path, lineno, f"word ID {word_id} out of sequence: expected {len(words) + 1}"
+                path,
+                lineno,
+                f"word ID {excerpt(word_id)} out of sequence: expected {len(words) + 1}",
             )
-        if not form:
+        if not form.strip():  # a word the tokenizer would drop: nothing to take features of
             raise DataError(path, lineno, "empty word form in column 2")
         if not upos or upos == "_":
-            raise DataError(path, lineno, f"word {form!r} has no UPOS tag in column 4")
+            raise DataError(path, lineno, f"word {excerpt(form)} has no UPOS tag in column 4")
         if allowed is not None and upos not in allowed:
             labels = ", ".join(sorted(allowed))
-            raise DataError(path, lineno, f"UPOS {upos!r} is not in the label set ({labels})")
+            raise DataError(
+                path, lineno, f"UPOS {excerpt(upos)} is not in the label set ({labels})"
+            )
         words.append(form)
         tags.append(upos)
 
-    flush(None)  # the last sentence may lack its trailing blank line
+    flush(len(lines))  # the last sentence may lack its trailing blank line
     if not out:
         raise DataError(path, None, "no sentences found; expected CoNLL-U word lines")
     return out

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Literal
 
 from probe.errors import DataError
-from probe.sources.columns import fix_mojibake, read_lines
 from probe.sources.records import TextPair
+from probe.sources.text import excerpt, fix_mojibake, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def read_pair_tsv(path: Path, layout: Layout) -> list[TextPair]:
             raise DataError(path, lineno, "empty sentence; expected two non-empty texts")
         if label is not None and label not in labels:
             raise DataError(
-                path, lineno, f"label {label!r} is not a {layout} label ({', '.join(labels)})"
+                path,
+                lineno,
+                f"label {excerpt(label)} is not a {layout} label ({', '.join(labels)})",
             )
         a, b = fix_mojibake(text_a), fix_mojibake(text_b)
         fixed += (a != text_a) + (b != text_b)
@@ -115,7 +117,11 @@ def attach_labels(
     """
     labels_path = Path(labels_path)
     lines = read_lines(labels_path)
-    header = lines[0].split("\t") if lines else []
+    if not lines:  # no line 1 to point at
+        raise DataError(
+            labels_path, None, f"is empty; expected a header row with a {column!r} column"
+        )
+    header = lines[0].split("\t")
     if column not in header:
         raise DataError(labels_path, 1, f"expected a header row with a {column!r} column")
     index = header.index(column)

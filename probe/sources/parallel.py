@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 from probe.errors import DataError, unknown_name
-from probe.sources.columns import read_lines
 from probe.sources.records import TextPair
+from probe.sources.text import read_lines
 
 # The 112 languages of XTREME's Tatoeba test sets (LASER v1), all paired with English.
 TATOEBA_LANGUAGES: tuple[str, ...] = tuple(
@@ -51,16 +51,20 @@ def read_parallel(path_x: Path, path_eng: Path) -> list[TextPair]:
     """Pair line i of `path_x` (text_a) with line i of `path_eng` (text_b); label None.
 
     Differing line counts mean the alignment is broken, so they are a DataError naming both
-    files rather than a silent truncation. `pair_id` is `<file name of path_x>:<line>`.
+    files rather than a silent truncation; it points at the longer file's first line without
+    a translation, a line that exists. `pair_id` is `<file name of path_x>:<line>`.
     """
     path_x, path_eng = Path(path_x), Path(path_eng)
     lines_x, lines_eng = read_lines(path_x), read_lines(path_eng)
     if len(lines_x) != len(lines_eng):
+        (longer, n_long), (shorter, n_short) = sorted(
+            [(path_x, len(lines_x)), (path_eng, len(lines_eng))], key=lambda f: -f[1]
+        )
         raise DataError(
-            path_x,
-            min(len(lines_x), len(lines_eng)) + 1,
-            f"has {len(lines_x)} lines but its translation {path_eng} has {len(lines_eng)}; "
-            "line i of one file must translate line i of the other",
+            longer,
+            n_short + 1,
+            f"has {n_long} lines but its translation {shorter} has {n_short}; line i of one "
+            "file must translate line i of the other",
         )
     pairs: list[TextPair] = []
     for lineno, (x, eng) in enumerate(zip(lines_x, lines_eng, strict=True), 1):
