@@ -36,3 +36,30 @@ def square(job: Square) -> list[Row]:
         Row("toy", str(job.n), "xx", "square", float(job.n**2)),
         Row("toy", str(job.n), "xx", "pid", float(os.getpid())),
     ]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A job that writes `<n>-<pid>` to `marks` as it starts and then, if `hold`, runs until it
+    is stopped (at most 120 s): the signal tests stop a run while two of these are running."""
+
+    n: int
+    marks: Path
+    hold: bool = False
+
+
+def hold(job: Hold) -> list[Row]:
+    (job.marks / f"{job.n}-{os.getpid()}").touch()
+    deadline = time.monotonic() + 120
+    while job.hold and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [Row("toy", str(job.n), "xx", "pid", float(os.getpid()))]
+
+
+def drive(marks: str, journal: str, quick: int, held: int) -> None:
+    """The parent process of the signal tests: `quick` jobs that finish at once, then `held`
+    jobs that run until stopped, on 2 local workers, saved to a journal at `journal`."""
+    from probe.experiments.pool import Journal, PoolConfig, run_jobs
+
+    jobs = [(f"job-{n}", Hold(n, Path(marks), hold=n >= quick)) for n in range(quick + held)]
+    run_jobs(hold, jobs, PoolConfig(workers=2), Journal(Path(journal), "fp"), progress=False)

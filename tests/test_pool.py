@@ -1,10 +1,16 @@
 """The job pool: same rows in process, on 2 local workers and on a Dask cluster; a run that
-stopped part-way resumes with only the missing jobs; grid and layers through it."""
+stopped part-way resumes with only the missing jobs; SIGTERM, Ctrl-C and SIGKILL stop every
+worker; grid and layers through it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,6 +125,104 @@ def test_dask_cluster_matches_in_process(tmp_path: Path, dask_address: str) -> N
     with pytest.raises(RuntimeError, match="job 2 failed on purpose"):
         run_jobs(square, bad, PoolConfig(cluster=dask_address), journal, progress=False)
     assert "sq-2" not in journal.saved()
+
+
+# --- signals: a stopped parent leaves no worker behind ------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _poll(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until `condition()` holds (a busy 2-core machine can take seconds), or fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (dead, not yet reaped by an init that may never) is
+    not running."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel (a zombie then counts as alive)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _session(sid: int) -> list[int]:
+    """Running processes of session `sid` (the parent started its own): the workers and
+    anything else the parent started, such as multiprocessing's resource tracker."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    ("sig", "whom", "status"),
+    [
+        (signal.SIGTERM, "parent", 128 + signal.SIGTERM),  # `kill PID`, a scheduler's stop
+        (signal.SIGINT, "group", 128 + signal.SIGINT),  # Ctrl-C: the terminal signals everyone
+        (signal.SIGKILL, "parent", -signal.SIGKILL),  # no clean-up: the workers must follow
+    ],
+    ids=["sigterm", "ctrl-c", "sigkill"],
+)
+def test_a_stopped_run_stops_its_workers_and_keeps_finished_jobs(
+    tmp_path: Path, sig: signal.Signals, whom: str, status: int
+) -> None:
+    marks, jobs = tmp_path / "marks", tmp_path / "jobs"
+    marks.mkdir()
+    code = f"from tests.pool_jobs import drive; drive({str(marks)!r}, {str(jobs)!r}, 2, 3)"
+    # stderr to a file, not a pipe: workers left behind would hold a pipe open.
+    with (tmp_path / "stderr").open("w") as err:
+        parent = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stderr=err,
+            start_new_session=True,  # its own process group and session, as a shell job gets
+        )  # fmt: skip
+    journal = Journal(jobs, "fp")
+
+    def started(held: bool) -> set[int]:  # pids of the workers that started quick/held jobs
+        names = [p.name.split("-") for p in marks.iterdir()]
+        return {int(pid) for n, pid in names if (int(n) >= 2) == held}
+
+    try:
+        # Both quick jobs saved, both workers inside a held job (jobs 2 and 3; 4 waits).
+        _poll(lambda: journal.saved() == ["job-0", "job-1"] and len(started(True)) == 2, 60,
+              "two finished jobs and two running ones")  # fmt: skip
+        workers = started(True)
+        assert started(False) <= workers and parent.pid not in workers
+        if whom == "group":
+            os.killpg(parent.pid, sig)
+        else:
+            os.kill(parent.pid, sig)
+        assert parent.wait(timeout=30) == status, (tmp_path / "stderr").read_text()
+        _poll(lambda: not any(_alive(pid) for pid in workers), 10, f"workers {workers} to exit")
+        if Path("/proc/self/stat").exists():
+            _poll(lambda: not _session(parent.pid), 10, "every process the parent started to exit")
+    finally:  # whatever failed, leave nothing running: the workers are in the parent's group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+    assert journal.saved() == ["job-0", "job-1"]  # kept for the rerun; the held jobs were not
+    assert all(journal.load(name) is not None for name in journal.saved())
+    stderr = (tmp_path / "stderr").read_text()
+    if sig != signal.SIGKILL:
+        assert "Traceback" not in stderr, stderr
+        assert f"stopped by {sig.name}" in stderr and "2 finished jobs are saved" in stderr
 
 
 # --- grid and layers through the pool ---------------------------------------------------------

@@ -406,6 +406,8 @@ def plot_reliability(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.report import save_figure
+
     paths = []
     for regime in regimes:
         heads = [
@@ -451,11 +453,7 @@ def plot_reliability(
             "temperature scaling",
             fontsize=9,
         )
-        fig.tight_layout()
-        path = directory / f"reliability_{regime.replace('+', '-')}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, directory / f"reliability_{regime.replace('+', '-')}.png"))
     return paths
 
 
@@ -474,6 +472,8 @@ def plot_ece(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from probe.report import save_figure
 
     cells = {(r.head, r.layer, r.lang, r.metric): r.value for r in rows}
     cols = min(3, len(langs))
@@ -514,8 +514,4 @@ def plot_ece(
     fig.suptitle(
         f"{task.name} ({key}): ECE per layer, per training regime, before/after T", fontsize=10
     )
-    fig.tight_layout()
-    path = directory / "ece_per_layer.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, directory / "ece_per_layer.png")

@@ -439,6 +439,8 @@ def plot_domain_shift(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.report import save_figure
+
     metric = task.metric
     _, cells = _cells(rows, metric, n_layers)
     panels = [(lang, o.name) for lang, outs in plan.items() for o in outs]
@@ -479,10 +481,7 @@ def plot_domain_shift(
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.suptitle(f"domain shift, {key}: the drop is the gap between the curves", fontsize=10)
-    fig.tight_layout()
-    path = directory / "domain_shift.png"
-    fig.savefig(path)
-    plt.close(fig)
+    path = save_figure(fig, directory / "domain_shift.png")
     _plot_drops(task, rows, panels, n_layers, directory / "drop_per_layer.png", key)
     return path
 
@@ -497,6 +496,8 @@ def _plot_drops(
 ) -> None:
     """The drop per layer, one line per (language, out-of-domain set); DLFA's drop at the right."""
     import matplotlib.pyplot as plt
+
+    from probe.report import save_figure
 
     _, drops_ = _cells(rows, f"drop_{task.metric}", n_layers)
     layers = list(range(n_layers))
@@ -515,6 +516,4 @@ def _plot_drops(
     ax.set_title(f"{task.name} domain shift ({key}): drop per head", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)

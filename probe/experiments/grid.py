@@ -285,6 +285,8 @@ def plot_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.report import save_figure
+
     metric = task.metric
     base_name = f"{baseline[0]},{baseline[1]}"
     pairs = [p for p in dict.fromkeys(r.layer for r in rows if r.metric == metric)]
@@ -316,8 +318,4 @@ def plot_grid(
     ax.set_title(f"{task.name} {key}: {metric} (text) and gain over last layer (colour), "
                  f"source {source}", fontsize=9)  # fmt: skip
     fig.colorbar(im, ax=ax, label=f"gain in {metric} (x100)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)  # wraps the title, which names the cache key, to fit

@@ -496,6 +496,8 @@ def plot_intermediate(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from probe.report import save_figure
+
     metric = task.metric
     confs = list(dict.fromkeys(r.layer for r in rows if r.metric == metric))
     values = {(r.layer, r.lang): r.value for r in rows if r.metric == metric}
@@ -537,8 +539,4 @@ def plot_intermediate(
     right.legend(fontsize=7)
     right.grid(axis="y", alpha=0.3)
     fig.suptitle(f"intermediate tasks -> {task.name} (source {source}), {key}", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from probe.crosslingual.correlation import Correlation
+from probe.report import save_figure
 
 # curve name in the series -> (legend label, family); structural solid, cross-lingual dashed
 _CURVES: dict[str, tuple[str, str]] = {
@@ -80,11 +81,7 @@ def plot_map(
     bottom.set_xticks(layers)
     bottom.grid(alpha=0.3)
     bottom.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 Point = tuple[float, float, str]  # (distance, transfer, language)
@@ -120,8 +117,4 @@ def plot_transfer_vs_distance(
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
