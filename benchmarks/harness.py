@@ -41,6 +41,7 @@ class Settings:
     grid_workers: int | None = None  # None: the toolkit's default (one per core)
     memory_sentences: tuple[int, int] | None = None  # None: half and all of the largest split
     block_bytes: int | None = None  # None: the toolkit's default
+    long_sentence_words: int = 20_000  # words of the one long sentence (long_sentence)
     repeats: int = 2  # rounds of the extraction comparison; each way keeps its best
     inline: bool = False
 

@@ -3,6 +3,7 @@
     python -m benchmarks                      # full run, minilm on ../shared/data (~12 min)
     python -m benchmarks --quick              # smoke run: 60 sentences per split
     python -m benchmarks --device cuda        # the same on a GPU (pinned memory, big batches)
+    python -m benchmarks --only long-sentence # one 20,000-word sentence vs its sentences
 
 Targets (issue 7) are checked against the numbers of this run; a missed one is marked
 MISSED in the table and listed under "missed" in the JSON. benchmarks/README.md says
@@ -26,6 +27,8 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repo impor
 from benchmarks.harness import REPO, Settings, machine  # noqa: E402
 
 QUICK_SENTENCES = 60
+LONG_WORDS = 20_000  # the long-sentence measurement's one sentence
+QUICK_LONG_WORDS = 5_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -42,12 +45,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--device", default="cpu", help="cpu, cuda or cuda:N")
     add("--quick", action="store_true", help=f"smoke run: {QUICK_SENTENCES} sentences per split")
     add("--max-sentences", type=int, default=None, help="per split (default: all)")
+    add("--long-words", type=int, default=None, help=f"words of the one long sentence "
+        f"(default {LONG_WORDS:,}; --quick {QUICK_LONG_WORDS:,})")  # fmt: skip
     add("--grid-workers", type=int, default=None, help="default: grid's own (one per core)")
-    add("--repeats", type=int, default=None, help="rounds of the a/b/c comparison (default 2)")
+    add("--repeats", type=int, default=None,
+        help="rounds of the a/b/c and long-sentence comparisons (default 2)")  # fmt: skip
     add("--name", default="latest", help="results file name, without .json")
     add("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     add("--work-dir", type=Path, default=None, help="scratch for caches (default: a temp dir)")
-    add("--only", choices=("extraction", "training"), default=None)
+    add("--only", choices=("extraction", "training", "long-sentence"), default=None,
+        help="one part: extraction (a, b, c, cache, memory, long sentence), the cached "
+        "training, or the long-sentence measurement alone")  # fmt: skip
     add("--inline", action="store_true", help="every step in this process (tests; no RSS)")
     return parser.parse_args(argv)
 
@@ -68,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             grid_workers=args.grid_workers or (1 if args.quick else None),
             memory_sentences=(max_sentences, 2 * max_sentences) if max_sentences else None,
             repeats=args.repeats or (1 if args.quick else 2),
+            long_sentence_words=args.long_words or (QUICK_LONG_WORDS if args.quick else LONG_WORDS),
             inline=args.inline,
         )  # fmt: skip
         began = time.perf_counter()
@@ -83,6 +92,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         if args.only in (None, "extraction"):
             record["extraction"] = extraction.measure(settings)
+        elif args.only == "long-sentence":
+            long = extraction.long_sentence(settings)
+            record["extraction"] = {
+                "long_sentence": long,
+                "long_sentence_vs_normal": long["long_sentence_vs_normal"],
+            }
         if args.only in (None, "training"):
             record["cached_training"] = cached_training.measure(settings)
         record["gpu"] = _gpu_note(settings, record)
@@ -120,8 +135,8 @@ def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: Any, goal: str, met: bool | None) -> None:
         out.append({"name": name, "value": value, "target": goal, "met": met})
 
-    ex = record.get("extraction")
-    if ex:
+    ex = record.get("extraction") or {}
+    if "toolkit" in ex:
         add("toolkit / naive words per s", ex["ratio_toolkit_to_naive"], ">= 5",
             ex["ratio_toolkit_to_naive"] >= 5)  # fmt: skip
         add("toolkit / bare forward words per s", ex["ratio_toolkit_to_forward"], ">= 0.85",
@@ -136,6 +151,9 @@ def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
             goal = f"<= {limit:.0f} (10% of the added features)"
             add("peak RSS growth (MB) between sizes", mem["growth_mb"], goal,
                 mem["growth_mb"] <= limit)  # fmt: skip
+    if "long_sentence" in ex:
+        add("long sentence / normal words per s", ex["long_sentence_vs_normal"],
+            ">= 0.5", ex["long_sentence_vs_normal"] >= 0.5)  # fmt: skip
     tr = record.get("cached_training")
     if tr:
         add("layers time / extraction pass", tr["ratio_layers_to_extraction"], "< 1",
@@ -156,8 +174,8 @@ def _peaks(run: dict[str, Any]) -> str:
 def table(record: dict[str, Any]) -> str:
     """One plain-text table of every number of the run, then the targets."""
     rows: list[tuple[str, str]] = []
-    ex = record.get("extraction")
-    if ex:
+    ex = record.get("extraction") or {}
+    if "toolkit" in ex:
         a, b, c = ex["toolkit"], ex["naive"], ex["forward_only"]
         rows += [
             ("extraction words (test splits)", f"{a['words']:,}"),
@@ -188,6 +206,12 @@ def table(record: dict[str, Any]) -> str:
                          f"{rss} ({run['words']:,} words, {run['feature_mb']:,.0f} MB of "
                          f"features, {mem.get('block_mb', '-')} MB blocks; lowest of "
                          f"{_peaks(run)})"))  # fmt: skip
+    if "long_sentence" in ex:
+        long = ex["long_sentence"]
+        rows.append((f"one {long['words']:,}-word sentence vs {long['sentences']:,}, words/s",
+                     f"{long['long']['words_per_s']:,.0f} vs {long['normal']['words_per_s']:,.0f}"
+                     f" ({long['from']} words; rounds {_rounds(long['long'])} vs "
+                     f"{_rounds(long['normal'])})"))  # fmt: skip
     tr = record.get("cached_training")
     if tr:
         e = tr["extraction"]

@@ -40,6 +40,9 @@ def test_quick_benchmark_writes_every_key(tiny_bert: Path, tmp_path: Path) -> No
     assert cache["raw_bytes_per_word"] == 3 * 64 * 2  # tiny BERT: 3 hidden states x 64, fp16
     assert cache["bytes_per_word"] > cache["raw_bytes_per_word"]
     assert cache["read_gb_per_s"] > 0 and cache["numpy_read_gb_per_s"] > 0
+    long = ex["long_sentence"]
+    assert long["words"] == long["long"]["words"] == long["normal"]["words"] == 20_000
+    assert long["long_sentence_vs_normal"] == ex["long_sentence_vs_normal"] > 0
     runs = ex["memory"]["runs"]
     assert [r["sentences"] for r in runs] == [4, 8] and runs[0]["words"] < runs[1]["words"]
 
@@ -51,5 +54,5 @@ def test_quick_benchmark_writes_every_key(tiny_bert: Path, tmp_path: Path) -> No
 
     assert saved["gpu"]["ran"] is False and "not run" in saved["gpu"]["note"]
     names = {t["name"] for t in saved["targets"]}
-    assert len(names) == 6
+    assert len(names) == 7
     assert saved["missed"] == [t["name"] for t in saved["targets"] if t["met"] is False]

@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from probe import store
 from probe.errors import DataError, ProbeError
-from probe.extract import Encoder, ExtractConfig, extract, shard_ranges
+from probe.extract import Encoder, ExtractConfig, _window_owners, extract, shard_ranges
 from probe.store import SplitReader, open_shard
 
 SENTENCES = [
@@ -160,6 +160,74 @@ def test_window_ownership_covers_every_subword_once(tiny_bert: Path) -> None:
     assert len(unit.windows) > 2 and all(len(w) <= 16 for w in unit.windows)
     owned = np.concatenate([t[t >= 0] for t in unit.targets])
     assert sorted(owned.tolist()) == list(range(37))
+
+
+def _owners_by_scoring_every_window(starts: list[int], window: int, n: int) -> np.ndarray:
+    """The reference ownership: every window scored for every position (windows x n)."""
+    pos = np.arange(n)[None, :]
+    begin = np.asarray(starts)[:, None]
+    inside = (pos >= begin) & (pos < begin + window)
+    context = np.minimum(pos - begin, begin + window - 1 - pos)
+    return np.where(inside, context, -1).argmax(axis=0)
+
+
+@pytest.mark.parametrize("window, stride", [(16, 8), (16, 1), (16, 5), (17, 16), (510, 255)])
+def test_window_owners_equal_scoring_every_window(window: int, stride: int) -> None:
+    """Ownership looks only at the windows covering each position; it must pick the window
+    (ties included) that scoring every window picked, or features would move."""
+    for n in (window + 1, window + stride, 3 * window + 7, 2000):
+        starts = [0]
+        while starts[-1] + window < n:
+            starts.append(min(starts[-1] + stride, n - window))
+        got = _window_owners(np.asarray(starts), window, n)
+        np.testing.assert_array_equal(got, _owners_by_scoring_every_window(starts, window, n))
+
+
+def test_split_keeps_every_word_in_one_piece(tiny_bert: Path) -> None:
+    """A piece ends only where no word has subwords owned on both sides of the cut."""
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModel.from_pretrained(tiny_bert).eval()
+    enc = Encoder(model, tok, torch.device("cpu"), torch.float32, 16, None)
+    # words of 1 to 4 subwords, so some straddle the boundary between two windows' rows
+    sizes = np.resize([1, 3, 2, 4, 1, 1], 150)
+    word_ids = np.repeat(np.arange(len(sizes)), sizes)
+    unit = enc._windowed(np.arange(len(word_ids)) + 100, word_ids, len(sizes))
+    budget = 3 * unit.width
+    pieces = enc.split(unit, budget)
+    assert len(pieces) > 3
+    windows = [w for p in pieces for w in p.windows]
+    assert all(a is b for a, b in zip(windows, unit.windows, strict=True))  # in order, all
+    rows = [set(np.concatenate(p.targets).tolist()) - {-1} for p in pieces]
+    assert set().union(*rows) == set(range(len(sizes)))
+    assert sum(len(r) for r in rows) == len(sizes)  # no word in two pieces
+    assert sum(p.progress for p in pieces) == unit.progress
+    sizes_seen = {len(p.windows) for p in pieces[:-1]}
+    assert 3 in sizes_seen and sizes_seen - {3}  # some cuts moved off a straddling word
+    assert enc.split(unit, len(unit.windows) * unit.width) == [unit]
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean", "last"])
+def test_long_sentence_in_pieces_equals_one_batch(
+    tmp_path: Path, tiny_bert: Path, pooling: str
+) -> None:
+    """A sentence of many windows runs as several batches; its features must be those of
+    one batch of all its windows, bit for bit (words straddle window boundaries here)."""
+    words = ["the", "zebra", "saw", "xylophonically", "a", "quixotic", "cat", "!"] * 40
+    make_ud(tmp_path / "data", [words, words[5:200]])
+    layers = []
+    for budget in (1 << 20, 100, 24):  # one batch; pieces of 4 windows; one window each
+        report = extract(
+            config(tmp_path, tiny_bert, langs=("en",), splits=("dev",), max_length=24,
+                   pooling=pooling, batch_tokens=budget, cache_root=tmp_path / f"c{budget}"),
+            progress=False,
+        )  # fmt: skip
+        with SplitReader.open(tmp_path / f"c{budget}", report.key, "pos", "en", "dev") as split:
+            layers.append(np.stack([split.layer(i) for i in range(split.n_layers)]))
+        if budget == 1 << 20:
+            assert len(report.extracted) == 1
+    assert layers[0].shape[1] == len(words) + 195
+    for other in layers[1:]:
+        np.testing.assert_array_equal(other, layers[0])
 
 
 def test_words_without_subwords_become_unk(tmp_path: Path, tiny_bert: Path) -> None:

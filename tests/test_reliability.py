@@ -607,7 +607,7 @@ BAD_INPUTS: dict[str, tuple[Any, str]] = {
         lambda d: _set_dev(
             d, _valid().encode() + "1\tcafé\tx\tNOUN\t_\t_\t0\troot\t_\t_\n".encode("latin-1")
         ),  # fmt: skip
-        r"en_ewt-ud-dev\.conllu:18: byte 0xe9 is not valid UTF-8",
+        r"en_ewt-ud-dev\.conllu:18: byte 0xe9 at column 6 is not valid UTF-8",
     ),
     "CoNLL-U line with missing columns": (
         lambda d: _set_dev(
