@@ -82,7 +82,7 @@ def _scores(rows: list[Any], head: str | None) -> dict[str, float]:
 
 
 def _source(settings: Settings) -> str:
-    from probe.tasks import get_task
+    from probe.data.tasks import get_task
 
     return get_task(settings.task).default_source
 

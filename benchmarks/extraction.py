@@ -151,7 +151,7 @@ def naive(settings: Settings, out: str) -> dict[str, Any]:
 
 def forward_only(settings: Settings) -> dict[str, Any]:
     """(c) The toolkit's own batches through the model, nothing else timed."""
-    from probe.precision import small_kernel_caches
+    from probe.runtime.precision import small_kernel_caches
 
     with small_kernel_caches():  # as `probe extract` runs the encoder
         return _forward_only(settings)
@@ -162,7 +162,7 @@ def _forward_only(settings: Settings) -> dict[str, Any]:
 
     from probe.extract import Encoder, pick_device, plan_jobs, shard_ranges
     from probe.models import load_encoder, resolve_model
-    from probe.precision import autocast, pick_compute_dtype
+    from probe.runtime.precision import autocast, pick_compute_dtype
 
     config = extract_config(settings, str(Path(settings.work_dir) / "unused-cache"))
     jobs = plan_jobs(config)
@@ -239,7 +239,7 @@ def cache_stats(settings: Settings, cache: str, key: str, repeats: int = 5) -> d
     Reads are of the largest shard's last layer, every word, from a warm page cache (the
     shard was just written); numpy reads the same bytes from a plain `.npy` file.
     """
-    from probe.store import open_shard
+    from probe.cache import open_shard
 
     shards = sorted((Path(cache) / key).rglob("*.h5"))
     if not shards:
@@ -290,9 +290,9 @@ def _timed(fn: Any, repeats: int) -> list[float]:
 
 def largest_split(settings: Settings) -> dict[str, Any]:
     """The task's largest local split (by file size) and its sentence count."""
+    from probe.data.sources.records import TaggedSentence
+    from probe.data.tasks import expand_languages, get_task, read_split
     from probe.errors import ProbeError
-    from probe.sources.records import TaggedSentence
-    from probe.tasks import expand_languages, get_task, read_split
 
     task = get_task(settings.task)
     data_dir = Path(settings.data_dir)
@@ -387,8 +387,8 @@ def long_sentence_data(settings: Settings, root: Path, n_words: int) -> dict[str
     The words are the task's source-language evaluation split (EWT test for `pos`), in file
     order, repeated from the start where the split has fewer words.
     """
-    from probe.sources.records import TaggedSentence
-    from probe.tasks import UPOS, get_task, read_split
+    from probe.data.sources.records import TaggedSentence
+    from probe.data.tasks import UPOS, get_task, read_split
 
     task = get_task(settings.task)
     lang = task.default_source

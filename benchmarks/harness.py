@@ -107,7 +107,7 @@ def machine() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from probe.precision import cpu_has_bf16
+    from probe.runtime.precision import cpu_has_bf16
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -74,7 +74,7 @@ def run_extract(
     if unlocked:
         import contextlib
 
-        from probe import store
+        from probe import cache as store
 
         store.shard_lock = lambda path: contextlib.nullcontext()  # type: ignore[assignment,return-value]
     if not reserve:

@@ -1,5 +1,5 @@
 """A toy job for the pool tests, in a module of its own so that worker processes importing it
-(to unpickle the job) load only probe.report, not torch and transformers."""
+(to unpickle the job) load only probe.results.report, not torch and transformers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe.report import Row
+from probe.results.report import Row
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from probe.background import ShardWrites, prefetch
-from probe.store import ShardWriter, base_attrs
+from probe.cache import ShardWriter, base_attrs
+from probe.extract.background import ShardWrites, prefetch
 
 
 def test_prefetch_keeps_order_and_raises_the_producers_error_at_its_item() -> None:

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe.calibration import (
+from probe.analysis.calibration import (
     apply_temperature,
     fit_temperature,
     log_probs,
     nll,
     reliability,
 )
+from probe.analysis.metrics import expected_calibration_error
 from probe.errors import ProbeError
 from probe.experiments.calibration import CalibrationConfig, run_calibration
 from probe.extract import ExtractConfig
-from probe.metrics import expected_calibration_error
 from probe.train import TrainConfig
 from tests.test_extract import SENTENCES, TAGS
 

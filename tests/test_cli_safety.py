@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from probe import store
+from probe import cache as store
+from probe.cache.inventory import plan_removal
 from probe.cli import cli
 from probe.errors import CacheError
 from probe.extract import extract
-from probe.inventory import plan_removal
 from tests.test_extract import config, make_ud
 
 
@@ -209,12 +209,12 @@ def test_bad_input_is_one_error_line_without_traceback(
 def test_an_unexpected_exception_is_one_line_and_vv_keeps_the_traceback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import probe.inventory
+    import probe.cache.inventory
 
     def broken(root: Path) -> list[object]:
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(probe.inventory, "list_shards", broken)
+    monkeypatch.setattr(probe.cache.inventory, "list_shards", broken)
     args = ["cache", "ls", "--cache-dir", str(tmp_path)]
     line = _error_line(CliRunner().invoke(cli, args))
     assert "unexpected RuntimeError: boom" in line and "-vv" in line

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from probe.crosslingual.alignment import (
+from probe.analysis.crosslingual.alignment import (
     NetConfig,
     fit_least_squares,
     fit_linear_net,
@@ -22,10 +22,10 @@ from probe.crosslingual.alignment import (
     heldout_alignment,
     split_pairs,
 )
-from probe.crosslingual.cka import linear_cka
-from probe.crosslingual.correlation import correlate
-from probe.crosslingual.retrieval import retrieval_accuracy, retrieval_both_ways
-from probe.crosslingual.typology import (
+from probe.analysis.crosslingual.cka import linear_cka
+from probe.analysis.crosslingual.correlation import correlate
+from probe.analysis.crosslingual.retrieval import retrieval_accuracy, retrieval_both_ways
+from probe.analysis.crosslingual.typology import (
     DISTANCE_KINDS,
     cosine_distance,
     language_distance,
@@ -207,7 +207,7 @@ def test_typology_data_is_found_when_lang2vec_py_shadows_the_package(tmp_path: P
     (tmp_path / "lang2vec.py").write_text("raise ModuleNotFoundError('pkg_resources')\n")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
-        "from probe.crosslingual.typology import language_distance;"
+        "from probe.analysis.crosslingual.typology import language_distance;"
         "print(language_distance('en', 'de', 'syntactic'))"
     )
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
@@ -280,8 +280,8 @@ def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
 ) -> None:
     """Each side is encoded on its own and averaged over its subword tokens, [CLS] and [SEP]
     excluded (XTREME's mean pooling with --pool_skip_special_token)."""
+    from probe.cache import SplitReader
     from probe.extract import ExtractConfig, extract
-    from probe.store import SplitReader
 
     make_tatoeba(tmp_path / "data")
     ex = ExtractConfig(model=str(tiny_bert), task="tatoeba", langs=("deu",),

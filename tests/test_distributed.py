@@ -17,7 +17,7 @@ import torch
 
 from probe.errors import ProbeError
 from probe.extract import ExtractConfig, extract, rank_device
-from probe.ranks import Rank, assign, current_rank, from_main, gather_all
+from probe.runtime.ranks import Rank, assign, current_rank, from_main, gather_all
 from tests.conftest import REPO
 from tests.test_extract import SENTENCES, make_ud
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from probe import store
+from probe import cache as store
+from probe.data.tasks import get_task
 from probe.errors import ProbeError
 from probe.experiments.domain_shift import DomainShiftConfig, drops, run_domain_shift
 from probe.extract import ExtractConfig, extract
-from probe.report import Row
-from probe.tasks import get_task
+from probe.results.report import Row
 from probe.train import TrainConfig
 from tests.test_calibration import make_treebanks
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from probe import store
+from probe import cache as store
+from probe.cache import SplitReader, open_shard
 from probe.errors import DataError, ProbeError
 from probe.extract import Encoder, ExtractConfig, _window_owners, extract, shard_ranges
-from probe.store import SplitReader, open_shard
 
 SENTENCES = [
     ["the", "dog", "ran", "to", "the", "house", "."],
@@ -370,7 +370,7 @@ def test_corrupt_shard_is_detected(tmp_path: Path, tiny_bert: Path, data: Path) 
 def test_small_kernel_caches_sets_then_restores_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from probe.precision import KERNEL_CACHE_VARIABLES, small_kernel_caches
+    from probe.runtime.precision import KERNEL_CACHE_VARIABLES, small_kernel_caches
 
     monkeypatch.delenv(KERNEL_CACHE_VARIABLES[0], raising=False)
     monkeypatch.setenv(KERNEL_CACHE_VARIABLES[1], "7")  # a user's own choice is kept

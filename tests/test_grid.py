@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from probe.data.languages import same_family
 from probe.errors import ProbeError
 from probe.experiments.grid import GridConfig, parse_pairs, run_grid
 from probe.extract import ExtractConfig
-from probe.languages import same_family
 from probe.train import TrainConfig
 from tests.test_extract import SENTENCES, make_ud
 

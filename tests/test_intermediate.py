@@ -14,8 +14,9 @@ import torch
 from click.testing import CliRunner
 from torch import Tensor
 
-from probe import tasks
 from probe.cli import cli
+from probe.data import tasks
+from probe.data.tasks import get_task
 from probe.errors import ProbeError
 from probe.experiments.grid import GridConfig, _PairJob, family_gains, run_pair
 from probe.experiments.intermediate import (
@@ -26,12 +27,11 @@ from probe.experiments.intermediate import (
     resolve_via,
     run_intermediate,
 )
-from probe.experiments.schedule import MixedFeed, StageData, run_schedule, train_stage
 from probe.extract import ExtractConfig
 from probe.heads.multitask import Body, MLPBody, TaskHead
-from probe.report import Row
-from probe.tasks import get_task
+from probe.results.report import Row
 from probe.train import PairData, TrainConfig, WordData
+from probe.train.schedules import MixedFeed, StageData, run_schedule, train_stage
 from tests.test_extract import SENTENCES, make_ud
 
 UDPOS_TAGS = ["DET", "NOUN", "VERB", "ADP"]

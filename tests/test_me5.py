@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from probe import me5
 from probe.errors import ProbeError
+from probe.models import me5
 
 SAMPLE = {  # one sentence per script the issue names, plus a few more
     "eng": "The quick brown fox jumps over the lazy dog.",

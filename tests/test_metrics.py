@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probe.control import control_labels, selectivity
-from probe.errors import ProbeError
-from probe.metrics import (
+from probe.analysis.control import control_labels, selectivity
+from probe.analysis.metrics import (
     accuracy,
     entity_f1,
     entity_scores,
@@ -16,6 +15,7 @@ from probe.metrics import (
     tag_sequences,
     xtreme_pos_f1,
 )
+from probe.errors import ProbeError
 
 NER = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
 ID = {name: i for i, name in enumerate(NER)}

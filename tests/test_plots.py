@@ -20,10 +20,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from probe.calibration import reliability
-from probe.crosslingual.correlation import Correlation
-from probe.report import Row, plot_layer_curves
-from probe.tasks import get_task
+from probe.analysis.calibration import reliability
+from probe.analysis.crosslingual.correlation import Correlation
+from probe.data.tasks import get_task
+from probe.results.report import Row, plot_layer_curves
 
 matplotlib.use("Agg")  # before any pyplot import (the plot functions import it when called)
 
@@ -123,7 +123,7 @@ def _plot_layer_curves(directory: Path) -> None:
 
 
 def _plot_map(directory: Path) -> None:
-    from probe.experiments.map_plots import plot_map
+    from probe.results.plots import plot_map
 
     n = 13
     series: dict[str, list[float]] = {
@@ -140,7 +140,7 @@ def _plot_map(directory: Path) -> None:
 
 
 def _plot_transfer_vs_distance(directory: Path) -> None:
-    from probe.experiments.map_plots import plot_transfer_vs_distance
+    from probe.results.plots import plot_transfer_vs_distance
 
     kinds = ["syntactic", "genetic", "geographic"]
     points = {k: [(0.1 * i, 0.5 + 0.01 * i, lang) for i, lang in enumerate(LANGS)] for k in kinds}
@@ -261,7 +261,7 @@ def test_long_titles_are_wrapped_not_cut(tmp_path: Path) -> None:
     leaves a title that fits alone, and makes the directory it writes to."""
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3), dpi=100)
     long = f"pos {KEY}: accuracy (text) and gain over last layer (colour), source en"
@@ -281,7 +281,7 @@ def test_a_name_wider_than_its_panel_is_broken_not_cut(tmp_path: Path) -> None:
     a last resort) rather than running off the figure; no character is lost."""
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(4, 2.5), dpi=100)
     long = f"pos {KEY}: accuracy (text) and gain over last layer (colour), source en"

@@ -22,7 +22,7 @@ from probe.experiments.grid import GridConfig, run_grid
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.experiments.pool import Journal, PoolConfig, cluster_kind, fingerprint, run_jobs
 from probe.extract import ExtractConfig
-from probe.report import Row
+from probe.results.report import Row
 from probe.train import TrainConfig
 from tests.pool_jobs import Square, square
 from tests.test_extract import SENTENCES, make_ud

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from probe.data.sources.columns import read_token_tag
+from probe.data.sources.conllu import read_conllu_with_meta
+from probe.data.sources.pairs import Layout, attach_labels, read_pair_tsv
+from probe.data.sources.parallel import read_parallel
+from probe.data.sources.records import TaggedSentence, TextPair
+from probe.data.sources.text import fix_mojibake
 from probe.errors import DataError
-from probe.sources.columns import read_token_tag
-from probe.sources.conllu import read_conllu_with_meta
-from probe.sources.pairs import Layout, attach_labels, read_pair_tsv
-from probe.sources.parallel import read_parallel
-from probe.sources.records import TaggedSentence, TextPair
-from probe.sources.text import fix_mojibake
 
 T = TypeVar("T")
 SETTINGS = settings(max_examples=150, deadline=None, database=None)

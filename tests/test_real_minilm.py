@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from probe.cache import SplitReader
+from probe.data.tasks import get_task, read_split
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.extract import ExtractConfig, extract
 from probe.models import minilm_dir
-from probe.store import SplitReader
-from probe.tasks import get_task, read_split
 from probe.train import TrainConfig
 
 pytestmark = pytest.mark.real

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from probe.cache import SplitReader, open_shard
 from probe.cli import cli
 from probe.errors import CacheError, ProbeError
 from probe.extract import extract, shard_ranges
-from probe.store import SplitReader, open_shard
 from tests import fault_workers
 from tests.fault_workers import corpus
 from tests.test_extract import SENTENCES, _conllu, config, make_ud
@@ -676,7 +676,7 @@ def test_model_without_fast_tokenizer(tmp_path: Path, tiny_bert: Path) -> None:
 
 
 def test_fault_hook_rejects_a_malformed_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    from probe import faults
+    from probe.runtime import faults
 
     monkeypatch.setattr(faults, "_plan", False)
     monkeypatch.setenv("PROBE_FAULT", "forwrd:1")

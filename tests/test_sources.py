@@ -1,4 +1,5 @@
-"""Tests of the readers in probe.sources on the real data in ../shared/data and on small bad files.
+"""Tests of the readers in probe.data.sources on the real data in ../shared/data and on
+small bad files.
 
 Expected counts are computed here independently of the readers (plain line counting), and a
 few absolute numbers are pinned to xtreme/STATS.tsv so that a reader and a counter that are
@@ -14,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from probe.errors import DataError, ProbeError
-from probe.sources.columns import fix_mojibake, read_lines, read_token_tag, validate_tags
-from probe.sources.conllu import genre_of, read_conllu, read_conllu_with_meta
-from probe.sources.pairs import attach_labels, read_pair_tsv, require_labels
-from probe.sources.parallel import (
+from probe.data.sources.columns import fix_mojibake, read_lines, read_token_tag, validate_tags
+from probe.data.sources.conllu import genre_of, read_conllu, read_conllu_with_meta
+from probe.data.sources.pairs import attach_labels, read_pair_tsv, require_labels
+from probe.data.sources.parallel import (
     ISO639_1_TO_TATOEBA,
     TATOEBA_LANGUAGES,
     read_parallel,
@@ -26,7 +26,8 @@ from probe.sources.parallel import (
     tatoeba_languages,
     tatoeba_paths,
 )
-from probe.sources.records import TaggedSentence
+from probe.data.sources.records import TaggedSentence
+from probe.errors import DataError, ProbeError
 
 UPOS = set("ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split())
 PANX = {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"}
@@ -447,7 +448,7 @@ def test_parallel_mismatched_files_name_both(tmp_path: Path) -> None:
 def test_hub_tagged_conversion_maps_class_labels() -> None:
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-    from probe.sources.hub import tagged_from_dataset
+    from probe.data.sources.hub import tagged_from_dataset
 
     xtreme_upos = sorted(UPOS)  # google/xtreme udpos.*: pos_tags names ADJ … X, alphabetical
     features = Features(
@@ -479,7 +480,7 @@ def test_hub_tagged_conversion_maps_class_labels() -> None:
 def test_hub_ud_conversion_drops_multiword_tokens_and_empty_nodes() -> None:
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-    from probe.sources.hub import _ud_word, tagged_from_dataset
+    from probe.data.sources.hub import _ud_word, tagged_from_dataset
 
     ud_upos = ["NOUN", "PUNCT", "ADP", "NUM", "SYM", "SCONJ", "ADJ", "PART", "DET", "CCONJ",
                "PROPN", "PRON", "X", "_", "ADV", "INTJ", "VERB", "AUX"]  # fmt: skip
@@ -506,7 +507,7 @@ def test_hub_ud_conversion_drops_multiword_tokens_and_empty_nodes() -> None:
 def test_hub_pair_conversion() -> None:
     from datasets import ClassLabel, Dataset, Features, Value
 
-    from probe.sources.hub import pairs_from_dataset
+    from probe.data.sources.hub import pairs_from_dataset
 
     strings = Dataset.from_dict(  # google/xtreme PAWS-X.*: label is a string column
         {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": ["1", ""]},
@@ -526,7 +527,7 @@ def test_hub_pair_conversion() -> None:
 
 
 def test_hub_unreachable_fails_fast_with_data_dir_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    from probe.sources import hub
+    from probe.data.sources import hub
 
     def refuse(*args: object, **kwargs: object) -> socket.socket:
         raise ConnectionRefusedError(111, "Connection refused")

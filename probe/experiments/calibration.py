@@ -27,15 +27,20 @@ from typing import Any
 
 import numpy as np
 
-from probe.calibration import (
+from probe.analysis.calibration import (
     apply_temperature,
     fit_temperature,
     log_probs,
     nll,
     reliability,
 )
+from probe.analysis.metrics import score
+from probe.data.tasks import Task, default_data_dir, expand_languages, get_task
 from probe.errors import ProbeError
-from probe.experiments.probes import (
+from probe.extract import ExtractConfig, extract
+from probe.results.report import Row, provenance, run_directory, text_table, write_table
+from probe.train import TrainConfig
+from probe.train.select import (
     DLFA_TRAINING,
     FuseLayer,
     HeadSpec,
@@ -45,12 +50,7 @@ from probe.experiments.probes import (
     resolve_fuse_layer,
     train_head,
 )
-from probe.experiments.splits import CachedSplit, opener, train_dev
-from probe.extract import ExtractConfig, extract
-from probe.metrics import score
-from probe.report import Row, provenance, run_directory, text_table, write_table
-from probe.tasks import Task, default_data_dir, expand_languages, get_task
-from probe.train import TrainConfig
+from probe.train.splits import CachedSplit, opener, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,7 @@ def plot_reliability(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     paths = []
     for regime in regimes:
@@ -473,7 +473,7 @@ def plot_ece(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     cells = {(r.head, r.layer, r.lang, r.metric): r.value for r in rows}
     cols = min(3, len(langs))

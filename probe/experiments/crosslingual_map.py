@@ -24,14 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from probe.crosslingual.correlation import Correlation, correlate
-from probe.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
+from probe.analysis.crosslingual.correlation import Correlation, correlate
+from probe.analysis.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
+from probe.data.sources.parallel import tatoeba_code
+from probe.data.tasks import Task, available_languages, default_data_dir, get_task, local_files
 from probe.errors import ProbeError
 from probe.experiments.layers import LayersConfig, run_layers
-from probe.experiments.map_plots import plot_map, plot_transfer_vs_distance
 from probe.experiments.parallel_signal import TATOEBA_SPLIT, ParallelConfig, parallel_rows
 from probe.extract import ExtractConfig, extract
-from probe.report import (
+from probe.results.plots import plot_map, plot_transfer_vs_distance
+from probe.results.report import (
     Row,
     cache_settings,
     pivot,
@@ -40,8 +42,6 @@ from probe.report import (
     text_table,
     write_table,
 )
-from probe.sources.parallel import tatoeba_code
-from probe.tasks import Task, available_languages, default_data_dir, get_task, local_files
 from probe.train import TrainConfig
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from probe.analysis.metrics import score
+from probe.data.sources.conllu import genre_of
+from probe.data.tasks import Task, default_data_dir, expand_languages, get_task, local_files
 from probe.errors import ProbeError
-from probe.experiments.probes import (
+from probe.extract import ExtractConfig, extract
+from probe.results.report import Row, provenance, run_directory, text_table, write_table
+from probe.train import TrainConfig
+from probe.train.select import (
     DLFA_TRAINING,
     FuseLayer,
     HeadSpec,
@@ -39,13 +45,7 @@ from probe.experiments.probes import (
     resolve_fuse_layer,
     train_head,
 )
-from probe.experiments.splits import CachedSplit, opener, subset, train_dev
-from probe.extract import ExtractConfig, extract
-from probe.metrics import score
-from probe.report import Row, provenance, run_directory, text_table, write_table
-from probe.sources.conllu import genre_of
-from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files
-from probe.train import TrainConfig
+from probe.train.splits import CachedSplit, opener, subset, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +439,7 @@ def plot_domain_shift(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     metric = task.metric
     _, cells = _cells(rows, metric, n_layers)
@@ -497,7 +497,7 @@ def _plot_drops(
     """The drop per layer, one line per (language, out-of-domain set); DLFA's drop at the right."""
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     _, drops_ = _cells(rows, f"drop_{task.metric}", n_layers)
     layers = list(range(n_layers))

@@ -6,7 +6,7 @@ layer (`fuse_layer=None`) or the DLFA head fusing the last layer with layer k. I
 the raw source-language data (no cache), puts each word's label on its FIRST subword
 (XTREME convention; other subwords and special tokens get -100), trains with AdamW and a
 linear warmup/decay schedule, keeps the epoch with the best source-dev score, and scores
-every language's evaluation split with `probe.metrics.score`. Rows, results.csv/json,
+every language's evaluation split with `probe.analysis.metrics.score`. Rows, results.csv/json,
 settings.json and summary.txt are laid out as in `probe grid`; docs/finetune.md has the
 defaults and why.
 """
@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from probe.analysis.metrics import IGNORE_INDEX, score
+from probe.cache import default_cache_root
+from probe.data.sources.records import TaggedSentence
+from probe.data.tasks import Task, default_data_dir, expand_languages, get_task, read_split
 from probe.errors import ProbeError
 from probe.extract import pick_device
 from probe.heads.dlfa import DLFAHead
 from probe.heads.linear import LinearProbe
-from probe.metrics import IGNORE_INDEX, score
 from probe.models import load_encoder, resolve_model, special_token_layout
-from probe.report import Row, provenance, run_directory, write_table
-from probe.sources.records import TaggedSentence
-from probe.store import default_cache_root
-from probe.tasks import Task, default_data_dir, expand_languages, get_task, read_split
+from probe.results.report import Row, provenance, run_directory, write_table
 
 log = logging.getLogger(__name__)
 

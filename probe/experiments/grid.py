@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from probe.analysis.metrics import score
+from probe.data.languages import same_family
+from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
-from probe.experiments.probes import DLFA_TRAINING
-from probe.experiments.splits import as_data, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
-from probe.languages import same_family
-from probe.metrics import score
-from probe.precision import autocast, pick_compute_dtype
-from probe.report import Row, provenance, run_directory, write_table
-from probe.tasks import Task, get_task
+from probe.results.report import Row, provenance, run_directory, write_table
+from probe.runtime.precision import autocast, pick_compute_dtype
 from probe.train import TrainConfig, fit, predict_proba
+from probe.train.select import DLFA_TRAINING
+from probe.train.splits import as_data, opener, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def plot_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     metric = task.metric
     base_name = f"{baseline[0]},{baseline[1]}"

@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from probe.analysis.metrics import score
+from probe.data.languages import FAMILY, family
+from probe.data.tasks import Task, default_data_dir, get_task, task_names
 from probe.errors import ProbeError
 from probe.experiments.grid import family_gains
-from probe.experiments.schedule import SCHEDULES, Schedule, StageData, StageResult, dev_accuracy
-from probe.experiments.schedule import run_schedule as run_stages
-from probe.experiments.splits import CachedSplit, as_data, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.multitask import Body, body_layers, make_body
-from probe.languages import FAMILY, family
-from probe.metrics import score
-from probe.report import Row, provenance, run_directory, write_table
-from probe.tasks import Task, default_data_dir, get_task, task_names
+from probe.results.report import Row, provenance, run_directory, write_table
 from probe.train import Feed, TrainConfig, predict_proba
+from probe.train.schedules import SCHEDULES, Schedule, StageData, StageResult, dev_accuracy
+from probe.train.schedules import run_schedule as run_stages
+from probe.train.splits import CachedSplit, as_data, opener, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +496,7 @@ def plot_intermediate(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from probe.report import save_figure
+    from probe.results.report import save_figure
 
     metric = task.metric
     confs = list(dict.fromkeys(r.layer for r in rows if r.metric == metric))

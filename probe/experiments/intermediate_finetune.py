@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from probe import __version__
+from probe._version import __version__
+from probe.cache import default_cache_root
+from probe.data.tasks import Task, default_data_dir, expand_languages, get_task
 from probe.errors import ProbeError
 from probe.experiments.finetune import (
     DEFAULT_EPOCHS,
@@ -48,13 +50,11 @@ from probe.experiments.intermediate import (
     write_outputs,
 )
 from probe.experiments.pool import Journal, fingerprint
-from probe.experiments.schedule import BodyState, body_state
 from probe.extract import pick_device
 from probe.heads.multitask import TaskHead, body_layers, make_body
 from probe.models import load_encoder, resolve_model
-from probe.report import Row, provenance, run_directory
-from probe.store import default_cache_root
-from probe.tasks import Task, default_data_dir, expand_languages, get_task
+from probe.results.report import Row, provenance, run_directory
+from probe.train.schedules import BodyState, body_state
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from typing import Any, cast
 
 import numpy as np
 
-from probe.control import control_labels, selectivity
+from probe.analysis.control import control_labels, selectivity
+from probe.analysis.metrics import score
+from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
-from probe.experiments.splits import CachedSplit, as_data, as_view, opener, train_dev
 from probe.extract import ExtractConfig, extract
 from probe.heads.linear import LinearProbe, PairLinearProbe
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
-from probe.metrics import score
-from probe.report import (
+from probe.results.report import (
     Row,
     cache_settings,
     pivot,
@@ -37,8 +37,8 @@ from probe.report import (
     text_table,
     write_table,
 )  # fmt: skip
-from probe.tasks import Task, get_task
 from probe.train import TrainConfig, fit, predict_proba
+from probe.train.splits import CachedSplit, as_data, as_view, opener, train_dev
 
 log = logging.getLogger(__name__)
 

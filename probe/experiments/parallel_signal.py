@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.crosslingual.alignment import METHODS, NetConfig, heldout_alignment
-from probe.crosslingual.cka import linear_cka
-from probe.crosslingual.retrieval import retrieval_both_ways
+from probe.analysis.crosslingual.alignment import METHODS, NetConfig, heldout_alignment
+from probe.analysis.crosslingual.cka import linear_cka
+from probe.analysis.crosslingual.retrieval import retrieval_both_ways
+from probe.cache import SplitReader
 from probe.errors import ProbeError
-from probe.report import Row
-from probe.store import SplitReader
+from probe.results.report import Row
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from probe import __version__
+from probe._version import __version__
 from probe.errors import ProbeError
-from probe.report import Row
+from probe.results.report import Row
 
 if TYPE_CHECKING:
     from probe.extract import ExtractReport

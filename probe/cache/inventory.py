@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe.cache import open_shard
 from probe.errors import CacheError
-from probe.store import open_shard
 
 
 @dataclass(frozen=True)

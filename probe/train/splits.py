@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from probe.store import SplitReader
-from probe.tasks import Task
+from probe.cache import SplitReader
+from probe.data.tasks import Task
 from probe.train import PairData, WordData
 
 

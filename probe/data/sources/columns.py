@@ -1,7 +1,7 @@
 """Reading token-per-line tagging files (XTREME UD-POS, PAN-X, MasakhaNER) into TaggedSentence.
 
-`read_lines` and `fix_mojibake` live in `probe.sources.text`, shared by every local reader;
-they are re-exported here because callers (probe.tasks, the tests) import them from here.
+`read_lines` and `fix_mojibake` live in `probe.data.sources.text`, shared by every local reader;
+they are re-exported here because callers (probe.data.tasks, the tests) import them from here.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from probe.data.sources.records import TaggedSentence
+from probe.data.sources.text import excerpt, fix_mojibake, looks_like_mojibake, read_lines
 from probe.errors import DataError
-from probe.sources.records import TaggedSentence
-from probe.sources.text import excerpt, fix_mojibake, looks_like_mojibake, read_lines
 
 __all__ = ["fix_mojibake", "read_lines", "read_token_tag", "validate_tags"]
 

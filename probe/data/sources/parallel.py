@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from probe.data.sources.records import TextPair
+from probe.data.sources.text import read_lines
 from probe.errors import DataError, unknown_name
-from probe.sources.records import TextPair
-from probe.sources.text import read_lines
 
 # The 112 languages of XTREME's Tatoeba test sets (LASER v1), all paired with English.
 TATOEBA_LANGUAGES: tuple[str, ...] = tuple(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from probe.crosslingual.retrieval import centre, retrieval_both_ways, unit_rows
+from probe.analysis.crosslingual.retrieval import centre, retrieval_both_ways, unit_rows
 
 if TYPE_CHECKING:
     import torch

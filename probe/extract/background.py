@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from probe.cache import ShardWriter
 from probe.errors import ProbeError
-from probe.store import ShardWriter
 
 T = TypeVar("T")
 

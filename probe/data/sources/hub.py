@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from probe.data.sources.records import TaggedSentence, TextPair
 from probe.errors import ProbeError, unknown_name
-from probe.sources.records import TaggedSentence, TextPair
 
 if TYPE_CHECKING:
     import datasets

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from probe.data.sources.records import TaggedSentence
+from probe.data.sources.text import excerpt, read_lines
 from probe.errors import DataError
-from probe.sources.records import TaggedSentence
-from probe.sources.text import excerpt, read_lines
 
 N_COLUMNS = 10  # ID FORM LEMMA UPOS XPOS FEATS HEAD DEPREL DEPS MISC
 # ASCII digits only: `str.isdigit` accepts "²" and "١", which `int` then refuses or misreads.

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from probe.data.sources.records import TextPair
+from probe.data.sources.text import excerpt, fix_mojibake, read_lines
 from probe.errors import DataError
-from probe.sources.records import TextPair
-from probe.sources.text import excerpt, fix_mojibake, read_lines
 
 log = logging.getLogger(__name__)
 

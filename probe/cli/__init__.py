@@ -47,7 +47,7 @@ def _one_line(err: Exception) -> str:
 
 
 def _task_names() -> list[str]:
-    from probe.tasks import task_names
+    from probe.data.tasks import task_names
 
     return list(task_names())
 
@@ -140,7 +140,7 @@ def extraction_options(
 
 def _not_under_torchrun(command: str) -> None:
     """Probing fans out through --workers/--cluster; under torchrun every rank would redo it."""
-    from probe.ranks import current_rank
+    from probe.runtime.ranks import current_rank
 
     if current_rank().distributed:
         raise ProbeError(
@@ -151,8 +151,8 @@ def _not_under_torchrun(command: str) -> None:
 
 def extract_config(opts: dict[str, Any], **overrides: Any) -> Any:
     """Build the ExtractConfig every cache-reading command starts from."""
+    from probe.cache import default_cache_root
     from probe.extract import ExtractConfig
-    from probe.store import default_cache_root
 
     fields = dict(
         model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
@@ -197,7 +197,7 @@ def extract(**opts: Any) -> None:
         --langs all --shard-rows 200000
     """
     from probe.extract import extract as run_extract
-    from probe.ranks import current_rank
+    from probe.runtime.ranks import current_rank
 
     if not current_rank().is_main:  # one rank reports; the others only warn
         logging.getLogger("probe").setLevel(logging.WARNING)
@@ -485,8 +485,8 @@ def finetune(**opts: Any) -> None:  # fmt: skip
       probe finetune --task ner --model mbert --fuse-layer 8 --device cuda
     Prints and saves the main metric per language (results.csv/json, settings.json, summary.txt).
     """
+    from probe.cache import default_cache_root
     from probe.experiments.finetune import FinetuneConfig, run_finetune
-    from probe.store import default_cache_root
 
     config = FinetuneConfig(
         model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
@@ -564,7 +564,7 @@ def map_command(**opts: Any) -> None:
     with URIEL distances. Writes summary.txt, map.csv, correlation.csv, distances.csv,
     results.csv/json, map.png and transfer_vs_distance.png under --results-dir.
     """
-    from probe.crosslingual.alignment import NetConfig
+    from probe.analysis.crosslingual.alignment import NetConfig
     from probe.experiments.crosslingual_map import MapConfig, run_map
     from probe.experiments.parallel_signal import ParallelConfig
     from probe.train import TrainConfig
@@ -611,8 +611,8 @@ def _head_training(opts: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _dlfa_training(opts: dict[str, Any]) -> Any:
-    """DLFA's training defaults (probe.experiments.probes.DLFA_TRAINING) with the options."""
-    from probe.experiments.probes import DLFA_TRAINING
+    """DLFA's training defaults (probe.train.select.DLFA_TRAINING) with the options."""
+    from probe.train.select import DLFA_TRAINING
 
     overrides = {"seed": opts["seed"]}
     for name in ("lr", "max_epochs"):
@@ -892,12 +892,12 @@ def intermediate(**opts: Any) -> None:  # fmt: skip
                                  param_hint="--seeds") from None  # fmt: skip
     via = (opts["via"],)
     if opts["finetune_mode"]:
+        from probe.cache import default_cache_root
         from probe.experiments.finetune import FinetuneConfig
         from probe.experiments.intermediate_finetune import (
             IntermediateFinetuneConfig,
             run_intermediate_finetune,
         )
-        from probe.store import default_cache_root
 
         if schedules != ("sequential",):
             raise ProbeError("--finetune trains sets sequentially only: pass --schedule sequential")
@@ -947,8 +947,8 @@ def cache() -> None:
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 def cache_ls(cache_dir: Path | None) -> None:
     """List cached shards: model, task, language, split, rows, layers, size."""
-    from probe.inventory import list_shards
-    from probe.store import default_cache_root
+    from probe.cache import default_cache_root
+    from probe.cache.inventory import list_shards
 
     root = default_cache_root(cache_dir)
     rows = list_shards(root)
@@ -972,7 +972,7 @@ def cache_ls(cache_dir: Path | None) -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def cache_info(path: Path) -> None:
     """Show one shard's attributes and datasets."""
-    from probe.inventory import shard_info
+    from probe.cache.inventory import shard_info
 
     for line in shard_info(path):
         click.echo(line)
@@ -983,8 +983,8 @@ def cache_info(path: Path) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def cache_verify(cache_dir: Path | None, paths: tuple[Path, ...]) -> None:
     """Recompute every layer's checksum (all shards, or the given ones)."""
-    from probe.inventory import verify_shards
-    from probe.store import default_cache_root
+    from probe.cache import default_cache_root
+    from probe.cache.inventory import verify_shards
 
     bad = verify_shards(list(paths) or None, default_cache_root(cache_dir), echo=click.echo)
     if bad:
@@ -1008,7 +1008,7 @@ def cache_rm(paths: tuple[Path, ...], dry_run: bool) -> None:
       probe cache rm cache/minilm-0123456789abcdef/pos/de/test.h5
       probe cache rm --dry-run cache/minilm-0123456789abcdef
     """
-    from probe.inventory import plan_removal, remove
+    from probe.cache.inventory import plan_removal, remove
 
     plans = [plan_removal(path) for path in paths]  # every path checked before any removal
     for plan in plans:

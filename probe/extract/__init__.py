@@ -23,15 +23,22 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from probe import store
-from probe.background import ShardWrites, prefetch, trim_heap
+from probe import cache as store
+from probe.data.sources.records import TaggedSentence, TextPair
+from probe.data.tasks import (
+    Task,
+    default_data_dir,
+    expand_languages,
+    get_task,
+    local_files,
+    read_split,
+)
 from probe.errors import ProbeError
-from probe.faults import fault_point
+from probe.extract.background import ShardWrites, prefetch, trim_heap
 from probe.models import ModelRef, load_encoder, resolve_model, special_token_layout
-from probe.precision import autocast, cpu_threads, pick_compute_dtype, small_kernel_caches
-from probe.ranks import Rank, assign, current_rank, from_main, gather_all, process_group
-from probe.sources.records import TaggedSentence, TextPair
-from probe.tasks import Task, default_data_dir, expand_languages, get_task, local_files, read_split
+from probe.runtime.faults import fault_point
+from probe.runtime.precision import autocast, cpu_threads, pick_compute_dtype, small_kernel_caches
+from probe.runtime.ranks import Rank, assign, current_rank, from_main, gather_all, process_group
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -638,7 +645,7 @@ def plan_jobs(config: ExtractConfig) -> list[SplitJob]:
     if data_dir is None:
         raise ProbeError(
             "no data directory: pass --data-dir or set PROBE_DATA "
-            "(reading from the HF hub is available through probe.sources.hub when online)"
+            "(reading from the HF hub is available through probe.data.sources.hub when online)"
         )
     langs = expand_languages(task, config.langs, data_dir)
     if config.source:
@@ -699,7 +706,7 @@ def extract(config: ExtractConfig, progress: bool = True) -> ExtractReport:
     """Extract every requested split not already cached; return what was done and how fast.
 
     Under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) the ranks share the missing
-    shards, balanced by rows (`probe.ranks.assign`), and each writes its own with the usual
+    shards, balanced by rows (`probe.runtime.ranks.assign`), and each writes its own with the usual
     lock and atomic rename; every rank returns the merged report and rank 0 writes the
     manifest once all are done. A plain run is rank 0 of 1 and talks to nobody.
     """

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from probe.data.sources.records import TaggedSentence, TextPair
 from probe.errors import DataError, ProbeError, unknown_name
-from probe.sources.records import TaggedSentence, TextPair
 
 Level = Literal["word", "pair", "parallel"]
 Records = list[TaggedSentence] | list[TextPair]
@@ -139,14 +139,14 @@ def _tatoeba_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
 
 
 def _read_conllu(paths: tuple[Path, ...]) -> Records:
-    from probe.sources.conllu import read_conllu
+    from probe.data.sources.conllu import read_conllu
 
     return read_conllu(paths[0])
 
 
 def _read_columns(sep: str | None) -> Callable[[tuple[Path, ...]], Records]:
     def read(paths: tuple[Path, ...]) -> Records:
-        from probe.sources.columns import read_token_tag
+        from probe.data.sources.columns import read_token_tag
 
         return read_token_tag(paths[0], sep=sep)
 
@@ -155,7 +155,7 @@ def _read_columns(sep: str | None) -> Callable[[tuple[Path, ...]], Records]:
 
 def _read_pairs(layout: Literal["xnli", "pawsx"]) -> Callable[[tuple[Path, ...]], Records]:
     def read(paths: tuple[Path, ...]) -> Records:
-        from probe.sources.pairs import read_pair_tsv
+        from probe.data.sources.pairs import read_pair_tsv
 
         return read_pair_tsv(paths[0], layout)
 
@@ -164,7 +164,7 @@ def _read_pairs(layout: Literal["xnli", "pawsx"]) -> Callable[[tuple[Path, ...]]
 
 def _read_xnli(paths: tuple[Path, ...]) -> Records:
     """XTREME's English XNLI test file is unlabelled; its labels sit row-aligned in _myxnli."""
-    from probe.sources.pairs import attach_labels, read_pair_tsv
+    from probe.data.sources.pairs import attach_labels, read_pair_tsv
 
     pairs = read_pair_tsv(paths[0], "xnli")
     labels = paths[0].parent.parent / "_myxnli" / "my.genre.test.tsv"
@@ -182,7 +182,7 @@ def _pawsx_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
 
 
 def _read_parallel(paths: tuple[Path, ...]) -> Records:
-    from probe.sources.parallel import read_parallel
+    from probe.data.sources.parallel import read_parallel
 
     return read_parallel(paths[0], paths[1])
 
@@ -201,7 +201,7 @@ MASAKHANER_LANGS = "pcm swa hau ibo kin yor".split()
 
 
 def _tatoeba_langs() -> tuple[str, ...]:
-    from probe.sources.parallel import TATOEBA_LANGUAGES
+    from probe.data.sources.parallel import TATOEBA_LANGUAGES
 
     return tuple(TATOEBA_LANGUAGES)
 
@@ -396,7 +396,7 @@ def _word_line(path: Path, sent: TaggedSentence, word: int) -> int | None:
     is found by its `file:line` id or its `# sent_id` comment; CoNLL-U multiword-token and
     empty-node lines (`1-2`, `1.1`) are skipped as the reader skips them.
     """
-    from probe.sources.columns import read_lines
+    from probe.data.sources.columns import read_lines
 
     lines = read_lines(path)
     head, _, number = sent.sent_id.rpartition(":")

@@ -65,7 +65,7 @@ def resolve_model(name: str, cache_root: Path) -> ModelRef:
     if name == "minilm":
         path = minilm_dir()
     elif name == "me5-small":
-        from probe.me5 import ensure_me5_small
+        from probe.models.me5 import ensure_me5_small
 
         path = ensure_me5_small(cache_root)
     elif _looks_like_path(name):

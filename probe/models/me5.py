@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.locking import exclusive_lock
+from probe.runtime.locking import exclusive_lock
 
 if TYPE_CHECKING:
     import torch

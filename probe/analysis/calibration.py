@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.metrics import IGNORE_INDEX
+from probe.analysis.metrics import IGNORE_INDEX
 
 # float32 probabilities can underflow to 0; their log is clipped here instead of being -inf.
 _LOG_FLOOR = float(np.log(np.finfo(np.float32).tiny))

@@ -17,10 +17,10 @@ from typing import Any, Literal
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.experiments.splits import CachedSplit, layer_array
 from probe.heads.dlfa import DLFAHead
 from probe.heads.linear import LinearProbe
 from probe.train import TrainConfig, TrainResult, WordData, fit, predict_proba
+from probe.train.splits import CachedSplit, layer_array
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from probe.crosslingual.correlation import Correlation
-from probe.report import save_figure
+from probe.analysis.crosslingual.correlation import Correlation
+from probe.results.report import save_figure
 
 # curve name in the series -> (legend label, family); structural solid, cross-lingual dashed
 _CURVES: dict[str, tuple[str, str]] = {

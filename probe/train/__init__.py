@@ -60,9 +60,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from probe.analysis.metrics import IGNORE_INDEX
 from probe.errors import ProbeError
-from probe.metrics import IGNORE_INDEX
-from probe.precision import autocast, cpu_threads, pick_compute_dtype
+from probe.runtime.precision import autocast, cpu_threads, pick_compute_dtype
 
 log = logging.getLogger(__name__)
 

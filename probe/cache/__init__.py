@@ -27,10 +27,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe import __version__
+from probe._version import __version__
 from probe.errors import CacheError
-from probe.faults import fault_point
-from probe.locking import exclusive_lock
+from probe.runtime.faults import fault_point
+from probe.runtime.locking import exclusive_lock
 
 log = logging.getLogger(__name__)
 

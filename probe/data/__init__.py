@@ -1,0 +1,1 @@
+"""Stage 1, the data: tasks and their registry, source readers, languages and families."""

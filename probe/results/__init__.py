@@ -1,0 +1,1 @@
+"""The last stage: result rows and tables, provenance, run directories and plots."""
