@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.extraction import extract_config
+from benchmarks.extraction import extract_setup
 from benchmarks.harness import Settings, run_step
 
 
 def extraction_pass(settings: Settings, cache: str) -> dict[str, Any]:
     """Extract what `layers`/`grid` read (source train and dev splits, every eval split)."""
-    from probe.extract import extract
+    from probe.extract import ensure_cached
 
-    config = extract_config(settings, cache, splits=None)
-    source = _source(settings)
+    spec, request, options, paths = extract_setup(settings, cache, splits=None,
+                                                  source=_source(settings))  # fmt: skip
     began = time.perf_counter()
-    report = extract(replace(config, source=source), progress=False)
+    report = ensure_cached(spec, request, options, paths, progress=False).report
     return {
         "words": report.rows,
         "call_seconds": round(time.perf_counter() - began, 3),
@@ -40,9 +39,9 @@ def layers(settings: Settings, cache: str, results: str) -> dict[str, Any]:
     """`probe layers` with its defaults on the warm cache."""
     from probe.experiments.layers import LayersConfig, run_layers
 
-    config = replace(extract_config(settings, cache, splits=None), overwrite="missing")
+    config = LayersConfig(**_cache_fields(settings, cache), results_dir=Path(results))
     began = time.perf_counter()
-    result = run_layers(LayersConfig(extract=config, results_dir=Path(results)), progress=False)
+    result = run_layers(config, progress=False)
     seconds = time.perf_counter() - began
     if result.extract_seconds > 0.5 * seconds:
         raise RuntimeError(f"layers re-extracted ({result.extract_seconds:.1f} s): cache cold?")
@@ -57,8 +56,7 @@ def grid(settings: Settings, cache: str, results: str) -> dict[str, Any]:
     """`probe grid` with its defaults (DLFA, every (k, last) pair) on the warm cache."""
     from probe.experiments.grid import GridConfig, run_grid
 
-    config = replace(extract_config(settings, cache, splits=None), overwrite="missing")
-    grid_config = GridConfig(extract=config, results_dir=Path(results),
+    grid_config = GridConfig(**_cache_fields(settings, cache), results_dir=Path(results),
                              workers=settings.grid_workers)  # fmt: skip
     began = time.perf_counter()
     result = run_grid(grid_config, progress=False)
@@ -79,6 +77,14 @@ def _scores(rows: list[Any], head: str | None) -> dict[str, float]:
         for r in rows
         if r.metric == "accuracy" and (head is None or r.head == head)
     }
+
+
+def _cache_fields(settings: Settings, cache: str) -> dict[str, Any]:
+    """The cache part of a layers or grid config: the extraction pass's, reusing its shards."""
+    spec, request, options, paths = extract_setup(settings, cache, splits=None,
+                                                  overwrite="missing")  # fmt: skip
+    return {"spec": spec, "task": request.task, "langs": request.langs,
+            "max_sentences": request.max_sentences, "options": options, "paths": paths}  # fmt: skip
 
 
 def _source(settings: Settings) -> str:

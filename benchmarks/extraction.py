@@ -38,27 +38,32 @@ from benchmarks.harness import Settings, run_step
 TEST_SPLITS = ("test",)
 
 
-def extract_config(
+def extract_setup(
     settings: Settings,
     cache: str,
     *,
     langs: Sequence[str] = ("all",),
     splits: Sequence[str] | None = TEST_SPLITS,
+    source: str | None = None,
     max_sentences: int | None = None,
-) -> Any:
-    """The ExtractConfig of one measurement (a fresh cache, everything else from settings)."""
-    from probe.extract import ExtractConfig
+    block_bytes: int | None = None,
+    overwrite: str = "always",
+) -> tuple[Any, Any, Any, Any]:
+    """The (spec, request, options, paths) of one measurement: a fresh cache (rebuilt unless
+    `overwrite` says otherwise), everything else from settings."""
+    from probe.extract import CachePaths, ExtractOptions, ExtractRequest, ExtractSpec
 
-    config = ExtractConfig(
-        model=settings.model, task=settings.task, langs=tuple(langs),
-        splits=tuple(splits) if splits else None, device=settings.device,
-        compute_dtype=settings.compute_dtype, batch_tokens=settings.batch_tokens,
-        data_dir=Path(settings.data_dir), cache_root=Path(cache), overwrite="always",
-        max_sentences=max_sentences if max_sentences is not None else settings.max_sentences,
+    spec = ExtractSpec(settings.model, compute_dtype=settings.compute_dtype)
+    request = ExtractRequest(
+        settings.task, tuple(langs), tuple(splits) if splits else None, source,
+        max_sentences if max_sentences is not None else settings.max_sentences,
     )  # fmt: skip
-    if settings.block_bytes is not None:
-        config = replace(config, block_bytes=settings.block_bytes)
-    return config
+    options = ExtractOptions(device=settings.device, batch_tokens=settings.batch_tokens,
+                             overwrite=overwrite)  # fmt: skip
+    block = block_bytes if block_bytes is not None else settings.block_bytes
+    if block is not None:
+        options = replace(options, block_bytes=block)
+    return spec, request, options, CachePaths(Path(cache), Path(settings.data_dir))
 
 
 # --- the three ways -------------------------------------------------------------------------
@@ -73,15 +78,14 @@ def toolkit(
     block_bytes: int | None = None,
 ) -> dict[str, Any]:
     """(a) `probe extract` into a fresh cache; words/s over the shards' own time."""
-    from probe.extract import extract
+    from probe.extract import ensure_cached
 
-    config = extract_config(settings, cache, langs=langs, splits=splits,
-                            max_sentences=max_sentences)  # fmt: skip
-    if block_bytes is not None:
-        config = replace(config, block_bytes=block_bytes)
+    spec, request, options, paths = extract_setup(settings, cache, langs=langs, splits=splits,
+                                                  max_sentences=max_sentences,
+                                                  block_bytes=block_bytes)  # fmt: skip
     began = time.perf_counter()
     with gpu_sampler(settings.device) as utilisation:
-        report = extract(config, progress=False)
+        report = ensure_cached(spec, request, options, paths, progress=False).report
     wall = time.perf_counter() - began
     return {
         "words": report.rows,
@@ -91,7 +95,7 @@ def toolkit(
         "padding_waste": round(report.padding_waste, 4),
         "device": report.device,
         "compute_dtype": report.compute_dtype,
-        "batch_tokens": config.batch_tokens or (32768 if "cuda" in report.device else 4096),
+        "batch_tokens": options.batch_tokens or (32768 if "cuda" in report.device else 4096),
         "key": report.key,
         "gpu_utilisation": utilisation(),
     }
@@ -102,13 +106,14 @@ def naive(settings: Settings, out: str) -> dict[str, Any]:
     import h5py
     import torch
 
-    from probe.extract import pick_device, plan_jobs
+    from probe.extract.plan import plan_jobs
     from probe.models import load_encoder, resolve_model
+    from probe.runtime.device import resolve_device
 
-    config = extract_config(settings, str(Path(out).parent / "unused-cache"))
-    jobs = plan_jobs(config)
-    device = pick_device(settings.device)
-    model, tokenizer = load_encoder(resolve_model(settings.model, config.cache_root), str(device))
+    _, request, _, paths = extract_setup(settings, str(Path(out).parent / "unused-cache"))
+    jobs = plan_jobs(request, paths)
+    device = resolve_device(settings.device)
+    model, tokenizer = load_encoder(resolve_model(settings.model, paths.cache_root), str(device))
     model.float()
     limit = min(int(getattr(model.config, "max_position_embeddings", 512)), 512)
     words = truncated = 0
@@ -160,28 +165,35 @@ def forward_only(settings: Settings) -> dict[str, Any]:
 def _forward_only(settings: Settings) -> dict[str, Any]:
     import torch
 
-    from probe.extract import Encoder, pick_device, plan_jobs, shard_ranges
+    from probe.extract import Encoder
+    from probe.extract.batching import prepared as prepared_batches
+    from probe.extract.blocks import block_rows
+    from probe.extract.plan import plan_jobs, shard_ranges
     from probe.models import load_encoder, resolve_model
+    from probe.runtime.device import resolve_device
     from probe.runtime.precision import autocast, pick_compute_dtype
 
-    config = extract_config(settings, str(Path(settings.work_dir) / "unused-cache"))
-    jobs = plan_jobs(config)
-    device = pick_device(settings.device)
-    compute = pick_compute_dtype(config.compute_dtype, device)
-    model, tokenizer = load_encoder(resolve_model(settings.model, config.cache_root), str(device))
-    encoder = Encoder(model, tokenizer, device, compute, config.max_length, config.window_stride)
-    batch_tokens = config.batch_tokens or (32768 if device.type == "cuda" else 4096)
-    bytes_per_row = encoder.n_layers * encoder.hidden * np.dtype(config.dtype).itemsize
-    block_rows = max(1024, config.block_bytes // bytes_per_row)
+    spec, request, options, paths = extract_setup(
+        settings, str(Path(settings.work_dir) / "unused-cache")
+    )
+    jobs = plan_jobs(request, paths)
+    device = resolve_device(settings.device)
+    compute = pick_compute_dtype(spec.compute_dtype, device)
+    model, tokenizer = load_encoder(resolve_model(settings.model, paths.cache_root), str(device))
+    encoder = Encoder(model, tokenizer, device, compute, spec.max_length, spec.window_stride)
+    batch_tokens = options.batch_tokens or (32768 if device.type == "cuda" else 4096)
+    rows_per_block = block_rows(encoder.n_layers, encoder.hidden, spec.dtype,
+                                options.block_bytes, word_level=True)  # fmt: skip
     batches: list[dict[str, torch.Tensor]] = []
     words = tokens = real = 0
-    for job in jobs:  # the blocks and batches `extract` forms (see probe.extract._extract_shard)
+    for job in jobs:  # the blocks and batches extraction forms (probe.extract.blocks)
         per_record = job.rows_per_record
         words += sum(per_record)
-        for lo, hi in shard_ranges(per_record, block_rows):
-            units = encoder.word_units(job.records[lo:hi])
+        for lo, hi in shard_ranges(per_record, rows_per_block):
+            units = encoder.units.words(job.records[lo:hi])
             bases = [0] * len(units)  # output rows play no part here
-            for prepared in encoder.prepared(units, bases, config.pooling, batch_tokens):
+            for prepared in prepared_batches(units, bases, spec.pooling, batch_tokens,
+                                             encoder.units.pad_id):  # fmt: skip
                 tokens += prepared.tokens
                 real += prepared.tokens - prepared.pad_tokens
                 batches.append(_inputs(encoder, prepared))
@@ -325,7 +337,7 @@ def memory(settings: Settings) -> dict[str, Any]:
     # the comparison would set a run that never fills the pipeline against one that does.
     per_word = _bytes_per_word(settings)
     small_words = split["words"] * sizes[0] / max(split["sentences"], 1)
-    default = extract_config(settings, "unused").block_bytes
+    default = extract_setup(settings, "unused")[2].block_bytes
     block_bytes = settings.block_bytes or int(min(default, max(small_words * per_word / 4,
                                                                 4 << 20)))  # fmt: skip
     # A peak is one high-water mark, moved tens of MB by thread timing (which block is being
@@ -387,8 +399,9 @@ def long_sentence_data(settings: Settings, root: Path, n_words: int) -> dict[str
     The words are the task's source-language evaluation split (EWT test for `pos`), in file
     order, repeated from the start where the split has fewer words.
     """
+    from probe.data.catalogue import UPOS
     from probe.data.sources.records import TaggedSentence
-    from probe.data.tasks import UPOS, get_task, read_split
+    from probe.data.tasks import get_task, read_split
 
     task = get_task(settings.task)
     lang = task.default_source

@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PROBE_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own default cache root and file-hash memo under its tmp dir, and
+    no data directory from the environment: nothing a test writes or reads by default can
+    leak into another test, the developer's ./cache or ~/.cache."""
+    monkeypatch.setenv("PROBE_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.setenv("PROBE_HASH_MEMO", str(tmp_path / "hash-memo.json"))
+    monkeypatch.delenv("PROBE_DATA", raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only real data in ../shared/data; tests that need it skip loudly without it."""

@@ -21,7 +21,14 @@ import transformers  # noqa: F401  (preloaded in the forkserver)
 from transformers import BertModel  # noqa: F401
 
 from probe.errors import ProbeError
-from probe.extract import ExtractConfig, extract
+from probe.extract import (
+    CachePaths,
+    ExtractOptions,
+    ExtractReport,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
 
 SHARD_ROWS = 1100  # words per shard: a few shards per split
 BLOCK_BYTES = 1  # smallest block (1024 words): shards of 1100 words take two writes
@@ -39,14 +46,14 @@ def corpus(n_sentences: int, seed: int) -> list[list[str]]:
     ]
 
 
-def extract_config(cache_root: Path, data_dir: Path, model: Path, **kw: Any) -> ExtractConfig:
-    base: dict[str, Any] = dict(
-        model=str(model), task="pos", langs=("en",), data_dir=data_dir, cache_root=cache_root,
-        compute_dtype="float32", dtype="float16", device="cpu", batch_tokens=512,
-        shard_rows=SHARD_ROWS, block_bytes=BLOCK_BYTES,
-    )  # fmt: skip
-    base.update(kw)
-    return ExtractConfig(**base)
+def extract(cache_root: Path, data_dir: Path, model: Path) -> ExtractReport:
+    """The children's one extraction: English `pos`, small shards and blocks, on the CPU."""
+    spec = ExtractSpec(str(model), compute_dtype="float32", dtype="float16")
+    options = ExtractOptions(device="cpu", batch_tokens=512, shard_rows=SHARD_ROWS,
+                             block_bytes=BLOCK_BYTES)  # fmt: skip
+    request = ExtractRequest("pos", ("en",))
+    return ensure_cached(spec, request, options, CachePaths(cache_root, data_dir),
+                         progress=False).report  # fmt: skip
 
 
 def run_extract(
@@ -74,9 +81,9 @@ def run_extract(
     if unlocked:
         import contextlib
 
-        from probe import cache as store
+        from probe.cache import writer
 
-        store.shard_lock = lambda path: contextlib.nullcontext()  # type: ignore[assignment,return-value]
+        writer.shard_lock = lambda path: contextlib.nullcontext()  # type: ignore[assignment,return-value]
     if not reserve:
         del os.posix_fallocate
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -84,7 +91,7 @@ def run_extract(
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write, don't kill the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, hard))
     try:
-        report = extract(extract_config(Path(cache_root), Path(data_dir), Path(model)), False)
+        report = extract(Path(cache_root), Path(data_dir), Path(model))
         out: dict[str, Any] = {
             "ok": True,
             "key": report.key,

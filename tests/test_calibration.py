@@ -19,9 +19,8 @@ from probe.analysis.calibration import (
 from probe.analysis.metrics import expected_calibration_error
 from probe.errors import ProbeError
 from probe.experiments.calibration import CalibrationConfig, run_calibration
-from probe.extract import ExtractConfig
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, TAGS
+from tests.test_extract import SENTENCES, TAGS, cache_fields
 
 # --- a tiny UD data directory with chosen treebanks and sentence ids --------------------------
 
@@ -144,12 +143,9 @@ CALIBRATION_DATA = {
 
 def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> CalibrationConfig:
     make_treebanks(tmp_path / "data", CALIBRATION_DATA)
-    ex = ExtractConfig(
-        model=str(tiny_bert), task="pos", langs=("en", "tr"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
+    ex = cache_fields(tmp_path, tiny_bert, langs=("en", "tr"), compute_dtype="float32")
     base: dict[str, object] = dict(
-        extract=ex, pooled=("en", "de", "fr"), fuse_layer=1, results_dir=tmp_path / "res",
+        **ex, pooled=("en", "de", "fr"), fuse_layer=1, results_dir=tmp_path / "res",
         train=TrainConfig(max_epochs=3), dlfa_train=TrainConfig(max_epochs=2, lr=2e-3),
     )  # fmt: skip
     base.update(kw)

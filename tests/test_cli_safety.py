@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from probe import cache as store
+from probe.cache import schema
 from probe.cache.inventory import plan_removal
 from probe.cli import cli
 from probe.errors import CacheError
-from probe.extract import extract
-from tests.test_extract import config, make_ud
+from tests.test_extract import config, extract, make_ud
 
 
 @pytest.fixture(scope="module")
@@ -234,11 +234,11 @@ def test_log_lines_go_above_progress_bars(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(tqdm.tqdm, "write", classmethod(lambda cls, s, **kw: written.append(s)))
     _configure_logging(0)
     logging.getLogger("probe.experiments").info("extracting")
-    logging.getLogger("probe.train").info("trained LinearProbe")  # per-job: -v only
+    logging.getLogger("probe.train.loop").info("trained LinearProbe")  # per-job: -v only
     assert written == ["INFO probe.experiments: extracting"]
     _configure_logging(1)
-    logging.getLogger("probe.train").info("trained LinearProbe")
-    assert written[-1] == "INFO probe.train: trained LinearProbe"
+    logging.getLogger("probe.train.loop").info("trained LinearProbe")
+    assert written[-1] == "INFO probe.train.loop: trained LinearProbe"
     _configure_logging(0)
 
 
@@ -246,9 +246,9 @@ def test_a_new_extractor_version_is_a_new_key_and_is_recorded(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_bert: Path, ud: Path
 ) -> None:
     first = extract(config(tmp_path, tiny_bert, langs=("de",)), progress=False)
-    monkeypatch.setattr(store, "EXTRACTOR_VERSION", store.EXTRACTOR_VERSION + 1)
+    monkeypatch.setattr(schema, "EXTRACTOR_VERSION", schema.EXTRACTOR_VERSION + 1)
     second = extract(config(tmp_path, tiny_bert, langs=("de",)), progress=False)
     assert second.key != first.key
     assert second.extracted, "shards of the old extractor must not be reused"
     with store.open_shard(second.cache_dir / "pos/de/test.h5") as shard:
-        assert shard.attrs["extractor_version"] == store.EXTRACTOR_VERSION
+        assert shard.attrs["extractor_version"] == schema.EXTRACTOR_VERSION

@@ -281,13 +281,10 @@ def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
     """Each side is encoded on its own and averaged over its subword tokens, [CLS] and [SEP]
     excluded (XTREME's mean pooling with --pool_skip_special_token)."""
     from probe.cache import SplitReader
-    from probe.extract import ExtractConfig, extract
+    from tests.test_extract import config, extract
 
     make_tatoeba(tmp_path / "data")
-    ex = ExtractConfig(model=str(tiny_bert), task="tatoeba", langs=("deu",),
-                       data_dir=tmp_path / "data", cache_root=tmp_path / "cache",
-                       compute_dtype="float32", dtype="float32")  # fmt: skip
-    report = extract(ex, progress=False)
+    report = extract(config(tmp_path, tiny_bert, task="tatoeba", langs=("deu",)), progress=False)
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     model = AutoModel.from_pretrained(tiny_bert).eval()
     with SplitReader.open(tmp_path / "cache", report.key, "tatoeba", "deu", "test") as reader:
@@ -306,15 +303,13 @@ def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
 def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     from probe.experiments.crosslingual_map import MapConfig, run_map
     from probe.experiments.parallel_signal import ParallelConfig
-    from probe.extract import ExtractConfig
     from probe.train import TrainConfig
-    from tests.test_extract import SENTENCES, make_ud
+    from tests.test_extract import SENTENCES, cache_fields, make_ud
 
     data = make_ud(tmp_path / "data", SENTENCES * 4)
     make_tatoeba(data)
-    ex = ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=data,
-                       cache_root=tmp_path / "cache", compute_dtype="float32")  # fmt: skip
-    config = MapConfig(extract=ex, results_dir=tmp_path / "results",
+    ex = cache_fields(tmp_path, tiny_bert, data_dir=data, compute_dtype="float32")
+    config = MapConfig(**ex, results_dir=tmp_path / "results",
                        train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
                        parallel=ParallelConfig(net=NetConfig(steps=20)))  # fmt: skip
     threads = torch.get_num_threads()
@@ -355,12 +350,11 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
 def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert: Path) -> None:
     from probe.experiments.crosslingual_map import MapConfig, run_map
     from probe.experiments.parallel_signal import ParallelConfig
-    from probe.extract import ExtractConfig
+    from tests.test_extract import cache_fields
 
-    ex = ExtractConfig(model=str(tiny_bert), task="tatoeba", data_dir=tmp_path,
-                       cache_root=tmp_path / "cache")  # fmt: skip
+    ex = cache_fields(tmp_path, tiny_bert, task="tatoeba", langs=("all",), data_dir=tmp_path)
     with pytest.raises(ProbeError, match="task with labels"):
-        run_map(MapConfig(extract=ex), progress=False)
+        run_map(MapConfig(**ex), progress=False)
     with pytest.raises(ProbeError, match="fit fraction"):
         ParallelConfig(fit_fraction=1.0)
 
@@ -369,13 +363,12 @@ def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert:
 def test_map_real_minilm_small(tmp_path: Path, shared_data: Path) -> None:
     """The real MiniLM on 40 sentences/pairs per split: every curve is present and sane."""
     from probe.experiments.crosslingual_map import MapConfig, run_map
-    from probe.extract import ExtractConfig
     from probe.train import TrainConfig
+    from tests.test_extract import cache_fields
 
     n = 40
-    ex = ExtractConfig(model="minilm", task="pos", langs=("en", "de"), data_dir=shared_data,
-                       cache_root=tmp_path / "cache", max_sentences=n)  # fmt: skip
-    result = run_map(MapConfig(extract=ex, results_dir=tmp_path / "res", extra_parallel=("tr",),
+    ex = cache_fields(tmp_path, "minilm", data_dir=shared_data, max_sentences=n)
+    result = run_map(MapConfig(**ex, results_dir=tmp_path / "res", extra_parallel=("tr",),
                                train=TrainConfig(max_epochs=3)), progress=False)  # fmt: skip
     retrieval = {(r.layer, r.lang): r.value for r in result.rows
                  if r.head == "retrieval" and r.metric == "mean"}  # fmt: skip

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -16,10 +15,10 @@ import pytest
 import torch
 
 from probe.errors import ProbeError
-from probe.extract import ExtractConfig, extract, rank_device
+from probe.runtime.device import resolve_device
 from probe.runtime.ranks import Rank, assign, current_rank, from_main, gather_all
 from tests.conftest import REPO
-from tests.test_extract import SENTENCES, make_ud
+from tests.test_extract import SENTENCES, Setup, config, extract, make_ud
 
 
 def test_rank_from_environment() -> None:
@@ -47,17 +46,16 @@ def test_single_process_needs_no_group_and_bad_launch_fails_clearly(
 ) -> None:
     alone = Rank()
     assert from_main(alone, lambda: 42) == 42 and gather_all(alone, "x") == ["x"]
-    assert str(rank_device("cpu", Rank(1, 2, 1))) == "cpu"
+    assert str(resolve_device("cpu", Rank(1, 2, 1))) == "cpu"
     with pytest.raises(ProbeError, match="every rank picks its own"):
-        rank_device("cuda:1", Rank(1, 2, 1))
+        resolve_device("cuda:1", Rank(1, 2, 1))
     make_ud(tmp_path / "data")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("MASTER_ADDR", raising=False)
-    config = ExtractConfig(model=str(tiny_bert), task="pos", langs=("en",),
-                           data_dir=tmp_path / "data", cache_root=tmp_path / "cache")  # fmt: skip
+    setup = config(tmp_path, tiny_bert, langs=("en",), compute_dtype="auto", dtype="float16")
     with pytest.raises(ProbeError, match="torchrun"):
-        extract(config, progress=False)
+        extract(setup, progress=False)
 
 
 def _shards(root: Path) -> dict[str, Path]:
@@ -92,9 +90,10 @@ def test_torchrun_two_ranks_equal_one_process(
     tmp_path: Path, tiny_bert: Path, request: pytest.FixtureRequest
 ) -> None:
     make_ud(tmp_path / "data", SENTENCES * 3)
-    base = ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"),
-                         data_dir=tmp_path / "data", compute_dtype="float32", dtype="float32",
-                         shard_rows=20)  # fmt: skip
+
+    def base(cache_root: Path) -> Setup:
+        return config(tmp_path, tiny_bert, cache_root=cache_root, shard_rows=20)
+
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "-m", "probe.cli", "extract", "--model", str(tiny_bert), "--task", "pos",
@@ -119,7 +118,7 @@ def test_torchrun_two_ranks_equal_one_process(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     request.addfinalizer(lambda: torch.set_num_threads(threads))
-    single = extract(replace(base, cache_root=tmp_path / "single"), progress=False)
+    single = extract(base(tmp_path / "single"), progress=False)
     ranks_dir = tmp_path / "ranks" / single.key
     got, want = _shards(ranks_dir), _shards(single.cache_dir)
     assert len(want) >= 8 and got.keys() == want.keys()  # several shards per split
@@ -130,11 +129,11 @@ def test_torchrun_two_ranks_equal_one_process(
     assert sorted(manifest["shards"]) == sorted(want)
 
     # A rerun with another world size (1) finds every shard complete ...
-    rerun = extract(replace(base, cache_root=tmp_path / "ranks"), progress=False)
+    rerun = extract(base(tmp_path / "ranks"), progress=False)
     assert rerun.key == single.key and not rerun.extracted and len(rerun.shards) == len(want)
     # ... and rebuilds exactly the one that went missing.
     lost = sorted(want)[3]
     (ranks_dir / lost).unlink()
-    again = extract(replace(base, cache_root=tmp_path / "ranks"), progress=False)
+    again = extract(base(tmp_path / "ranks"), progress=False)
     assert [s.path.relative_to(ranks_dir).as_posix() for s in again.extracted] == [lost]
     _assert_identical(want[lost], ranks_dir / lost)

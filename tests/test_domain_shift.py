@@ -10,10 +10,11 @@ from probe import cache as store
 from probe.data.tasks import get_task
 from probe.errors import ProbeError
 from probe.experiments.domain_shift import DomainShiftConfig, drops, run_domain_shift
-from probe.extract import ExtractConfig, extract
 from probe.results.report import Row
+from probe.runtime.fileid import files_sha256
 from probe.train import TrainConfig
 from tests.test_calibration import make_treebanks
+from tests.test_extract import cache_fields, config, extract
 
 EWT = ["email-a-", "reviews-b-"]  # EWT ids encode the genre
 DATA = {
@@ -31,12 +32,9 @@ DATA = {
 
 def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> DomainShiftConfig:
     make_treebanks(tmp_path / "data", DATA)
-    ex = ExtractConfig(
-        model=str(tiny_bert), task="pos", langs=("all",), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
+    ex = cache_fields(tmp_path, tiny_bert, langs=("all",), compute_dtype="float32")
     base: dict[str, object] = dict(
-        extract=ex, fuse_layer=1, results_dir=tmp_path / "res", train=TrainConfig(max_epochs=3),
+        **ex, fuse_layer=1, results_dir=tmp_path / "res", train=TrainConfig(max_epochs=3),
         dlfa_train=TrainConfig(max_epochs=2, lr=2e-3), low_resource_words=120,
     )  # fmt: skip
     base.update(kw)
@@ -103,7 +101,7 @@ def test_domain_shift_best_k_picks_lowest_dev_loss(tmp_path: Path, tiny_bert: Pa
     cfg = _config(tmp_path, tiny_bert, fuse_layer="best", genres=False)
     from dataclasses import replace
 
-    cfg = replace(cfg, extract=replace(cfg.extract, langs=("de",)))
+    cfg = replace(cfg, langs=("de",))
     result = run_domain_shift(cfg, progress=False)
     losses = {r.layer: r.value for r in result.rows if r.metric == "dev_loss"}
     assert set(losses) == {"0,2", "1,2"}
@@ -120,22 +118,21 @@ def test_domain_shift_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> Non
     from dataclasses import replace
 
     with pytest.raises(ProbeError, match="out-of-domain corpus"):
-        run_domain_shift(replace(cfg, extract=replace(cfg.extract, langs=("es",))),
-                         progress=False)  # fmt: skip
+        run_domain_shift(replace(cfg, langs=("es",)), progress=False)
 
 
 def test_new_corpus_is_cached_as_its_own_task(tmp_path: Path, tiny_bert: Path) -> None:
     """pos-pud shards live beside pos's, carry the PUD file's hash, and a changed PUD file
     is re-extracted (never served from the old cache)."""
     data = make_treebanks(tmp_path / "data", DATA)
-    ex = ExtractConfig(model=str(tiny_bert), task="pos-pud", langs=("en",), data_dir=data,
-                       cache_root=tmp_path / "cache", compute_dtype="float32")  # fmt: skip
+    ex = config(tmp_path, tiny_bert, task="pos-pud", langs=("en",), data_dir=data,
+                dtype="float16")  # fmt: skip
     first = extract(ex, progress=False)
     (shard,) = first.shards
     assert shard.path.parts[-3:] == ("pos-pud", "en", "test.h5")
     pud = data / "ud" / "UD_English-PUD" / "en_pud-ud-test.conllu"
     with store.open_shard(shard.path) as opened:
-        assert opened.attrs["source_hash"] == store.file_sha256([pud])
+        assert opened.attrs["source_hash"] == files_sha256([pud])
     assert all(s.skipped for s in extract(ex, progress=False).shards)
     pud.write_text(pud.read_text().replace("\tdog\t", "\tcat\t"), encoding="utf-8")
     assert not any(s.skipped for s in extract(ex, progress=False).shards)

@@ -4,7 +4,9 @@ resume after a crash, and cache invalidation when the source changes."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,18 @@ from transformers import AutoModel, AutoTokenizer
 from probe import cache as store
 from probe.cache import SplitReader, open_shard
 from probe.errors import DataError, ProbeError
-from probe.extract import Encoder, ExtractConfig, _window_owners, extract, shard_ranges
+from probe.extract import (
+    CachePaths,
+    Encoder,
+    ExtractOptions,
+    ExtractReport,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
+from probe.extract.batching import split
+from probe.extract.plan import shard_ranges
+from probe.extract.windows import window_owners
 
 SENTENCES = [
     ["the", "dog", "ran", "to", "the", "house", "."],
@@ -51,13 +64,54 @@ def make_ud(root: Path, sentences: list[list[str]] = SENTENCES) -> Path:
     return root
 
 
-def config(tmp_path: Path, tiny_bert: Path, **kw: object) -> ExtractConfig:
+@dataclass(frozen=True)
+class Setup:
+    """One extraction as the tests state it: the four parts `ensure_cached` takes."""
+
+    spec: ExtractSpec
+    request: ExtractRequest
+    options: ExtractOptions
+    paths: CachePaths
+
+
+def _parts(kinds: tuple[type, ...], given: dict[str, object]) -> list[object]:
+    """One value of each kind, each from the keywords named like its fields."""
+    parts = []
+    for kind in kinds:
+        names = {f.name for f in fields(kind)}
+        parts.append(kind(**{k: v for k, v in given.items() if k in names}))
+    return parts
+
+
+def config(tmp_path: Path, tiny_bert: Path | str, **kw: object) -> Setup:
+    """Every keyword goes to the part that owns a field of its name."""
     base: dict[str, object] = dict(
         model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
         cache_root=tmp_path / "cache", compute_dtype="float32", dtype="float32",
     )  # fmt: skip
     base.update(kw)
-    return ExtractConfig(**base)  # type: ignore[arg-type]
+    return Setup(*_parts((ExtractSpec, ExtractRequest, ExtractOptions, CachePaths), base))
+
+
+def cache_fields(tmp_path: Path, model: Path | str, **kw: Any) -> dict[str, Any]:
+    """An experiment config's cache part: `spec`, `options`, `paths` and the selection
+    (`task`, `langs`, `max_sentences`), from keywords named like their fields. Defaults:
+    pos in en and de, data under tmp_path/data, the cache under tmp_path/cache."""
+    base: dict[str, object] = dict(
+        model=str(model), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache",
+    )  # fmt: skip
+    base.update(kw)
+    spec, options, paths = _parts((ExtractSpec, ExtractOptions, CachePaths), base)
+    selection = {k: base[k] for k in ("task", "langs", "max_sentences") if k in base}
+    return {"spec": spec, "options": options, "paths": paths, **selection}
+
+
+def extract(setup: Setup, progress: bool = False) -> ExtractReport:
+    """`ensure_cached` for one setup; the tests read its report."""
+    return ensure_cached(
+        setup.spec, setup.request, setup.options, setup.paths, progress=progress
+    ).report
 
 
 @pytest.fixture()
@@ -156,7 +210,7 @@ def test_window_ownership_covers_every_subword_once(tiny_bert: Path) -> None:
     model = AutoModel.from_pretrained(tiny_bert).eval()
     enc = Encoder(model, tok, torch.device("cpu"), torch.float32, 16, None)
     ids = np.arange(100, 137)
-    unit = enc._windowed(ids, np.arange(37), 37)
+    unit = enc.units.windowed(ids, np.arange(37), 37)
     assert len(unit.windows) > 2 and all(len(w) <= 16 for w in unit.windows)
     owned = np.concatenate([t[t >= 0] for t in unit.targets])
     assert sorted(owned.tolist()) == list(range(37))
@@ -179,7 +233,7 @@ def test_window_owners_equal_scoring_every_window(window: int, stride: int) -> N
         starts = [0]
         while starts[-1] + window < n:
             starts.append(min(starts[-1] + stride, n - window))
-        got = _window_owners(np.asarray(starts), window, n)
+        got = window_owners(np.asarray(starts), window, n)
         np.testing.assert_array_equal(got, _owners_by_scoring_every_window(starts, window, n))
 
 
@@ -191,9 +245,9 @@ def test_split_keeps_every_word_in_one_piece(tiny_bert: Path) -> None:
     # words of 1 to 4 subwords, so some straddle the boundary between two windows' rows
     sizes = np.resize([1, 3, 2, 4, 1, 1], 150)
     word_ids = np.repeat(np.arange(len(sizes)), sizes)
-    unit = enc._windowed(np.arange(len(word_ids)) + 100, word_ids, len(sizes))
+    unit = enc.units.windowed(np.arange(len(word_ids)) + 100, word_ids, len(sizes))
     budget = 3 * unit.width
-    pieces = enc.split(unit, budget)
+    pieces = split(unit, budget)
     assert len(pieces) > 3
     windows = [w for p in pieces for w in p.windows]
     assert all(a is b for a, b in zip(windows, unit.windows, strict=True))  # in order, all
@@ -203,7 +257,7 @@ def test_split_keeps_every_word_in_one_piece(tiny_bert: Path) -> None:
     assert sum(p.progress for p in pieces) == unit.progress
     sizes_seen = {len(p.windows) for p in pieces[:-1]}
     assert 3 in sizes_seen and sizes_seen - {3}  # some cuts moved off a straddling word
-    assert enc.split(unit, len(unit.windows) * unit.width) == [unit]
+    assert split(unit, len(unit.windows) * unit.width) == [unit]
 
 
 @pytest.mark.parametrize("pooling", ["first", "mean", "last"])
@@ -248,7 +302,7 @@ def test_rerun_makes_no_encoder_call(
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the encoder must not be loaded for a cached run")
 
-    monkeypatch.setattr("probe.extract.load_encoder", boom)
+    monkeypatch.setattr("probe.extract.run.load_encoder", boom)
     second = extract(config(tmp_path, tiny_bert), progress=False)
     assert second.key == first.key and not second.extracted and len(second.shards) == 3
 
@@ -299,10 +353,10 @@ def test_changed_source_is_re_extracted(tmp_path: Path, tiny_bert: Path, data: P
      ("window_stride", 7), ("format_version", 99), ("model_identity", "other")],
 )  # fmt: skip
 def test_cache_key_changes_with_every_field(field: str, value: object) -> None:
-    base = store.ExtractionSpec("abc", "first", 512, 0, "float16", "float32", slug="m")
-    changed = store.ExtractionSpec(**{**base.__dict__, field: value})
+    base = store.CacheSpec("abc", "first", 512, 0, "float16", "float32", slug="m")
+    changed = store.CacheSpec(**{**base.__dict__, field: value})
     assert changed.key() != base.key()
-    assert store.ExtractionSpec(**base.__dict__).key() == base.key()
+    assert store.CacheSpec(**base.__dict__).key() == base.key()
 
 
 def test_changed_model_weights_change_the_key(tmp_path: Path, tiny_bert: Path, data: Path) -> None:

@@ -9,9 +9,8 @@ import pytest
 from probe.data.languages import same_family
 from probe.errors import ProbeError
 from probe.experiments.grid import GridConfig, parse_pairs, run_grid
-from probe.extract import ExtractConfig
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, make_ud
+from tests.test_extract import SENTENCES, cache_fields, make_ud
 
 
 def test_parse_pairs() -> None:
@@ -34,11 +33,8 @@ def test_families() -> None:
 @pytest.mark.parametrize("head, workers", [("dlfa", 1), ("concat", 2)])
 def test_grid_end_to_end_tiny(tmp_path: Path, tiny_bert: Path, head: str, workers: int) -> None:
     make_ud(tmp_path / "data", SENTENCES * 4)
-    ex = ExtractConfig(
-        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
-    config = GridConfig(extract=ex, head=head, workers=workers, results_dir=tmp_path / "res",
+    ex = cache_fields(tmp_path, tiny_bert, compute_dtype="float32")
+    config = GridConfig(**ex, head=head, workers=workers, results_dir=tmp_path / "res",
                         train=TrainConfig(max_epochs=2))  # fmt: skip
     result = run_grid(config, progress=False)
     pairs = {r.layer for r in result.rows if r.metric == "accuracy"}
@@ -55,20 +51,18 @@ def test_grid_end_to_end_tiny(tmp_path: Path, tiny_bert: Path, head: str, worker
 
 
 def test_grid_rejects_sentence_tasks(tmp_path: Path, tiny_bert: Path) -> None:
-    ex = ExtractConfig(model=str(tiny_bert), task="xnli", data_dir=tmp_path, cache_root=tmp_path)
+    ex = cache_fields(tmp_path, tiny_bert, task="xnli", langs=("all",), data_dir=tmp_path,
+                      cache_root=tmp_path)  # fmt: skip
     with pytest.raises(ProbeError, match="token-level"):
-        run_grid(GridConfig(extract=ex), progress=False)
+        run_grid(GridConfig(**ex), progress=False)
 
 
 def test_grid_workers_give_the_same_numbers(tmp_path: Path, tiny_bert: Path) -> None:
     make_ud(tmp_path / "data", SENTENCES * 4)
-    ex = ExtractConfig(
-        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
+    ex = cache_fields(tmp_path, tiny_bert, compute_dtype="float32")
     runs = []
     for workers in (1, 2):
-        config = GridConfig(extract=ex, workers=workers, results_dir=tmp_path / f"r{workers}",
+        config = GridConfig(**ex, workers=workers, results_dir=tmp_path / f"r{workers}",
                             train=TrainConfig(max_epochs=2))  # fmt: skip
         runs.append(sorted((r.head, r.layer, r.lang, r.metric, r.value)
                            for r in run_grid(config, progress=False).rows))  # fmt: skip

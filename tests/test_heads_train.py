@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import probe.train as train_module
+import probe.train.optim as optim_module
 from probe.errors import ProbeError
 from probe.heads.linear import LinearProbe, PairLinearProbe, pair_features
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMix, ScalarMixProbe
@@ -365,13 +365,13 @@ def test_linear_schedule_lowers_the_rate_each_epoch(
 ) -> None:
     train, dev = words
     seen: list[float] = []
-    step = train_module.AdamW.step
+    step = optim_module.AdamW.step
 
-    def spy(self: train_module.AdamW) -> None:
+    def spy(self: optim_module.AdamW) -> None:
         seen.append(self.lr)
         step(self)
 
-    monkeypatch.setattr(train_module.AdamW, "step", spy)
+    monkeypatch.setattr(optim_module.AdamW, "step", spy)
     config = TrainConfig(lr=0.1, batch_size=10_000, max_epochs=4, patience=10,
                          schedule="linear", device="cpu")  # fmt: skip
     fit(LinearProbe(HIDDEN, CLASSES), train.words(0), dev.words(0), config)

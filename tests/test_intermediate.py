@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from torch import Tensor
 
 from probe.cli import cli
-from probe.data import tasks
-from probe.data.tasks import get_task
+from probe.data.tasks import TASKS, get_task
 from probe.errors import ProbeError
 from probe.experiments.grid import GridConfig, _PairJob, family_gains, run_pair
 from probe.experiments.intermediate import (
@@ -27,12 +26,11 @@ from probe.experiments.intermediate import (
     resolve_via,
     run_intermediate,
 )
-from probe.extract import ExtractConfig
 from probe.heads.multitask import Body, MLPBody, TaskHead
 from probe.results.report import Row
 from probe.train import PairData, TrainConfig, WordData
 from probe.train.schedules import MixedFeed, StageData, run_schedule, train_stage
-from tests.test_extract import SENTENCES, make_ud
+from tests.test_extract import SENTENCES, cache_fields, make_ud
 
 UDPOS_TAGS = ["DET", "NOUN", "VERB", "ADP"]
 
@@ -83,15 +81,13 @@ def test_plan_configurations() -> None:
         plan_configurations(("a",), None, ("interleaved",))
 
 
-def test_resolve_via_all_is_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_via_all_is_the_registry(tmp_path: Path) -> None:
     data = make_data(tmp_path)
     pos = get_task("pos")
     assert resolve_via(("all",), pos, data) == ("udpos", "pawsx")  # what has data, not pos
     # A new task needs only its registry entry to serve as an intermediate task.
-    monkeypatch.setitem(
-        tasks._REGISTRY, "udpos-copy", replace(get_task("udpos"), name="udpos-copy")
-    )
-    assert "udpos-copy" in resolve_via(("all",), pos, data)
+    with TASKS.override("udpos-copy", replace(get_task("udpos"), name="udpos-copy")):
+        assert "udpos-copy" in resolve_via(("all",), pos, data)
     assert resolve_via(("udpos,pawsx",), pos, data) == ("udpos", "pawsx")
     with pytest.raises(ProbeError, match="Did you mean 'udpos'"):
         resolve_via(("udpso",), pos, data)
@@ -239,23 +235,22 @@ def test_gains_per_language_family_and_seed_spread() -> None:
 # --- end to end on the tiny BERT ----------------------------------------------------------
 
 
-def _extract_config(tmp_path: Path, tiny_bert: Path) -> ExtractConfig:
-    return ExtractConfig(model=str(tiny_bert), task="pos", langs=("en", "de"),
-                         data_dir=make_data(tmp_path / "data"), cache_root=tmp_path / "cache",
-                         compute_dtype="float32")  # fmt: skip
+def _extract_config(tmp_path: Path, tiny_bert: Path) -> dict[str, Any]:
+    return cache_fields(tmp_path, tiny_bert, data_dir=make_data(tmp_path / "data"),
+                        compute_dtype="float32")  # fmt: skip
 
 
 def test_none_equals_the_grids_dlfa_cell(tmp_path: Path, tiny_bert: Path) -> None:
     """With the dlfa body, 'none' is plain training of the grid's DLFA head: same numbers."""
     ex = _extract_config(tmp_path, tiny_bert)
     train = TrainConfig(lr=2e-3, max_epochs=3)
-    config = IntermediateConfig(extract=ex, via=("udpos",), body="dlfa", layer=1, train=train,
+    config = IntermediateConfig(**ex, via=("udpos",), body="dlfa", layer=1, train=train,
                                 results_dir=tmp_path / "res")  # fmt: skip
     result = run_intermediate(config, progress=False)
     ours = {(r.lang, r.metric): r.value for r in result.rows if r.layer == "none"}
     key = result.directory.parent.name
-    job = _PairJob("pos", ex.cache_root, key, "en", ("en", "de"), (1, 2),
-                   GridConfig(extract=ex, train=train))  # fmt: skip
+    job = _PairJob("pos", ex["paths"].cache_root, key, "en", ("en", "de"), (1, 2),
+                   GridConfig(**ex, train=train))  # fmt: skip
     grid = {(r.lang, r.metric): r.value for r in run_pair(job)}
     for lang in ("en", "de"):
         assert ours[(lang, "accuracy")] == grid[(lang, "accuracy")]

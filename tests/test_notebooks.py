@@ -26,21 +26,20 @@ LAYER = 3
 def layers_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
     """A minilm POS cache for en and de and the `probe layers` results computed from it."""
     from probe.experiments.layers import LayersConfig, run_layers
-    from probe.extract import ExtractConfig
     from probe.train import TrainConfig
+    from tests.test_extract import cache_fields
 
     base = tmp_path_factory.mktemp("notebook")
-    extract = ExtractConfig(
-        model="minilm",
-        task="pos",
-        langs=("en", "de"),
+    extract = cache_fields(
+        base,
+        "minilm",
         data_dir=shared_data,
         cache_root=base / "cache",
         max_sentences=N,
         shard_rows=SHARD_ROWS,
     )
     config = LayersConfig(
-        extract=extract,
+        **extract,
         results_dir=base / "results",
         train=TrainConfig(max_epochs=10),
         control=False,

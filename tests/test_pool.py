@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +22,10 @@ from probe.experiments import grid as grid_module
 from probe.experiments.grid import GridConfig, run_grid
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.experiments.pool import Journal, PoolConfig, cluster_kind, fingerprint, run_jobs
-from probe.extract import ExtractConfig
 from probe.results.report import Row
 from probe.train import TrainConfig
 from tests.pool_jobs import Square, square
-from tests.test_extract import SENTENCES, make_ud
+from tests.test_extract import SENTENCES, cache_fields, make_ud
 
 
 def _runs(marks: Path) -> list[int]:
@@ -228,12 +228,9 @@ def test_a_stopped_run_stops_its_workers_and_keeps_finished_jobs(
 # --- grid and layers through the pool ---------------------------------------------------------
 
 
-def _extract_config(tmp_path: Path, tiny_bert: Path) -> ExtractConfig:
+def _extract_config(tmp_path: Path, tiny_bert: Path) -> dict[str, Any]:
     make_ud(tmp_path / "data", SENTENCES * 3)
-    return ExtractConfig(
-        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32",
-    )  # fmt: skip
+    return cache_fields(tmp_path, tiny_bert, compute_dtype="float32")
 
 
 def _values(rows: list[Row]) -> list[tuple[str, str, str, str, float]]:
@@ -245,7 +242,7 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
     tmp_path: Path, tiny_bert: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = _extract_config(tmp_path, tiny_bert)
-    base = GridConfig(extract=ex, pairs="0,2", workers=1, results_dir=tmp_path / "res",
+    base = GridConfig(**ex, pairs="0,2", workers=1, results_dir=tmp_path / "res",
                       train=TrainConfig(max_epochs=2))  # fmt: skip
     one = run_grid(base, progress=False)
     assert not (one.directory / "jobs").exists()  # a finished run leaves no journal
@@ -283,7 +280,7 @@ def test_layers_two_workers_equal_one(tmp_path: Path, tiny_bert: Path) -> None:
     ex = _extract_config(tmp_path, tiny_bert)
     runs = []
     for workers in (1, 2):
-        config = LayersConfig(extract=ex, results_dir=tmp_path / f"r{workers}", workers=workers,
+        config = LayersConfig(**ex, results_dir=tmp_path / f"r{workers}", workers=workers,
                               train=TrainConfig(max_epochs=2))  # fmt: skip
         runs.append(run_layers(config, progress=False))
     one, two = runs

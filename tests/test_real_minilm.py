@@ -12,18 +12,17 @@ from transformers import AutoModel, AutoTokenizer
 from probe.cache import SplitReader
 from probe.data.tasks import get_task, read_split
 from probe.experiments.layers import LayersConfig, run_layers
-from probe.extract import ExtractConfig, extract
 from probe.models import minilm_dir
 from probe.train import TrainConfig
+from tests.test_extract import cache_fields, config, extract
 
 pytestmark = pytest.mark.real
 N = 150  # sentences per split
 
 
 def test_minilm_extract_and_layers_on_ud_sample(tmp_path: Path, shared_data: Path) -> None:
-    ex = ExtractConfig(model="minilm", task="pos", langs=("en", "de"), data_dir=shared_data,
-                       cache_root=tmp_path / "cache", max_sentences=N)  # fmt: skip
-    report = extract(ex, progress=False)
+    kw = {"data_dir": shared_data, "cache_root": tmp_path / "cache", "max_sentences": N}
+    report = extract(config(tmp_path, "minilm", compute_dtype="auto", dtype="float16", **kw))
     task = get_task("pos")
     for lang, split in (("en", "dev"), ("en", "test"), ("de", "test")):
         sentences = read_split(task, shared_data, lang, split)[:N]
@@ -48,7 +47,11 @@ def test_minilm_extract_and_layers_on_ud_sample(tmp_path: Path, shared_data: Pat
     assert cos.min() > 0.99
 
     result = run_layers(
-        LayersConfig(extract=ex, results_dir=tmp_path / "res", train=TrainConfig(max_epochs=10)),
+        LayersConfig(
+            **cache_fields(tmp_path, "minilm", **kw),
+            results_dir=tmp_path / "res",
+            train=TrainConfig(max_epochs=10),
+        ),  # fmt: skip
         progress=False,
     )
     acc = {(r.layer, r.lang): r.value for r in result.rows

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,10 @@ from click.testing import CliRunner
 from probe.cache import SplitReader, open_shard
 from probe.cli import cli
 from probe.errors import CacheError, ProbeError
-from probe.extract import extract, shard_ranges
+from probe.extract.plan import shard_ranges
 from tests import fault_workers
 from tests.fault_workers import corpus
-from tests.test_extract import SENTENCES, _conllu, config, make_ud
+from tests.test_extract import SENTENCES, _conllu, config, extract, make_ud
 
 CHILD_TIMEOUT = 180
 
@@ -541,18 +540,21 @@ def test_stale_cache_is_never_reused(
     model = tmp_path / "model"
     shutil.copytree(tiny_bert, model)
     data = make_ud(tmp_path / "data")
-    base = config(tmp_path, model, langs=("en",))
-    first = extract(base, progress=False)
-    changed = {
-        "pooling": replace(base, pooling="mean"),
-        "max_length": replace(base, max_length=10),
-        "dtype": replace(base, dtype="float16"),
-    }.get(change, base)
+    first = extract(config(tmp_path, model, langs=("en",)), progress=False)
+    spec_change: dict[str, object] = {
+        "pooling": {"pooling": "mean"},
+        "max_length": {"max_length": 10},
+        "dtype": {"dtype": "float16"},
+    }.get(change, {})
+    changed = config(tmp_path, model, langs=("en",), **spec_change)
     {"weights": _change_weights, "tokenizer": _change_tokenizer}.get(change, lambda m: None)(model)
     if change == "source":
         _change_source(data)
     second = extract(changed, progress=False)
-    fresh = extract(replace(changed, cache_root=tmp_path / "fresh"), progress=False)
+    fresh = extract(
+        config(tmp_path, model, langs=("en",), cache_root=tmp_path / "fresh", **spec_change),
+        progress=False,
+    )
     assert second.key == fresh.key
     if change == "source":
         assert second.key == first.key

@@ -528,6 +528,7 @@ def test_hub_pair_conversion() -> None:
 
 def test_hub_unreachable_fails_fast_with_data_dir_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     from probe.data.sources import hub
+    from probe.runtime import hub as hub_check
 
     def refuse(*args: object, **kwargs: object) -> socket.socket:
         raise ConnectionRefusedError(111, "Connection refused")
@@ -535,7 +536,7 @@ def test_hub_unreachable_fails_fast_with_data_dir_hint(monkeypatch: pytest.Monke
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy",
                 "ALL_PROXY", "all_proxy"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(hub.socket, "create_connection", refuse)
+    monkeypatch.setattr(hub_check.socket, "create_connection", refuse)
     with pytest.raises(ProbeError, match="not reachable.*--data-dir"):
         hub.load_panx("en", "dev")
     with pytest.raises(ProbeError, match="unknown XTREME UD-POS language 'xx'"):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from probe.cache import open_shard
+from probe.cache.reader import open_shard
 from probe.errors import CacheError
 
 
@@ -84,7 +84,7 @@ def verify_shards(paths: list[Path] | None, root: Path, echo: Callable[[str], No
     return bad
 
 
-# What a model-key folder may hold besides its task folders (probe/store.py writes these).
+# What a model-key folder may hold besides its task folders (probe/cache/manifest.py writes these).
 _KEY_FILES = re.compile(r"^(spec\.json|manifest\.json)(\.lock|\.tmp-.+)?$")
 # What a language folder may hold: shards, their writers' temporary files and their locks.
 _SHARD_FILES = re.compile(r"^[A-Za-z0-9_.+-]+?(-\d{5})?\.h5(\.lock|\.tmp-.+)?$")
@@ -135,7 +135,7 @@ def _parent(path: Path, depth: int) -> Path:
 
 
 def _is_model_key(directory: Path) -> bool:
-    """A model-key folder names itself in its spec.json or manifest.json (store.write_spec)."""
+    """A model-key folder names itself in its spec.json or manifest.json (manifest.write_spec)."""
     if not (directory.is_dir() and _KEY_NAME.match(directory.name)):
         return False
     manifest = directory / "manifest.json"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,15 @@ from probe.analysis.calibration import (
     reliability,
 )
 from probe.analysis.metrics import score
-from probe.data.tasks import Task, default_data_dir, expand_languages, get_task
+from probe.data.tasks import Task, expand_languages, get_task
 from probe.errors import ProbeError
-from probe.extract import ExtractConfig, extract
+from probe.extract import (
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
 from probe.results.report import Row, provenance, run_directory, text_table, write_table
 from probe.train import TrainConfig
 from probe.train.select import (
@@ -57,9 +63,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """One `probe calibration` run; `extract.langs` are the evaluation languages."""
+    """One `probe calibration` run; `langs` are the evaluation languages."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     source: str | None = None  # the English-only regime's language (default: the task's)
     pooled: tuple[str, ...] = ("en", "de", "fr")  # the multilingual regime's languages
     match_size: bool = True
@@ -96,7 +107,7 @@ class _Regime:
 
 def run_calibration(config: CalibrationConfig, progress: bool = True) -> CalibrationResult:
     """Extract what is missing, train both regimes' heads, score, temperature-scale, write."""
-    task = get_task(config.extract.task)
+    task = get_task(config.task)
     if task.level != "word":
         raise ProbeError(
             f"calibration trains token-level heads (linear, DLFA); {task.name!r} is "
@@ -108,34 +119,32 @@ def run_calibration(config: CalibrationConfig, progress: bool = True) -> Calibra
         task.check_language(lang)
     if len(pooled) < 2:
         raise ProbeError(f"--pooled needs two or more languages, got {','.join(pooled)}")
-    data_dir = default_data_dir(config.extract.data_dir)
-    if data_dir is None:
-        raise ProbeError("calibration reads local data: pass --data-dir or set PROBE_DATA")
+    data_dir = config.paths.require_data_dir("calibration")
     train_langs = tuple(dict.fromkeys((source, *pooled)))
     eval_langs = tuple(
-        dict.fromkeys((*train_langs, *expand_languages(task, config.extract.langs, data_dir)))
+        dict.fromkeys((*train_langs, *expand_languages(task, config.langs, data_dir)))
     )
     held_out = [lang for lang in eval_langs if lang not in train_langs]
 
     t0 = time.perf_counter()
-    base = replace(config.extract, source=None)
     splits = tuple(
         dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
     )
-    key = extract(replace(base, langs=train_langs, splits=splits), progress=progress).key
+    cap = config.max_sentences
+    requests = [ExtractRequest(task.name, train_langs, splits, max_sentences=cap)]
     if held_out:
-        other = extract(
-            replace(base, langs=tuple(held_out), splits=(task.eval_split,)), progress=progress
+        requests.append(
+            ExtractRequest(task.name, tuple(held_out), (task.eval_split,), max_sentences=cap)
         )
-        if other.key != key:
-            raise RuntimeError(f"one run produced two cache keys: {key}, {other.key}")
+    cache = ensure_cached(config.spec, requests, config.options, config.paths, progress=progress)
+    key = cache.key
     extract_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    open_split = opener(config.extract.cache_root, key, task)
+    open_split = opener(cache.root, key, task)
     regimes = _regimes(task, open_split, source, pooled, config)
     evals = {lang: open_split(lang, task.eval_split) for lang in eval_langs}
-    n_layers = evals[source].reader.n_layers
+    n_layers = cache.n_layers
     fuse = resolve_fuse_layer(config.fuse_layer, n_layers)
     rows: list[Row] = []
     diagrams: dict[str, Any] = {}
@@ -186,7 +195,7 @@ def run_calibration(config: CalibrationConfig, progress: bool = True) -> Calibra
     settings = {
         "command": "calibration",
         "task": task.name,
-        "model": config.extract.model,
+        "model": config.spec.model,
         "source": source,
         "pooled": list(pooled),
         "match_size": config.match_size,
@@ -203,7 +212,7 @@ def run_calibration(config: CalibrationConfig, progress: bool = True) -> Calibra
         "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
         "dev_fraction": config.dev_fraction,
         "max_train_words": config.max_train_words,
-        "max_sentences": config.extract.max_sentences,
+        "max_sentences": config.max_sentences,
         "temperature_fit": "one T per head, NLL on that head's own dev split(s), LBFGS on log T",
         "seconds": round(seconds, 3),
         "extract_seconds": round(extract_seconds, 3),

@@ -18,7 +18,7 @@ import csv
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,17 @@ import numpy as np
 from probe.analysis.crosslingual.correlation import Correlation, correlate
 from probe.analysis.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
 from probe.data.sources.parallel import tatoeba_code
-from probe.data.tasks import Task, available_languages, default_data_dir, get_task, local_files
+from probe.data.tasks import Task, available_languages, expand_languages, get_task, local_files
 from probe.errors import ProbeError
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.experiments.parallel_signal import TATOEBA_SPLIT, ParallelConfig, parallel_rows
-from probe.extract import ExtractConfig, extract
+from probe.extract import (
+    CacheHandle,
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+)
 from probe.results.plots import plot_map, plot_transfer_vs_distance
 from probe.results.report import (
     Row,
@@ -51,10 +57,15 @@ ENGLISH = ("en", "eng")
 
 @dataclass(frozen=True)
 class MapConfig:
-    """One `probe map` run; `extract` names the probing task's cache (Tatoeba uses the same
-    model and settings)."""
+    """One `probe map` run; `spec` names the probing task's cache (Tatoeba's pairs are
+    extracted under the same key, in the same call)."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     source: str | None = None  # default: the task's default source language
     results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -92,34 +103,39 @@ class MapResult:
 
 def run_map(config: MapConfig, progress: bool = True) -> MapResult:
     """Probe every layer, score the parallel data, relate both to distance; write it all."""
-    task = get_task(config.extract.task)
+    task = get_task(config.task)
     if task.level == "parallel":
         raise ProbeError(
             f"`probe map` needs a task with labels to probe (e.g. pos), not {task.name!r}; "
             "its Tatoeba data are read for every language of that task"
         )
+    source = config.source or task.default_source
+    task.check_language(source)
+    # The task's languages as the layer probes will extract them (source first), so that
+    # Tatoeba's pairs join the same extraction call: one cache key by construction.
+    expected = sorted(expand_languages(task, config.langs, config.paths.data_dir),
+                      key=lambda x: (x != source, x))  # fmt: skip
+    codes, no_parallel = _parallel_codes(expected, config)
+    tatoeba = ExtractRequest("tatoeba", tuple(dict.fromkeys(codes.values())), (TATOEBA_SPLIT,),
+                             max_sentences=config.max_sentences)  # fmt: skip
     t0 = time.perf_counter()
     probed = run_layers(
-        LayersConfig(extract=config.extract, source=config.source, results_dir=config.results_dir,
+        LayersConfig(spec=config.spec, task=config.task, langs=config.langs,
+                     max_sentences=config.max_sentences, options=config.options,
+                     paths=config.paths, source=config.source, results_dir=config.results_dir,
                      train=config.train, control=True, scalar_mix=False,
                      max_train_words=config.max_train_words),
-        progress=progress,
+        progress=progress, also=[tatoeba] if codes else [],
     )  # fmt: skip
-    source: str = probed.settings["source"]
+    cache = probed.cache
     langs: list[str] = probed.settings["languages"]
     targets = [lang for lang in langs if lang != source]
-    key = probed.settings["cache_key"]
+    key = cache.key
     rows = _structural_rows(task, probed.rows, source, targets)
-    n_layers = 1 + max(int(r.layer) for r in rows)
+    n_layers = cache.n_layers
 
-    codes, no_parallel = _parallel_codes(langs, config)
     if codes:
-        ex = replace(config.extract, task="tatoeba", langs=tuple(dict.fromkeys(codes.values())),
-                     source=None, splits=(TATOEBA_SPLIT,))  # fmt: skip
-        report = extract(ex, progress=progress)
-        if report.key != key:
-            raise ProbeError(f"Tatoeba cache key {report.key} differs from the task's {key}")
-        par_rows, pairs = parallel_rows(ex.cache_root, key, codes, config.parallel)
+        par_rows, pairs = parallel_rows(cache.root, key, codes, config.parallel)
         rows += par_rows
     else:
         pairs = {}
@@ -130,7 +146,7 @@ def run_map(config: MapConfig, progress: bool = True) -> MapResult:
 
     series = _layer_series(rows, task, source, targets, codes, n_layers)
     neutral, structural = _extreme_layers(series, task, source)
-    settings = _settings(config, task, source, langs, key, codes, pairs, no_parallel, no_uriel,
+    settings = _settings(config, task, source, langs, cache, codes, pairs, no_parallel, no_uriel,
                          probed.directory, seconds)  # fmt: skip
     directory = run_directory(
         config.results_dir / task.name / key, f"map-{source}", settings,
@@ -176,7 +192,7 @@ def _parallel_codes(langs: list[str], config: MapConfig) -> tuple[dict[str, str]
     """{result label: Tatoeba code} for every non-English language that has a Tatoeba set
     under the data directory, and the languages that have none (reported, not hidden)."""
     tatoeba = get_task("tatoeba")
-    data_dir = default_data_dir(config.extract.data_dir)
+    data_dir = config.paths.data_dir
     wanted = [lang for lang in langs if lang not in ENGLISH]
     extra = list(config.extra_parallel)
     if extra == ["all"]:
@@ -345,12 +361,12 @@ def _write_distances(distances: dict[tuple[str, str], float], path: Path) -> Non
 
 
 def _settings(
-    config: MapConfig, task: Task, source: str, langs: list[str], key: str,
+    config: MapConfig, task: Task, source: str, langs: list[str], cache: CacheHandle,
     codes: dict[str, str], pairs: dict[str, int], no_parallel: list[str], no_uriel: list[str],
     layers_directory: Path, seconds: float,
 ) -> dict[str, Any]:  # fmt: skip
     return {
-        **cache_settings("map", task.name, config.extract, source, langs, key),
+        **cache_settings("map", task.name, cache, source, langs, config.max_sentences),
         "train": asdict(config.train),
         "max_train_words": config.max_train_words,
         "parallel": asdict(config.parallel),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,16 @@ import numpy as np
 
 from probe.analysis.metrics import score
 from probe.data.sources.conllu import genre_of
-from probe.data.tasks import Task, default_data_dir, expand_languages, get_task, local_files
+from probe.data.tasks import Task, expand_languages, get_task, local_files
 from probe.errors import ProbeError
-from probe.extract import ExtractConfig, extract
+from probe.extract import (
+    CacheHandle,
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
 from probe.results.report import Row, provenance, run_directory, text_table, write_table
 from probe.train import TrainConfig
 from probe.train.select import (
@@ -52,10 +59,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DomainShiftConfig:
-    """One `probe domain-shift` run. `extract.task` is the in-domain task, `extract.langs`
-    the languages to run (those without an out-of-domain corpus are skipped, with a warning)."""
+    """One `probe domain-shift` run. `task` is the in-domain task, `langs` the languages to
+    run (those without an out-of-domain corpus are skipped, with a warning)."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     out_tasks: tuple[str, ...] = ("pos-gum", "pos-pud")
     fuse_layer: FuseLayer = "best"  # DLFA (last, k): k, "best" by dev loss, or None (no DLFA)
     reduction: int = 4
@@ -80,19 +92,17 @@ class DomainShiftResult:
 
 def run_domain_shift(config: DomainShiftConfig, progress: bool = True) -> DomainShiftResult:
     """Extract what is missing, train per language, score in and out of domain, write results."""
-    task = get_task(config.extract.task)
+    task = get_task(config.task)
     outs = _out_tasks(task, config.out_tasks)
-    data_dir = default_data_dir(config.extract.data_dir)
-    if data_dir is None:
-        raise ProbeError("domain-shift reads local treebanks: pass --data-dir or set PROBE_DATA")
-    plan = _plan(task, outs, expand_languages(task, config.extract.langs, data_dir), data_dir)
+    data_dir = config.paths.require_data_dir("domain-shift")
+    plan = _plan(task, outs, expand_languages(task, config.langs, data_dir), data_dir)
 
     t0 = time.perf_counter()
-    key = _extract_all(config, task, plan, progress)
+    cache = _extract_all(config, task, plan, progress)
     extract_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    root = config.extract.cache_root
+    root, key = cache.root, cache.key
     rows: list[Row] = []
     from tqdm.auto import tqdm
 
@@ -105,12 +115,12 @@ def run_domain_shift(config: DomainShiftConfig, progress: bool = True) -> Domain
     rows += drops(rows, task, plan)
     seconds = time.perf_counter() - t1
 
-    n_layers = max(int(r.layer) for r in rows if r.head == "linear") + 1
+    n_layers = cache.n_layers
     settings = {
         "command": "domain-shift",
         "task": task.name,
         "out_tasks": [o.name for o in outs],
-        "model": config.extract.model,
+        "model": config.spec.model,
         "languages": {k: [o.name for o in v] for k, v in plan.items()},
         "cache_key": key,
         "fuse_layer": config.fuse_layer,
@@ -120,7 +130,7 @@ def run_domain_shift(config: DomainShiftConfig, progress: bool = True) -> Domain
         "dlfa_train": asdict(config.dlfa_train),
         "dev_fraction": config.dev_fraction,
         "max_train_words": config.max_train_words,
-        "max_sentences": config.extract.max_sentences,
+        "max_sentences": config.max_sentences,
         "low_resource_words": config.low_resource_words,
         "train_split": task.train_split,
         "in_domain_split": task.eval_split,
@@ -214,25 +224,20 @@ def _plan(
 
 def _extract_all(
     config: DomainShiftConfig, task: Task, plan: dict[str, list[Task]], progress: bool
-) -> str:
-    """In-domain train/dev/eval splits of every planned language, then each out-of-domain
-    task's eval split; all under one model key (the key does not depend on the task)."""
+) -> CacheHandle:
+    """In-domain train/dev/eval splits of every planned language, and each out-of-domain
+    task's eval split: one extraction call, so one key and one encoder load."""
     splits = tuple(
         dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
     )
-    base = replace(config.extract, source=None)
-    keys = {extract(replace(base, langs=tuple(plan), splits=splits), progress=progress).key}
+    cap = config.max_sentences
+    requests = [ExtractRequest(task.name, tuple(plan), splits, max_sentences=cap)]
     out_names = dict.fromkeys(o.name for outs in plan.values() for o in outs)
     for name in out_names:
         out = get_task(name)
         langs = tuple(lang for lang, outs in plan.items() if out in outs)
-        report = extract(
-            replace(base, task=name, langs=langs, splits=(out.eval_split,)), progress=progress
-        )
-        keys.add(report.key)
-    if len(keys) != 1:
-        raise RuntimeError(f"one run produced several cache keys: {sorted(keys)}")
-    return keys.pop()
+        requests.append(ExtractRequest(name, langs, (out.eval_split,), max_sentences=cap))
+    return ensure_cached(config.spec, requests, config.options, config.paths, progress=progress)
 
 
 # --- training and scoring ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,20 @@ from torch import Tensor, nn
 
 from probe.analysis.metrics import IGNORE_INDEX, score
 from probe.cache import default_cache_root
+from probe.data.alignment import align_words, first_subword, pad_id, special_token_layout
+from probe.data.holdout import holdout
 from probe.data.sources.records import TaggedSentence
 from probe.data.tasks import Task, default_data_dir, expand_languages, get_task, read_split
 from probe.errors import ProbeError
-from probe.extract import pick_device
-from probe.heads.dlfa import DLFAHead
-from probe.heads.linear import LinearProbe
-from probe.models import load_encoder, resolve_model, special_token_layout
+from probe.heads.registry import HEADS
+from probe.models import load_encoder, resolve_model
 from probe.results.report import Row, provenance, run_directory, write_table
+from probe.runtime.device import resolve_device
+from probe.runtime.precision import autocast, pick_compute_dtype
 
 log = logging.getLogger(__name__)
 
 HEAD = "finetune"
-PRECISIONS = ("auto", "float32", "bfloat16")
 # XTREME's fine-tuning epochs: 10 for the word tasks (POS, NER); 5 for XNLI/PAWS-X, which
 # are not supported here.
 DEFAULT_EPOCHS = 10
@@ -146,28 +148,17 @@ class _Tokenizer:
         self.room = max_length - len(self.prefix) - len(self.suffix)
         if self.room < 1:
             raise ProbeError(f"max_length {max_length} leaves no room between special tokens")
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
+        self.pad_id = pad_id(tokenizer)
         self.label_id = {name: i for i, name in enumerate(labels)}
 
     def encode(self, sentences: list[TaggedSentence]) -> list[_Encoded]:
-        enc = self.tokenizer(
-            [list(s.words) for s in sentences], is_split_into_words=True, add_special_tokens=False
-        )
+        """Subwords as extraction aligns them (probe.data.alignment: a word the tokenizer
+        drops is one UNK); each word's label goes on its first subword."""
         out = []
-        for i, sent in enumerate(sentences):
-            sub_ids: list[int] = []
-            first = np.full(len(sent.words), -1, dtype=np.int64)
-            by_word: dict[int, list[int]] = {}
-            for tok, word in zip(enc["input_ids"][i], enc.word_ids(i), strict=True):
-                if word is not None:
-                    by_word.setdefault(word, []).append(tok)
-            for w in range(len(sent.words)):
-                pieces = by_word.get(w) or [self.unk_id]  # a word the tokenizer drops: one UNK
-                if len(sub_ids) < self.room:
-                    first[w] = len(self.prefix) + len(sub_ids)
-                sub_ids.extend(pieces)
-            ids = np.concatenate([self.prefix, np.asarray(sub_ids[: self.room]), self.suffix])
+        aligned = align_words(self.tokenizer, [s.words for s in sentences])
+        for sent, pieces in zip(sentences, aligned, strict=True):
+            kept, first = first_subword(pieces, self.room, len(self.prefix))
+            ids = np.concatenate([self.prefix, kept, self.suffix])
             gold = np.asarray([self.label_id[t] for t in sent.tags], dtype=np.int64)
             out.append(_Encoded(ids.astype(np.int64), first, gold))
         return out
@@ -186,11 +177,9 @@ def _collate(items: list[_Encoded], pad_id: int, device: torch.device) -> tuple[
     return tuple(torch.from_numpy(a).to(device) for a in (ids, mask, labels))
 
 
-def _autocast(device: torch.device, precision: str) -> Any:
-    if precision not in PRECISIONS:
-        raise ProbeError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    bf16 = precision == "bfloat16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager[object]:
+    """Fine-tuning's autocast: bf16 when asked, or "auto" on CUDA; fp32 on CPU (unchanged)."""
+    return autocast(device, pick_compute_dtype(precision, device, finetune=True))
 
 
 def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResult:
@@ -213,7 +202,7 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
         raise ProbeError("epochs and batch_size must be >= 1")
     t0 = time.perf_counter()
 
-    device = pick_device(config.device)
+    device = resolve_device(config.device)
     ref = resolve_model(config.model, default_cache_root(config.cache_root))
     encoder, tokenizer = load_encoder(ref, str(device))
     n_layers = int(encoder.config.num_hidden_layers) + 1
@@ -228,10 +217,8 @@ def run_finetune(config: FinetuneConfig, progress: bool = True) -> FinetuneResul
     torch.manual_seed(config.seed)
     n_classes = len(task.labels)
     hidden = int(encoder.config.hidden_size)
-    head: nn.Module = (
-        LinearProbe(hidden, n_classes)
-        if k is None
-        else DLFAHead(hidden, n_classes, reduction=config.reduction)
+    head = HEADS.get("linear" if k is None else "dlfa").build(
+        "word", hidden, n_classes, reduction=config.reduction
     )
     model = FinetuneModel(encoder, head.to(device), k)
     tok = _Tokenizer(tokenizer, max_length, task.labels)
@@ -413,13 +400,7 @@ def _source_data(
         train = train[: config.max_train_sentences]
     if task.dev_split:
         return train, _word_records(read_split(task, data_dir, source, task.dev_split))
-    if len(train) < 2:
-        raise ProbeError(
-            f"need at least 2 source sentences to hold out a dev set; got {len(train)}"
-        )
-    order = np.random.default_rng(config.seed).permutation(len(train))
-    n_dev = max(1, int(round(config.dev_fraction * len(train))))
-    dev_idx, train_idx = np.sort(order[:n_dev]), np.sort(order[n_dev:])
+    train_idx, dev_idx = holdout(len(train), config.dev_fraction, config.seed, "source sentences")
     return [train[i] for i in train_idx], [train[i] for i in dev_idx]
 
 

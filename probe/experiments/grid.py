@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ import numpy as np
 from probe.analysis.metrics import score
 from probe.data.languages import same_family
 from probe.data.tasks import Task, get_task
-from probe.errors import ProbeError
-from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
-from probe.extract import ExtractConfig, extract
-from probe.heads.dlfa import ConcatHead, DLFAHead, gate_mean
+from probe.errors import ProbeError, unknown_name
+from probe.experiments.pool import Journal, PoolConfig, fingerprint, run_jobs
+from probe.extract import CachePaths, ExtractOptions, ExtractRequest, ExtractSpec, ensure_cached
+from probe.heads.dlfa import gate_mean
+from probe.heads.registry import HEADS, pair_heads
 from probe.results.report import Row, provenance, run_directory, write_table
 from probe.runtime.precision import autocast, pick_compute_dtype
 from probe.train import TrainConfig, fit, predict_proba
@@ -32,14 +33,17 @@ from probe.train.splits import as_data, opener, train_dev
 
 log = logging.getLogger(__name__)
 
-HEADS = ("dlfa", "concat")
-
 
 @dataclass(frozen=True)
 class GridConfig:
     """One `probe grid` run over cached features."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     source: str | None = None
     pairs: str = "last"  # "last": (k, last) for every k; "all": every i < j; or "i,j;k,l"
     head: str = "dlfa"
@@ -96,24 +100,23 @@ def parse_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
 
 def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
     """Extract what is missing, train the head for every pair (and the baseline), write results."""
-    task = get_task(config.extract.task)
+    task = get_task(config.task)
     if task.level != "word":
         raise ProbeError(
             f"grid needs token-level features; task {task.name!r} caches pooled sentence "
             "vectors only. Use a word-level task (pos, udpos, ner, panx)."
         )
-    if config.head not in HEADS:
-        raise ProbeError(f"--head must be one of {', '.join(HEADS)}, not {config.head!r}")
+    if config.head not in pair_heads():
+        raise unknown_name("grid head (--head)", config.head, pair_heads())
     source = config.source or task.default_source
     task.check_language(source)
     t0 = time.perf_counter()
-    ex_report = extract(replace(config.extract, source=source, splits=None), progress=progress)
+    request = ExtractRequest(task.name, config.langs, None, source, config.max_sentences)
+    cache = ensure_cached(config.spec, request, config.options, config.paths, progress=progress)
     extract_seconds = time.perf_counter() - t0
-    langs = sorted({s.path.parent.name for s in ex_report.shards}, key=lambda x: (x != source, x))
-    root, key = config.extract.cache_root, ex_report.key
-    probe_split = opener(root, key, task)(source, task.eval_split)
-    n_layers = probe_split.reader.n_layers
-    probe_split.reader.close()
+    langs = list(cache.languages(task.name, source))
+    root, key = cache.root, cache.key
+    n_layers = cache.n_layers
     last = n_layers - 1
     pairs = [(last, last), *parse_pairs(config.pairs, n_layers)]
     pairs = list(dict.fromkeys(pairs))
@@ -124,7 +127,7 @@ def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
     workers = pool.local_workers(len(jobs)) if config.cluster is None else None
 
     settings = {
-        "command": "grid", "task": task.name, "model": config.extract.model, "source": source,
+        "command": "grid", "task": task.name, "model": config.spec.model, "source": source,
         "languages": langs, "cache_key": key, "head": config.head, "pairs": config.pairs,
         "reduction": config.reduction, "train": asdict(config.train), "workers": workers,
         "cluster": config.cluster,
@@ -139,7 +142,7 @@ def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
         volatile=("grid_seconds", "extract_seconds", "provenance", "workers", "cluster"),
     )  # fmt: skip
     journal = Journal(directory / "jobs", fingerprint(
-        cache_identity(ex_report), replace(config, workers=None, cluster=None)))  # fmt: skip
+        cache.identity(), replace(config, workers=None, cluster=None)))  # fmt: skip
     t1 = time.perf_counter()
     named = [(f"pair-{job.pair[0]}-{job.pair[1]}", job) for job in jobs]
     parts = run_jobs(run_pair, named, pool, journal, progress=progress, desc=f"grid {task.name}")
@@ -157,9 +160,7 @@ def run_grid(config: GridConfig, progress: bool = True) -> GridResult:
 
 
 def _head(config: GridConfig, hidden: int, n_classes: int) -> Any:
-    if config.head == "dlfa":
-        return DLFAHead(hidden, n_classes, reduction=config.reduction)
-    return ConcatHead(hidden, n_classes)
+    return HEADS.get(config.head).build("word", hidden, n_classes, reduction=config.reduction)
 
 
 def run_pair(job: _PairJob) -> list[Row]:
@@ -187,7 +188,7 @@ def run_pair(job: _PairJob) -> list[Row]:
         for metric, value in score(task.metric, probs, data.labels, offsets=split.offsets,
                                    label_names=task.labels).items():  # fmt: skip
             rows.append(Row(cfg.head, name, lang, metric, value))
-        if cfg.head == "dlfa" and lang == job.source:
+        if HEADS.get(cfg.head).has_gate and lang == job.source:
             rows.append(
                 Row(
                     cfg.head,

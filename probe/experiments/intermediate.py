@@ -27,11 +27,19 @@ import numpy as np
 
 from probe.analysis.metrics import score
 from probe.data.languages import FAMILY, family
-from probe.data.tasks import Task, default_data_dir, get_task, task_names
+from probe.data.tasks import TASKS, Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.grid import family_gains
-from probe.extract import ExtractConfig, extract
-from probe.heads.multitask import Body, body_layers, make_body
+from probe.extract import (
+    CacheHandle,
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
+from probe.heads.multitask import Body
+from probe.heads.registry import BODIES
 from probe.results.report import Row, provenance, run_directory, write_table
 from probe.train import Feed, TrainConfig, predict_proba
 from probe.train.schedules import SCHEDULES, Schedule, StageData, StageResult, dev_accuracy
@@ -74,7 +82,7 @@ def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tup
     wanted = [x.strip() for item in spec for x in item.split(",") if x.strip()]
     if wanted == ["all"]:
         found = []
-        for name in task_names():
+        for name in TASKS.names():
             task = get_task(name)
             if name == target.name or task.level not in ("word", "pair"):
                 continue
@@ -140,25 +148,33 @@ def plan_configurations(
 
 # --- the run ------------------------------------------------------------------------------
 
+# The heads' training on cached features. lr 5e-3: the mlp body on 15-20k MiniLM words
+# reaches early stopping in 10-20 epochs; at 2e-3 it was still improving at epoch 30, and an
+# unconverged "none" makes any warm start look like a gain.
+INTERMEDIATE_TRAINING = TrainConfig(lr=5e-3)
+
 
 @dataclass(frozen=True)
 class IntermediateConfig:
-    """One `probe intermediate` run on cached features; `extract` names the target's cache."""
+    """One `probe intermediate` run on cached features; `spec` names the target's cache
+    (the intermediate tasks' splits are extracted under the same key, in the same call)."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str  # the target
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     via: tuple[str, ...] = ("all",)
     sets: str | None = None  # None: growing prefixes of via (2, 3, ..., all)
     schedules: tuple[str, ...] = SCHEDULES
     source: str | None = None  # the target's source language (default: the task's)
     body: str = "mlp"
-    layer: int | None = None  # see heads.multitask.body_layers
+    layer: int | None = None  # see heads.registry.BodyKind.layers
     width: int = 256
     reduction: int = 4
     results_dir: Path = Path("results")
-    # 5e-3: the mlp body on 15-20k MiniLM words reaches early stopping in 10-20 epochs; at
-    # 2e-3 it was still improving at epoch 30, and an unconverged "none" makes any warm
-    # start look like a gain.
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=5e-3))
+    train: TrainConfig = INTERMEDIATE_TRAINING
     seeds: tuple[int, ...] = (0,)
     dev_fraction: float = 0.1
     max_train_words: int | None = None  # per task's training split (pairs for pair tasks)
@@ -185,26 +201,27 @@ class _Split:
 
 def run_intermediate(config: IntermediateConfig, progress: bool = True) -> IntermediateResult:
     """Extract what is missing, train every configuration for every seed, write the results."""
-    target = get_task(config.extract.task)
+    target = get_task(config.task)
     _check_level(target, "target")
     source = config.source or target.default_source
     target.check_language(source)
     if not config.seeds:
         raise ProbeError("--seeds needs at least one seed")
-    data_dir = default_data_dir(config.extract.data_dir)
+    data_dir = config.paths.data_dir
     via = resolve_via(config.via, target, data_dir)
     plan = plan_configurations(via, config.sets, config.schedules)
 
     t0 = time.perf_counter()
-    key, langs = _extract_all(config, target, source, via, progress)
+    cache = _extract_all(config, target, source, via, progress)
+    key, langs = cache.key, list(cache.languages(target.name, source))
     extract_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    root = config.extract.cache_root
+    root = cache.root
     open_target = opener(root, key, target)
     train, dev = train_dev(target, open_target, source, config.max_train_words,
                            config.dev_fraction, config.seeds[0])  # fmt: skip
-    layers = body_layers(config.body, train.reader.n_layers, config.layer)
+    layers = BODIES.get(config.body).layers(train.reader.n_layers, config.layer)
     train_data = as_data(target, train, list(layers))
     hidden = int(train_data.hidden)
     target_stage = _stage(target, _Split(train_data, train),
@@ -213,7 +230,7 @@ def run_intermediate(config: IntermediateConfig, progress: bool = True) -> Inter
     via_stages = {name: _via_stage(get_task(name), root, key, layers, config) for name in via}
 
     def new_body() -> Body:
-        return make_body(config.body, hidden, layers, config.width, config.reduction)
+        return BODIES.get(config.body).build(hidden, layers, config.width, config.reduction)
 
     per_seed: list[list[Row]] = []
     stage_seconds: dict[str, float] = {}
@@ -251,7 +268,7 @@ def run_intermediate(config: IntermediateConfig, progress: bool = True) -> Inter
 
     settings = {
         "command": "intermediate", "mode": "head", "target": target.name,
-        "model": config.extract.model, "source": source, "languages": list(evals),
+        "model": config.spec.model, "source": source, "languages": list(evals),
         "cache_key": key, "via": list(via),
         "via_sources": {t: get_task(t).default_source for t in via},
         "configurations": [c.name for c in plan], "schedules": list(config.schedules),
@@ -259,7 +276,7 @@ def run_intermediate(config: IntermediateConfig, progress: bool = True) -> Inter
         "reduction": config.reduction, "train": asdict(config.train),
         "seeds": list(config.seeds), "max_train_words": config.max_train_words,
         "max_via_sentences": config.max_via_sentences,
-        "max_sentences": config.extract.max_sentences,
+        "max_sentences": config.max_sentences,
         "train_split": target.train_split, "eval_split": target.eval_split,
         "dev_split": target.dev_split or f"{config.dev_fraction:.0%} of {target.train_split}",
         "unconverged_stages": list(dict.fromkeys(unconverged)),
@@ -286,21 +303,17 @@ def _check_level(task: Task, role: str) -> None:
 
 def _extract_all(
     config: IntermediateConfig, target: Task, source: str, via: Sequence[str], progress: bool
-) -> tuple[str, list[str]]:
-    """Extract the target (every language) and each intermediate task's source splits."""
-    report = extract(replace(config.extract, source=source, splits=None), progress=progress)
-    key = report.key
-    langs = sorted({s.path.parent.name for s in report.shards}, key=lambda x: (x != source, x))
+) -> CacheHandle:
+    """The target (every language) and each intermediate task's source splits, in one
+    extraction call: one key, one encoder load."""
+    requests = [ExtractRequest(target.name, config.langs, None, source, config.max_sentences)]
+    cap = config.max_via_sentences or config.max_sentences
     for name in via:
         task = get_task(name)
         splits = tuple(s for s in (task.train_split, task.dev_split) if s)
-        cap = config.max_via_sentences or config.extract.max_sentences
-        cfg = replace(config.extract, task=name, langs=(task.default_source,),
-                      source=task.default_source, splits=splits, max_sentences=cap)  # fmt: skip
-        via_key = extract(cfg, progress=progress).key
-        if via_key != key:  # one model spec, so one key; anything else is a bug worth stopping
-            raise ProbeError(f"{name} was cached under {via_key}, the target under {key}")
-    return key, langs
+        requests.append(ExtractRequest(name, (task.default_source,), splits,
+                                       task.default_source, cap))  # fmt: skip
+    return ensure_cached(config.spec, requests, config.options, config.paths, progress=progress)
 
 
 def _view(task: Task, data: Any, layers: Sequence[int]) -> Feed:

@@ -50,10 +50,11 @@ from probe.experiments.intermediate import (
     write_outputs,
 )
 from probe.experiments.pool import Journal, fingerprint
-from probe.extract import pick_device
-from probe.heads.multitask import TaskHead, body_layers, make_body
+from probe.heads.multitask import TaskHead
+from probe.heads.registry import BODIES
 from probe.models import load_encoder, resolve_model
 from probe.results.report import Row, provenance, run_directory
+from probe.runtime.device import resolve_device
 from probe.train.schedules import BodyState, body_state
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,12 @@ def run_intermediate_finetune(
     epochs = ft.epochs if ft.epochs is not None else DEFAULT_EPOCHS
     t0 = time.perf_counter()
 
-    device = pick_device(ft.device)
+    device = resolve_device(ft.device)
     ref = resolve_model(ft.model, default_cache_root(ft.cache_root))
     encoder, tokenizer = load_encoder(ref, str(device))
     pristine = body_state(encoder)
     n_layers, hidden = int(encoder.config.num_hidden_layers) + 1, int(encoder.config.hidden_size)
-    layers = body_layers(config.body, n_layers, config.layer)
+    layers = BODIES.get(config.body).layers(n_layers, config.layer)
     limit = getattr(encoder.config, "max_position_embeddings", None)
     max_length = min(ft.max_length, limit) if limit else ft.max_length
     tasks = {name: _task_data(get_task(name), get_task(name).default_source, tokenizer,
@@ -122,7 +123,7 @@ def run_intermediate_finetune(
         """Train one stage in place on `encoder`; rows: the stage's source-dev numbers."""
         data = tasks[name]
         torch.manual_seed(ft.seed)  # same body draw and classifier init in every configuration
-        body = make_body(config.body, hidden, layers, config.width, ft.reduction)
+        body = BODIES.get(config.body).build(hidden, layers, config.width, ft.reduction)
         if warm is not None:
             body.load_state_dict(warm)
         head = TaskHead(body, len(data.task.labels), "word").to(device)

@@ -23,9 +23,17 @@ from probe.analysis.control import control_labels, selectivity
 from probe.analysis.metrics import score
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
-from probe.experiments.pool import Journal, PoolConfig, cache_identity, fingerprint, run_jobs
-from probe.extract import ExtractConfig, extract
-from probe.heads.linear import LinearProbe, PairLinearProbe
+from probe.experiments.pool import Journal, PoolConfig, fingerprint, run_jobs
+from probe.extract import (
+    CacheHandle,
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
+from probe.heads.linear import LinearProbe
+from probe.heads.registry import HEADS
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 from probe.results.report import (
     Row,
@@ -45,9 +53,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LayersConfig:
-    """One `probe layers` run; `extract` says which cache (and extracts what is missing)."""
+    """One `probe layers` run; `spec` says which cache (and what is missing is extracted)."""
 
-    extract: ExtractConfig
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None  # first N records of each split (part of the data)
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
     source: str | None = None  # default: the task's default source language
     results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -68,28 +81,34 @@ class LayersResult:
     extract_seconds: float
     probe_seconds: float
     settings: dict[str, Any]
+    cache: CacheHandle
 
 
-def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
-    """Extract what is missing, then probe every layer; write tables and plots."""
-    task = get_task(config.extract.task)
+def run_layers(
+    config: LayersConfig, progress: bool = True, *, also: Sequence[ExtractRequest] = ()
+) -> LayersResult:
+    """Extract what is missing, then probe every layer; write tables and plots.
+
+    `also`: more requests extracted in the same call, so under the same key (map's Tatoeba
+    pairs); the result's `cache` names them too.
+    """
+    task = get_task(config.task)
     if task.level == "parallel":
         raise ProbeError(f"task {task.name!r} has no labels to probe; use `probe map` instead")
     source = config.source or task.default_source
     task.check_language(source)
-    ex_cfg = replace(config.extract, source=source, splits=None)
+    request = ExtractRequest(task.name, config.langs, None, source, config.max_sentences)
     t0 = time.perf_counter()
-    ex_report = extract(ex_cfg, progress=progress)
+    cache = ensure_cached(config.spec, [request, *also], config.options, config.paths,
+                          progress=progress)  # fmt: skip
     extract_seconds = time.perf_counter() - t0
-    key, root = ex_report.key, ex_cfg.cache_root
-    langs = sorted({s.path.parent.name for s in ex_report.shards}, key=lambda x: (x != source, x))
+    key, root = cache.key, cache.root
+    langs = list(cache.languages(task.name, source))
     if source not in langs:
         raise ProbeError(f"source language {source!r} is not among the extracted languages {langs}")
 
     open_split = opener(root, key, task)
-    probe_split = open_split(source, task.train_split)
-    n_layers = probe_split.reader.n_layers
-    probe_split.reader.close()
+    n_layers = cache.n_layers
     scored = []
     for lang in langs:
         split = open_split(lang, task.eval_split)
@@ -112,7 +131,7 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
     if config.scalar_mix:
         jobs.append(("scalar_mix", replace(job, kind="scalar_mix")))
     pool = PoolConfig(config.workers, config.cluster)
-    settings = _settings(config, task, source, key, langs, extract_seconds, 0.0)
+    settings = _settings(config, task, source, cache, langs, extract_seconds, 0.0)
     settings["workers"] = pool.local_workers(len(jobs)) if config.cluster is None else None
     settings["cluster"] = config.cluster
     directory = run_directory(
@@ -120,7 +139,7 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
         volatile=("extract_seconds", "probe_seconds", "provenance", "workers", "cluster"),
     )  # fmt: skip
     journal = Journal(directory / "jobs", fingerprint(
-        cache_identity(ex_report), replace(config, workers=1, cluster=None)))  # fmt: skip
+        cache.identity(), replace(config, workers=1, cluster=None)))  # fmt: skip
 
     t1 = time.perf_counter()
     parts = dict(zip([name for name, _ in jobs], run_jobs(
@@ -143,7 +162,7 @@ def run_layers(config: LayersConfig, progress: bool = True) -> LayersResult:
     _plots(task, rows, source, langs, n_layers, directory, key)
     journal.clear()  # every output is written: a rerun recomputes with the current code
     return LayersResult(rows, directory, table, mix_weights, extract_seconds, probe_seconds,
-                        settings)  # fmt: skip
+                        settings, cache)  # fmt: skip
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -212,11 +231,7 @@ def _probe_layer(
     hidden = tr.hidden
 
     def factory() -> Any:
-        return (
-            LinearProbe(hidden, n_classes)
-            if task.level == "word"
-            else PairLinearProbe(hidden, n_classes)
-        )
+        return HEADS.get("linear").build(task.level, hidden, n_classes)
 
     result = fit(factory, as_view(task, tr, layer), as_view(task, dv, layer), train_config)
     rows = []
@@ -286,9 +301,7 @@ def _scalar_mix(
     hidden = tr.hidden
 
     def factory() -> Any:
-        if task.level == "word":
-            return ScalarMixProbe(n_layers, hidden, n_classes)
-        return PairScalarMixProbe(n_layers, hidden, n_classes)
+        return HEADS.get("scalar_mix").build(task.level, hidden, n_classes, n_layers=n_layers)
 
     result = fit(factory, as_view(task, tr, layers), as_view(task, dv, layers), train_config)
     head = cast(ScalarMixProbe | PairScalarMixProbe, result.head)
@@ -310,13 +323,13 @@ def _settings(
     config: LayersConfig,
     task: Task,
     source: str,
-    key: str,
+    cache: CacheHandle,
     langs: list[str],
     extract_seconds: float,
     probe_seconds: float,
 ) -> dict[str, Any]:
     return {
-        **cache_settings("layers", task.name, config.extract, source, langs, key),
+        **cache_settings("layers", task.name, cache, source, langs, config.max_sentences),
         "train": asdict(config.train),
         "control": config.control,
         "scalar_mix": config.scalar_mix,

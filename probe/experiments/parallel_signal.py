@@ -8,9 +8,8 @@ Only one layer of one language is in memory at a time.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from probe.analysis.crosslingual.retrieval import retrieval_both_ways
 from probe.cache import SplitReader
 from probe.errors import ProbeError
 from probe.results.report import Row
+from probe.runtime.threads import limit_threads
 
 log = logging.getLogger(__name__)
 
@@ -66,33 +66,10 @@ def parallel_rows(
     """
     rows: list[Row] = []
     pairs: dict[str, int] = {}
-    with _threads(config.threads):
+    with limit_threads(config.threads, blas=True):
         for label, code in codes.items():
             rows += _language_rows(root, key, label, code, config, pairs)
     return rows, pairs
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """Cap BLAS (numpy) and torch intra-op threads for the block, then restore them.
-
-    The matrices here are a few hundred wide (an SVD of 384 x 384, a 1000 x 1000 similarity),
-    too small to gain much from threads; on a shared CPU the default thread pools made the
-    same SVD 5-20x slower than one thread (measured on the 2-core development machine).
-    """
-    if n is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _language_rows(

@@ -33,17 +33,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from probe._version import __version__
 from probe.errors import ProbeError
 from probe.results.report import Row
-
-if TYPE_CHECKING:
-    from probe.extract import ExtractReport
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +135,7 @@ class Journal:
             if payload["fingerprint"] != self.fingerprint:
                 log.info("%s was saved for other data or code; rerunning job %s", path, name)
                 return None
-            return [Row(**row) for row in payload["rows"]]
+            return [Row.from_dict(row) for row in payload["rows"]]
         except (ValueError, KeyError, TypeError) as err:
             log.warning("unreadable job file %s (%s); rerunning job %s", path, err, name)
             return None
@@ -147,7 +143,8 @@ class Journal:
     def save(self, name: str, rows: Sequence[Row]) -> None:
         path = self._path(name)
         self.directory.mkdir(parents=True, exist_ok=True)
-        payload = {"job": name, "fingerprint": self.fingerprint, "rows": [asdict(r) for r in rows]}
+        rows_json = [r.to_dict() for r in rows]
+        payload = {"job": name, "fingerprint": self.fingerprint, "rows": rows_json}
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(payload))
         tmp.replace(path)
@@ -165,12 +162,6 @@ def fingerprint(*parts: Any) -> str:
     a journal from another config, other cached data or another version is not reused."""
     text = json.dumps(parts, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def cache_identity(report: ExtractReport) -> dict[str, Any]:
-    """The cached features a run reads: cache key, each shard's source hash, toolkit version."""
-    shards = {s.path.relative_to(report.cache_dir).as_posix(): s.source_hash for s in report.shards}
-    return {"key": report.key, "shards": shards, "version": __version__}
 
 
 def run_jobs(

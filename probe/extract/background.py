@@ -14,7 +14,7 @@ import ctypes.util
 import functools
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import Any, TypeVar
@@ -121,7 +121,7 @@ class ShardWrites:
 _DONE = object()
 
 
-def prefetch(items: Iterable[T], name: str = "prefetch") -> Iterator[T]:
+def prefetch(items: Iterable[T], name: str = "prefetch") -> Generator[T, None, None]:
     """Yield `items`, computed one ahead on a background thread.
 
     An exception raised while producing an item is raised here, at that item. Closing the

@@ -13,6 +13,9 @@ pooled vector as a one-token sentence, so the same body serves both:
     mix     several layers      scalar mix (Tenney et al.) + MLP     --width
     dlfa    (last, k)           the AIF gate of the DLFA head        H
 
+The bodies are built by name through `probe.heads.registry.BODIES`, which also says which
+layers each one reads.
+
 A `TaskHead` is a body plus one task's dropout and linear classifier: exactly what `train.fit`
 trains for one task. With the `dlfa` body a `TaskHead` is built in the same order as
 `DLFAHead` (AIF, dropout, classifier), so from one seed the two start from the same weights
@@ -27,12 +30,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from probe.errors import ProbeError, unknown_name
+from probe.errors import ProbeError
 from probe.heads.dlfa import AIF
 from probe.heads.linear import pair_features
 from probe.heads.scalar_mix import ScalarMix
 
-BODIES = ("mlp", "mix", "dlfa")
 Level = Literal["word", "pair"]
 
 
@@ -89,40 +91,6 @@ class FusionBody(Body):
             raise ValueError(f"the dlfa body reads (last, k), got {len(layers)} layer(s)")
         fused, _ = self.aif(layers[0], layers[1], mask)
         return fused
-
-
-def body_layers(kind: str, n_layers: int, layer: int | None) -> tuple[int, ...]:
-    """The model layers a body reads, in the order it reads them.
-
-    mlp: `layer` (default the last); mix: every layer from `layer` (default 0) to the last;
-    dlfa: (last, `layer`), default k = last - 1.
-    """
-    last = n_layers - 1
-    if kind not in BODIES:
-        raise unknown_name("body", kind, BODIES)
-    if layer is not None and not 0 <= layer <= last:
-        raise ProbeError(f"--layer {layer} is outside 0..{last} (0 = embeddings)")
-    if kind == "mlp":
-        return (last if layer is None else layer,)
-    if kind == "mix":
-        return tuple(range(0 if layer is None else layer, n_layers))
-    k = last - 1 if layer is None else layer
-    if k == last:
-        raise ProbeError(f"the dlfa body fuses the last layer ({last}) with a lower one; got {k}")
-    return (last, k)
-
-
-def make_body(
-    kind: str, hidden: int, layers: Sequence[int], width: int = 256, reduction: int = 4
-) -> Body:
-    """Build a fresh body of one kind for features of size `hidden` and the layers it reads."""
-    if kind == "mlp":
-        return MLPBody(hidden, width)
-    if kind == "mix":
-        return MixBody(hidden, width, layers)
-    if kind == "dlfa":
-        return FusionBody(hidden, reduction)
-    raise unknown_name("body", kind, BODIES)
 
 
 class TaskHead(nn.Module):

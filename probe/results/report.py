@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -12,7 +11,6 @@ import subprocess
 import textwrap
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,18 +21,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
+from probe.results.rows import Row
+from probe.results.table import Table
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One number: which head, which layer (or 'mix' / 'k,l'), which language, which metric."""
-
-    head: str
-    layer: str
-    lang: str
-    metric: str
-    value: float
 
 
 def run_directory(
@@ -49,34 +39,29 @@ def run_directory(
 
 
 def cache_settings(
-    command: str, task_name: str, extract: Any, source: str, langs: Sequence[str], key: str
+    command: str,
+    task_name: str,
+    cache: Any,
+    source: str,
+    langs: Sequence[str],
+    max_sentences: int | None,
 ) -> dict[str, Any]:
     """The settings every run on the cache records first: which command read which cache of
-    which model, data and languages (`extract` is the run's ExtractConfig)."""
+    which model, data and languages (`cache` is the run's probe.extract CacheHandle: its
+    model, key and spec; never the device or the cache root, which change no number)."""
     return {
         "command": command,
         "task": task_name,
-        "model": extract.model,
         "source": source,
         "languages": list(langs),
-        "cache_key": key,
-        "cache_root": str(extract.cache_root),
-        "data_dir": str(extract.data_dir) if extract.data_dir else None,
-        "extract": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(extract).items()},
+        **cache.settings(),
+        "max_sentences": max_sentences,
     }
 
 
 def write_table(rows: Sequence[Row], directory: Path, settings: Mapping[str, Any]) -> None:
     """results.csv (one row per number), results.json (settings + rows) and settings.json."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "results.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["head", "layer", "lang", "metric", "value"])
-        for r in rows:
-            writer.writerow([r.head, r.layer, r.lang, r.metric, f"{r.value:.6g}"])
-    payload = {"settings": dict(settings), "rows": [asdict(r) for r in rows]}
-    (directory / "results.json").write_text(json.dumps(payload, indent=1, default=str))
-    (directory / "settings.json").write_text(json.dumps(dict(settings), indent=1, default=str))
+    Table(rows).write(directory, settings)
 
 
 def provenance(seed: int) -> dict[str, Any]:

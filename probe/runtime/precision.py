@@ -1,9 +1,10 @@
-"""How tensor ops run: where bfloat16 is native, the autocast context that uses it, torch's
-CPU thread count and oneDNN's kernel caches.
+"""How tensor ops run: the compute dtype a precision name picks, the autocast context that
+uses it, and oneDNN's kernel caches.
 
 Extraction and head training share one rule: bfloat16 on CUDA devices that support it and on
-CPUs whose oneDNN runs it natively (AVX512-BF16, AMX), float32 elsewhere. Storage and master
-weights never change precision; only the matrix products inside the context do.
+CPUs whose oneDNN runs it natively (AVX512-BF16, AMX), float32 elsewhere. Fine-tuning keeps
+its own rule (see `pick_compute_dtype`). Storage and master weights never change precision;
+only the matrix products inside the context do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 
+from probe.errors import ProbeError
+
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+# Fine-tuning trains the encoder itself under autocast; float16 there would need a loss
+# scaler, which it does not have.
+FINETUNE_PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
 
 
 def cpu_has_bf16() -> bool:
@@ -24,10 +30,23 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def pick_compute_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """bf16 where the hardware does it natively (CUDA, CPUs with AVX512-BF16/AMX), else fp32."""
+def pick_compute_dtype(
+    requested: str, device: torch.device, *, finetune: bool = False
+) -> torch.dtype:
+    """The dtype of the matrix products for a precision name on this device.
+
+    "auto": bf16 where the hardware does it natively (CUDA, or fp16 on CUDA without bf16;
+    CPUs with AVX512-BF16/AMX), else fp32. With `finetune` (the encoder is trained):
+    only FINETUNE_PRECISIONS, and "auto" is bf16 on any CUDA device and fp32 on every CPU,
+    whatever its bf16 support: the rule fine-tuning has always had, so its numbers stay.
+    """
+    allowed = FINETUNE_PRECISIONS if finetune else PRECISIONS
+    if requested not in allowed:
+        raise ProbeError(f"precision must be one of {', '.join(allowed)}, not {requested!r}")
     if requested != "auto":
         return getattr(torch, requested)
+    if finetune:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_has_bf16():
@@ -40,21 +59,6 @@ def autocast(device: torch.device, dtype: torch.dtype) -> AbstractContextManager
     if dtype == torch.float32:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)
-
-
-@contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Set torch's intra-op thread count for the block (process-wide), then restore it;
-    None keeps it. Cheap when nothing changes, so it can wrap every batch of a hot loop."""
-    before = torch.get_num_threads()
-    change = n is not None and n != before
-    if n is not None and change:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(before)
 
 
 # ideep (PyTorch's oneDNN wrapper) and oneDNN keep compiled kernels per input shape in caches

@@ -17,8 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from probe.errors import ProbeError
-from probe.heads.dlfa import DLFAHead
-from probe.heads.linear import LinearProbe
+from probe.heads.registry import HEADS, HeadKind
 from probe.train import TrainConfig, TrainResult, WordData, fit, predict_proba
 from probe.train.splits import CachedSplit, layer_array
 
@@ -38,11 +37,20 @@ DLFA_TRAINING = TrainConfig(
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """Which head reads which layers: `linear` on `layer`, or `dlfa` on (last, layer)."""
+    """Which head reads which layers: `linear` on `layer`, or `dlfa` on (last, layer).
 
-    kind: Literal["linear", "dlfa"]
-    layer: int  # the probed layer (linear) or the lower fused layer k (dlfa)
-    last: int = -1  # dlfa only: the last layer
+    kind: a `probe.heads.registry.HEADS` name whose head reads one layer or a (last, k) pair.
+    """
+
+    kind: str
+    layer: int  # the probed layer (one-layer heads) or the lower fused layer k (pair heads)
+    last: int = -1  # pair heads only: the last layer
+
+    def __post_init__(self) -> None:
+        if self.head.reads == "all":
+            raise ProbeError(
+                f"a HeadSpec names one layer or a (last, k) pair; {self.kind!r} reads every layer"
+            )
 
     @classmethod
     def linear(cls, layer: int) -> HeadSpec:
@@ -53,24 +61,29 @@ class HeadSpec:
         return cls("dlfa", k, last)
 
     @property
+    def head(self) -> HeadKind:
+        return HEADS.get(self.kind)
+
+    @property
+    def _pair(self) -> bool:
+        return self.head.reads == "pair"
+
+    @property
     def name(self) -> str:
         """The `layer` column of result rows: '3' for a probe, '3,6' for DLFA (k, last)."""
-        return str(self.layer) if self.kind == "linear" else f"{self.layer},{self.last}"
+        return f"{self.layer},{self.last}" if self._pair else str(self.layer)
 
     @property
     def layers(self) -> list[int]:
-        return [self.layer] if self.kind == "linear" else sorted({self.layer, self.last})
+        return sorted({self.layer, self.last}) if self._pair else [self.layer]
 
     def view(self, data: WordData) -> Any:
         """Flat words for a probe; padded sentences (h_last, h_k, mask) for DLFA."""
-        if self.kind == "linear":
-            return data.words(self.layer)
-        return data.sentences((self.last, self.layer))
+        layers = (self.last, self.layer) if self._pair else self.layer
+        return self.head.view("word", data, layers)
 
     def build(self, hidden: int, n_classes: int, reduction: int) -> Any:
-        if self.kind == "linear":
-            return LinearProbe(hidden, n_classes)
-        return DLFAHead(hidden, n_classes, reduction=reduction)
+        return self.head.build("word", hidden, n_classes, reduction=reduction)
 
 
 def word_data(splits: Sequence[CachedSplit], layers: Sequence[int]) -> WordData:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from probe.cache import SplitReader
+from probe.data.holdout import holdout
 from probe.data.tasks import Task
 from probe.train import PairData, WordData
 
@@ -49,7 +50,8 @@ def train_dev(
     dev_fraction: float,
     seed: int,
 ) -> tuple[CachedSplit, CachedSplit]:
-    """The source's training split and its dev split (or a seeded hold-out of sentences)."""
+    """The source's training split (capped at whole sentences) and its dev split, or a seeded
+    hold-out (`probe.data.holdout`) of its sentences or pairs."""
     train = open_split(source, task.train_split)
     if max_train_words and train.offsets is not None:
         keep = int(np.searchsorted(train.offsets, max_train_words, side="right")) - 1
@@ -59,10 +61,8 @@ def train_dev(
     if task.dev_split:
         dev = open_split(source, task.dev_split)
     else:
-        count = n_items(train)
-        order = np.random.default_rng(seed).permutation(count)
-        n_dev = max(1, int(round(dev_fraction * count)))
-        dev_items, train_items = np.sort(order[:n_dev]), np.sort(order[n_dev:])
+        what = "source sentences" if train.offsets is not None else "source pairs"
+        train_items, dev_items = holdout(n_items(train), dev_fraction, seed, what)
         train, dev = subset(train, train_items), subset(train, dev_items)
     return train, dev
 

@@ -19,14 +19,12 @@ Sources (feature names as published):
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from probe.data.sources.records import TaggedSentence, TextPair
 from probe.errors import ProbeError, unknown_name
+from probe.runtime.hub import hub_endpoint, hub_offline, hub_reachable
 
 if TYPE_CHECKING:
     import datasets
@@ -36,7 +34,6 @@ log = logging.getLogger(__name__)
 XTREME = "google/xtreme"
 UD = "universal-dependencies/universal_dependencies"
 UD_REVISION = "refs/convert/parquet"
-CONNECT_TIMEOUT_S = 3.0
 
 # XTREME names its UD-POS configs by English language name.
 UDPOS_CONFIGS: dict[str, str] = {
@@ -99,7 +96,7 @@ def _load(repo: str, config: str, split: str, revision: str | None = None) -> da
     hub_split = _SPLITS.get(split)
     if hub_split is None:
         raise unknown_name("split", split, list(_SPLITS))
-    offline = _truthy("HF_HUB_OFFLINE") or _truthy("HF_DATASETS_OFFLINE")
+    offline = hub_offline(datasets=True)
     if not offline:
         _check_reachable()
     import datasets
@@ -116,30 +113,13 @@ def _load(repo: str, config: str, split: str, revision: str | None = None) -> da
 
 
 def _check_reachable() -> None:
-    """Fail in seconds, not after the HF client's retries, when the Hub cannot be reached.
-
-    Skipped behind a proxy, where a direct connection failing says nothing.
-    """
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    host, port = (
-        url.hostname or "huggingface.co",
-        url.port or (443 if url.scheme == "https" else 80),
-    )
-    try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
+    """Fail in seconds, not after the HF client's retries, when the Hub cannot be reached."""
+    if not hub_reachable():
         raise ProbeError(
-            f"the Hugging Face Hub ({endpoint}) is not reachable ({exc}). Use local files with "
+            f"the Hugging Face Hub ({hub_endpoint()}) is not reachable. Use local files with "
             "--data-dir (or PROBE_DATA), or set HF_HUB_OFFLINE=1 to use datasets already in "
             "the HF cache."
-        ) from None
-
-
-def _truthy(var: str) -> bool:
-    return os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+        )
 
 
 # --- conversion (pure; tested offline) --------------------------------------------------

@@ -1,0 +1,105 @@
+"""What a shard is on disk: versions, dataset names, paths, attribute encoding, checksums."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from probe._version import __version__
+
+FORMAT_VERSION = 1
+# The version of the code that computes the cached numbers (tokenising, windowing, word
+# alignment, pooling, the forward's precision handling). It is part of every cache key, so
+# shards written by older extraction code are never reused: bump it with any change that can
+# alter a written feature, label or offset (docs/cache-format.md, "When to bump a version").
+# Read it as `schema.EXTRACTOR_VERSION` (at call time), so a test can set it.
+EXTRACTOR_VERSION = 1
+WORD_FEATURES = ("features",)
+SENTENCE_FEATURES = ("sentence_features", "sentence_features_b")
+STR = h5py.string_dtype(encoding="utf-8")
+
+
+def default_cache_root(explicit: Path | None = None) -> Path:
+    """`--cache-dir` beats PROBE_CACHE, which beats ./cache."""
+    if explicit is not None:
+        return explicit
+    return Path(os.environ.get("PROBE_CACHE", "cache"))
+
+
+def shard_path(
+    root: Path, key: str, task: str, lang: str, split: str, index: int | None = None
+) -> Path:
+    """`<root>/<key>/<task>/<lang>/<split>.h5`, or `<split>-NNNNN.h5` for piece `index`."""
+    name = f"{split}.h5" if index is None else f"{split}-{index:05d}.h5"
+    return root / key / task / lang / name
+
+
+def split_shard_paths(root: Path, key: str, task: str, lang: str, split: str) -> list[Path]:
+    """The shard files of one split, in order (a single `<split>.h5` or numbered pieces)."""
+    directory = root / key / task / lang
+    single = directory / f"{split}.h5"
+    if single.exists():
+        return [single]
+    return sorted(directory.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9].h5"))
+
+
+def base_attrs(**extra: Any) -> dict[str, Any]:
+    """Attrs every shard carries, whatever wrote it."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "extractor_version": EXTRACTOR_VERSION,
+        "toolkit_version": __version__,
+        **extra,
+    }
+
+
+def rebuild_hint(path: Path) -> str:
+    """The fix every unreadable-shard error ends with."""
+    return (
+        f"Check the cache with `probe cache verify`; rebuild this shard with "
+        f"`probe cache rm {path}` and rerun the command (complete shards are reused)."
+    )
+
+
+def encode_attr(value: Any) -> Any:
+    """Lists of strings stay native HDF5 string arrays (plain h5py reads them); dicts are JSON."""
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=STR)
+    return value
+
+
+def decode_attr(value: Any) -> Any:
+    """The Python value `encode_attr` stored (JSON back to dicts and lists, numpy to Python)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    if isinstance(value, np.ndarray):
+        items = value.tolist()
+        return [v.decode() if isinstance(v, bytes) else v for v in items]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def attrs_crc(items: Iterable[tuple[str, Any]]) -> int:
+    """CRC32 of every attribute but `checksums`, as decoded: HDF5 keeps many attributes in a
+    heap without checksums of its own, and a flipped bit there must not go unnoticed."""
+    decoded = {k: decode_attr(v) for k, v in items if k != "checksums"}
+    return zlib.crc32(json.dumps(decoded, sort_keys=True, default=str).encode())
+
+
+def strings_crc(values: Sequence[str]) -> int:
+    """CRC32 of a strings dataset (NUL-joined UTF-8; lone surrogates kept as written)."""
+    return zlib.crc32("\0".join(values).encode("utf-8", "surrogatepass"))

@@ -1,0 +1,314 @@
+"""The options several commands share, each declared once; choices and defaults the library owns.
+
+A value the library owns (a registry's names, a constant, a config default) is named here by
+its place, `module:Name.attr`, and read when a command's help is shown or the command runs,
+never when the CLI is imported: most of those modules load torch, and `probe --help` or
+`probe cache ls` must not pay for it (heavy imports stay inside the commands).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from probe.errors import ProbeError
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+# Where the values the options default to or choose from live.
+EXTRACT_SPEC = "probe.extract.spec"
+TASK_NAMES = "probe.data.tasks:TASKS.names"
+TRAIN = "probe.train:TrainConfig"
+SEED = f"{TRAIN}.seed"
+RESULTS_DIR = "probe.experiments.base:RunOptions.results_dir"
+WORKERS = "probe.experiments.base:RunOptions.workers"
+DLFA = "probe.train.select:DLFA_TRAINING"
+
+
+def library(ref: str) -> Any:
+    """The library's value at `ref` ('module:Name.attr'), imported now."""
+    module, _, path = ref.partition(":")
+    value: Any = importlib.import_module(module)
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+class LibraryChoice(click.Choice):  # type: ignore[type-arg]
+    """A click.Choice over names the library owns, read on first use (help, parsing).
+
+    `ref` names a tuple of names, or a function or method returning them (a registry's
+    `names`); `extra` are choices the command adds (intermediate's `--schedule both`).
+    """
+
+    def __init__(self, ref: str, extra: tuple[str, ...] = ()) -> None:
+        # No super().__init__: click.Choice would read the names now.
+        self.ref = ref
+        self.extra = extra
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Read on every use, so a task registered after import is a valid choice."""
+        names = library(self.ref)
+        return (*(names() if callable(names) else names), *self.extra)
+
+
+class LibraryOption(click.Option):
+    """An option whose default, or the values its help quotes, the library owns.
+
+    `library_default` names the default, read when help is shown or the command runs (a
+    tuple becomes the comma list the option takes: `--pooled en,de,fr`). `help_values` name
+    the values that fill the `{}` of the help when it is shown: the model aliases, or the
+    default of an option left None because the library resolves None itself (its settings
+    record None, so passing the number would change a results directory's hash).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        library_default: str | None = None,
+        help_values: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        if library_default is not None:
+            kwargs.update(default=None, show_default=kwargs.get("show_default", True))
+        super().__init__(*args, **kwargs)
+        self.library_default = library_default
+        self.help_values = help_values
+        self.help_template = self.help
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        value = super().get_default(ctx, call=call)
+        if value is not None or self.library_default is None:
+            return value  # a default map (a config file) beats the library
+        value = library(self.library_default)
+        return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        if self.help_values and self.help_template is not None:
+            self.help = self.help_template.format(*map(_quoted, self.help_values))
+        return super().get_help_record(ctx)
+
+
+def _quoted(ref: str) -> str:
+    value = library(ref)
+    value = value() if callable(value) else value
+    return ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def from_library(ref: str) -> dict[str, Any]:
+    """`click.option(..., **from_library(ref))`: the option defaults to the library's value."""
+    return {"cls": LibraryOption, "library_default": ref}
+
+
+def stack(*options: Decorator) -> Decorator:
+    """Apply options in the order written (click lists them in --help in that order)."""
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+# --- extraction --------------------------------------------------------------------------------
+
+
+def model_option() -> Decorator:
+    return click.option("--model", "-m", required=True, cls=LibraryOption,
+                        help="Alias ({}), hub id or local directory.",
+                        help_values=("probe.models.aliases:MODELS.names",))  # fmt: skip
+
+
+def task_option(*flags: str) -> Decorator:
+    """The task, one of the registry's (`task_flags` renames it: intermediate's --target)."""
+    return click.option(*(flags or ("--task", "-t")), "task", required=True,
+                        type=LibraryChoice(TASK_NAMES))  # fmt: skip
+
+
+def data_dir_option() -> Decorator:
+    return click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+                        default=None,
+                        help="Root of the task data (default: $PROBE_DATA).")  # fmt: skip
+
+
+def cache_dir_option(help: str = "Cache root (default: $PROBE_CACHE or ./cache).") -> Decorator:
+    return click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+                        default=None, help=help)  # fmt: skip
+
+
+def extraction_options(
+    fn: Callable[..., Any], task_flags: tuple[str, ...] = ("--task", "-t")
+) -> Callable[..., Any]:
+    """The options that pick a cache: model, task, languages, pooling, precision, data.
+
+    `task_flags` renames the task option where a command calls it otherwise (`--target`);
+    its value is always `opts["task"]`."""
+    spec, options = f"{EXTRACT_SPEC}:ExtractSpec", f"{EXTRACT_SPEC}:ExtractOptions"
+    return stack(
+        model_option(),
+        task_option(*task_flags),
+        click.option("--langs", "-l", default="all", show_default=True,
+                     help="Comma list of ISO codes, or all."),
+        click.option("--pool", "pooling", type=LibraryChoice(f"{EXTRACT_SPEC}:POOLINGS"),
+                     **from_library(f"{spec}.pooling"), help="Subword-to-word pooling."),
+        click.option("--dtype", type=LibraryChoice(f"{EXTRACT_SPEC}:STORAGE_DTYPES"),
+                     **from_library(f"{spec}.dtype"), help="Storage dtype."),
+        click.option("--compute", "compute_dtype",
+                     type=LibraryChoice(f"{EXTRACT_SPEC}:COMPUTE_DTYPES"),
+                     **from_library(f"{spec}.compute_dtype"),
+                     help="Forward-pass precision (auto: bf16 where the hardware has it)."),
+        click.option("--max-length", type=click.IntRange(min=1),
+                     **from_library(f"{spec}.max_length"),
+                     help="Window length in tokens; longer sentences get overlapping windows."),
+        click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+                     help="Padded tokens per batch (default 4096 on CPU, 32768 on CUDA)."),
+        click.option("--device", **from_library(f"{options}.device"),
+                     help="auto, cpu, cuda, cuda:1, ..."),
+        click.option("--max-sentences", type=click.IntRange(min=1), default=None,
+                     help="Use only the first N records of each split."),
+        data_dir_option(),
+        cache_dir_option(),
+    )(fn)  # fmt: skip
+
+
+def cache_fields(opts: dict[str, Any], **option_overrides: Any) -> dict[str, Any]:
+    """What every cache-reading command's config starts from, built from `extraction_options`:
+    `spec`, `options` and `paths` (with --cache-dir / --data-dir resolved against the
+    environment once, here) and the selection `task`, `langs`, `max_sentences`."""
+    from probe.extract.spec import CachePaths, ExtractOptions, ExtractSpec
+
+    spec = ExtractSpec(
+        model=opts["model"], pooling=opts["pooling"], dtype=opts["dtype"],
+        compute_dtype=opts["compute_dtype"], max_length=opts["max_length"],
+    )  # fmt: skip
+    options = ExtractOptions(device=opts["device"], batch_tokens=opts["batch_tokens"],
+                             **option_overrides)  # fmt: skip
+    return {
+        "spec": spec, "options": options,
+        "paths": CachePaths.resolve(opts["cache_dir"], opts["data_dir"]),
+        "task": opts["task"], "langs": tuple(opts["langs"].split(",")),
+        "max_sentences": opts["max_sentences"],
+    }  # fmt: skip
+
+
+def not_under_torchrun(command: str) -> None:
+    """Probing fans out through --workers/--cluster; under torchrun every rank would redo it."""
+    from probe.runtime.ranks import current_rank
+
+    if current_rank().distributed:
+        raise ProbeError(
+            f"`probe {command}` runs once, not once per rank: extract with `torchrun ... -m "
+            f"probe.cli extract`, then run `probe {command} --workers N` (or --cluster ADDRESS)"
+        )
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def source_option(help: str = "Source language (default: the task's).") -> Decorator:
+    return click.option("--source", default=None, help=help)
+
+
+def results_dir_option() -> Decorator:
+    return click.option("--results-dir", type=click.Path(path_type=Path, file_okay=False),
+                        **from_library(RESULTS_DIR))  # fmt: skip
+
+
+def seed_option(ref: str = SEED) -> Decorator:
+    return click.option("--seed", type=click.IntRange(min=0), **from_library(ref))
+
+
+def max_train_words_option(help: str = "Cap the source training words.") -> Decorator:
+    return click.option("--max-train-words", type=click.IntRange(min=1), default=None, help=help)
+
+
+def reduction_option(ref: str) -> Decorator:
+    return click.option("--reduction", type=click.IntRange(min=1), **from_library(ref),
+                        help="AIF bottleneck ratio r.")  # fmt: skip
+
+
+def pool_options(jobs: str, *, one_per_core: bool = False) -> Decorator:
+    """--workers / --cluster: where the `jobs` (probes, pairs) of a run train.
+
+    `one_per_core`: --workers defaults to one per core (the run's config says None), else to
+    the library's RunOptions.workers."""
+    workers = (
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help=f"{jobs.capitalize()} trained at once in local processes "
+                     "(default: one per core).")
+        if one_per_core
+        else click.option("--workers", type=click.IntRange(min=1), **from_library(WORKERS),
+                          help=f"{jobs.capitalize()} trained at once in local processes.")
+    )  # fmt: skip
+    cluster = click.option(
+        "--cluster",
+        default=None,
+        metavar="ADDRESS",
+        help=f"Run the {jobs} on a Dask (tcp://host:8786, scheduler.json) or Ray "
+        "(ray://host:10001) cluster; see docs/distributed.md.",
+    )
+    return stack(workers, cluster)
+
+
+# --- heads -------------------------------------------------------------------------------------
+
+
+def _fuse_layer(ctx: click.Context, param: click.Parameter, value: str) -> int | str | None:
+    """--fuse-layer: a layer number k, 'best' (lowest dev loss over every k) or 'none'."""
+    if value is None:
+        return None
+    if value in ("best", "none"):
+        return None if value == "none" else value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a layer number, 'best' or 'none'; got {value!r}"
+        ) from None
+
+
+def head_training(opts: dict[str, Any]) -> tuple[Any, Any]:
+    """TrainConfigs of the linear probes and of DLFA (as in `probe grid`) from the options."""
+    from probe.train import TrainConfig
+
+    probe_training = TrainConfig(seed=opts["seed"])
+    if opts["max_epochs"] is not None:
+        probe_training = dataclasses.replace(probe_training, max_epochs=opts["max_epochs"])
+    return probe_training, dlfa_training(opts)
+
+
+def dlfa_training(opts: dict[str, Any]) -> Any:
+    """DLFA's training defaults (DLFA_TRAINING) with the options."""
+    overrides = {"seed": opts["seed"]}
+    for name in ("lr", "max_epochs"):
+        if opts.get(name) is not None:
+            overrides[name] = opts[name]
+    return dataclasses.replace(library(DLFA), **overrides)
+
+
+def probe_options(config: str) -> Decorator:
+    """Options domain-shift and calibration share: DLFA's k, training caps, output.
+
+    `config` names the command's config class, whose defaults the options take."""
+    return stack(
+        click.option("--fuse-layer", **from_library(f"{config}.fuse_layer"),
+                     callback=_fuse_layer,
+                     help="DLFA (last, k): k, 'best' (lowest dev loss over every k; slow) or "
+                     "'none'."),
+        reduction_option(f"{config}.reduction"),
+        click.option("--max-epochs", type=click.IntRange(min=1), default=None,
+                     cls=LibraryOption, help_values=(f"{TRAIN}.max_epochs", f"{DLFA}.max_epochs"),
+                     help="Epoch cap of every head (default: {} for probes, {} for DLFA; "
+                     "early stopping on dev loss)."),
+        max_train_words_option("Cap each training language's words (whole sentences)."),
+        results_dir_option(),
+        seed_option(),
+    )  # fmt: skip

@@ -1,0 +1,206 @@
+"""`probe layers`, `probe grid`, `probe map`: probes on cached features, layer by layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from probe.cli.options import (
+    DLFA,
+    LibraryChoice,
+    cache_fields,
+    dlfa_training,
+    extraction_options,
+    from_library,
+    max_train_words_option,
+    not_under_torchrun,
+    pool_options,
+    reduction_option,
+    results_dir_option,
+    seed_option,
+    source_option,
+)
+
+GRID = "probe.experiments.grid:GridConfig"
+PARALLEL = "probe.experiments.parallel_signal:ParallelConfig"
+NET = "probe.analysis.crosslingual.alignment:NetConfig"
+
+
+@click.command()
+@extraction_options
+@source_option("Source language (default: the task's, e.g. en; pcm for ner).")
+@results_dir_option()
+@seed_option()
+@click.option("--no-control", is_flag=True, help="Skip the control task (selectivity).")
+@click.option("--no-mix", is_flag=True, help="Skip the scalar mix.")
+@max_train_words_option()
+@pool_options("probes")
+def layers(**opts: Any) -> None:
+    """Linear probe per layer on the source language, zero-shot on every other language.
+
+    \b
+    Examples:
+      probe layers --task pos --model minilm --data-dir ../shared/data
+      probe layers --task ner --model minilm --data-dir ../shared/data   # source pcm
+      probe layers --task pos --model mbert --workers 8
+    Writes results.csv/json, settings.json, summary.txt and plots under --results-dir.
+    """
+    from probe.experiments.layers import LayersConfig, run_layers
+    from probe.train import TrainConfig
+
+    not_under_torchrun("layers")
+    config = LayersConfig(
+        **cache_fields(opts),
+        source=opts["source"],
+        results_dir=opts["results_dir"],
+        train=TrainConfig(seed=opts["seed"]),
+        control=not opts["no_control"],
+        scalar_mix=not opts["no_mix"],
+        max_train_words=opts["max_train_words"],
+        workers=opts["workers"],
+        cluster=opts["cluster"],
+    )
+    result = run_layers(config, progress=True)
+    click.echo(result.table)
+    weights = " ".join(f"{w:.2f}" for w in result.mix_weights)
+    if weights:
+        click.echo(f"scalar-mix weights (layer 0..): {weights}")
+    click.echo(
+        f"extraction {result.extract_seconds:.1f} s (0 when cached), probing "
+        f"{result.probe_seconds:.1f} s; results in {result.directory}"
+    )
+
+
+@click.command()
+@extraction_options
+@source_option()
+@click.option(
+    "--pairs",
+    **from_library(f"{GRID}.pairs"),
+    help="last: (k, last) for every k; all: every pair; or '4,6;5,6'.",
+)
+@click.option(
+    "--head", type=LibraryChoice("probe.heads.registry:pair_heads"), **from_library(f"{GRID}.head")
+)
+@reduction_option(f"{GRID}.reduction")
+@pool_options("pairs", one_per_core=True)
+@results_dir_option()
+@seed_option()
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    **from_library(f"{DLFA}.lr"),
+    help="Head learning rate.",
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    **from_library(f"{DLFA}.max_epochs"),
+    help="Epochs of the linearly decaying rate, with early stopping on dev loss.",
+)
+@max_train_words_option()
+def grid(**opts: Any) -> None:
+    """Fuse the last layer with each lower layer (DLFA) and score every language zero-shot.
+
+    \b
+    Examples:
+      probe grid --task pos --model minilm --data-dir ../shared/data
+      probe grid --task ner --model minilm --pairs all --head concat
+      probe grid --task panx --model mbert --pairs all --cluster tcp://scheduler:8786
+    Prints and saves the score per layer pair and language beside the last-layer baseline,
+    the gain per language and inside/outside the source's family, and a heatmap PNG.
+    """
+    from probe.experiments.grid import GridConfig, run_grid
+
+    not_under_torchrun("grid")
+    config = GridConfig(
+        **cache_fields(opts),
+        source=opts["source"],
+        pairs=opts["pairs"],
+        head=opts["head"],
+        reduction=opts["reduction"],
+        results_dir=opts["results_dir"],
+        train=dlfa_training(opts),
+        workers=opts["workers"],
+        cluster=opts["cluster"],
+        max_train_words=opts["max_train_words"],
+    )
+    result = run_grid(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"grid on cached features {result.seconds:.1f} s (extraction {result.extract_seconds:.1f}"
+        f" s, 0 when cached); results in {result.directory}"
+    )
+
+
+@click.command("map")
+@extraction_options
+@source_option()
+@click.option(
+    "--parallel-langs",
+    default="",
+    help="More Tatoeba languages for retrieval/CKA only (comma list, or all); the task's "
+    "languages are always included.",
+)
+@click.option(
+    "--fit-fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
+    **from_library(f"{PARALLEL}.fit_fraction"),
+    help="Share of each language's pairs that fits the alignment maps (the rest tests them).",
+)
+@click.option(
+    "--ridge",
+    type=click.FloatRange(min=0),
+    **from_library(f"{PARALLEL}.ridge"),
+    help="Least-squares ridge.",
+)
+@click.option(
+    "--net-steps",
+    type=click.IntRange(min=1),
+    **from_library(f"{NET}.steps"),
+    help="Alignment net steps (at most; early stopping on held-out pairs).",
+)
+@click.option(
+    "--net-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    **from_library(f"{NET}.lr"),
+    help="Alignment net lr.",
+)
+@results_dir_option()
+@seed_option()
+@max_train_words_option()
+def map_command(**opts: Any) -> None:
+    """Structural vs cross-lingual signal per layer, and transfer vs linguistic distance.
+
+    \b
+    Example:
+      probe map --task pos --model minilm --data-dir ../shared/data
+    Probes every layer (source score, selectivity, zero-shot transfer ratio), scores Tatoeba
+    pairs of every task language with English (retrieval, CKA, held-out retrieval after a
+    least-squares / Procrustes / single-layer-net map onto English), and correlates transfer
+    with URIEL distances. Writes summary.txt, map.csv, correlation.csv, distances.csv,
+    results.csv/json, map.png and transfer_vs_distance.png under --results-dir.
+    """
+    from probe.analysis.crosslingual.alignment import NetConfig
+    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.train import TrainConfig
+
+    extra = tuple(x.strip() for x in opts["parallel_langs"].split(",") if x.strip())
+    config = MapConfig(
+        **cache_fields(opts),
+        source=opts["source"],
+        results_dir=opts["results_dir"],
+        train=TrainConfig(seed=opts["seed"]),
+        max_train_words=opts["max_train_words"],
+        parallel=ParallelConfig(
+            fit_fraction=opts["fit_fraction"],
+            ridge=opts["ridge"],
+            net=NetConfig(steps=opts["net_steps"], lr=opts["net_lr"], seed=opts["seed"]),
+        ),
+        extra_parallel=extra,
+    )
+    result = run_map(config, progress=True)
+    click.echo(result.table)
+    click.echo(f"results in {result.directory}")

@@ -1,0 +1,118 @@
+"""`probe domain-shift` and `probe calibration`: how heads hold up off their training data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from probe.cli.options import (
+    cache_fields,
+    extraction_options,
+    from_library,
+    head_training,
+    probe_options,
+    source_option,
+)
+
+DOMAIN_SHIFT = "probe.experiments.domain_shift:DomainShiftConfig"
+CALIBRATION = "probe.experiments.calibration:CalibrationConfig"
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+@click.command("domain-shift")
+@extraction_options
+@click.option(
+    "--out-tasks",
+    **from_library(f"{DOMAIN_SHIFT}.out_tasks"),
+    help="Out-of-domain tasks (same tag set) evaluated in each language they have.",
+)
+@click.option("--no-genres", is_flag=True, help="Skip the per-genre scores (from sentence ids).")
+@click.option(
+    "--low-resource-words",
+    type=click.IntRange(min=1),
+    **from_library(f"{DOMAIN_SHIFT}.low_resource_words"),
+    help="Flag languages whose training split has fewer words.",
+)
+@probe_options(DOMAIN_SHIFT)
+def domain_shift(**opts: Any) -> None:
+    """Train on one corpus of a language, score in-domain and out-of-domain, per layer and DLFA.
+
+    \b
+    Examples:
+      probe domain-shift --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
+          # en EWT -> GUM, PUD; de, fr GSD -> PUD; tr IMST -> PUD
+      probe domain-shift --task pos-gsd --langs zh,ru,id --model minilm --out-tasks pos-pud
+      probe domain-shift --task pos-gum --model minilm --out-tasks pos,pos-pud   # GUM -> EWT
+    Prints and saves scores, the drop (in minus out) per head, DLFA's drop beside the last
+    layer's, per-genre scores, and domain_shift.png / drop_per_layer.png.
+    """
+    from probe.experiments.domain_shift import DomainShiftConfig, run_domain_shift
+
+    train, dlfa_train = head_training(opts)
+    config = DomainShiftConfig(
+        **cache_fields(opts), out_tasks=_comma_list(opts["out_tasks"]),
+        fuse_layer=opts["fuse_layer"], reduction=opts["reduction"],
+        genres=not opts["no_genres"], results_dir=opts["results_dir"], train=train,
+        dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
+        low_resource_words=opts["low_resource_words"],
+    )  # fmt: skip
+    result = run_domain_shift(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
+        f"cached); results in {result.directory}"
+    )
+
+
+@click.command()
+@extraction_options
+@source_option("The English-only regime's language (default: the task's).")
+@click.option(
+    "--pooled",
+    **from_library(f"{CALIBRATION}.pooled"),
+    help="Languages whose training splits the multilingual head pools.",
+)
+@click.option(
+    "--no-match-size",
+    is_flag=True,
+    help="Pool all their data instead of capping it to the source's word count.",
+)
+@click.option(
+    "--bins",
+    type=click.IntRange(min=1),
+    **from_library(f"{CALIBRATION}.n_bins"),
+    help="Confidence bins (ECE).",
+)
+@probe_options(CALIBRATION)
+def calibration(**opts: Any) -> None:
+    """ECE and reliability diagrams per language and layer; temperature scaling; en vs pooled.
+
+    \b
+    Examples:
+      probe calibration --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
+          # heads on en vs en+de+fr; held-out targets es, tr
+      probe calibration --task pos --model me5-small --pooled en,de,fr,es --langs tr
+    Temperature T is fitted per head on its own (source) dev data. Prints and saves ECE
+    before/after T per layer and language, the two regimes on held-out languages,
+    reliability_<regime>.png grids, ece_per_layer.png and reliability.json.
+    """
+    from probe.experiments.calibration import CalibrationConfig, run_calibration
+
+    train, dlfa_train = head_training(opts)
+    config = CalibrationConfig(
+        **cache_fields(opts), source=opts["source"],
+        pooled=_comma_list(opts["pooled"]),
+        match_size=not opts["no_match_size"], fuse_layer=opts["fuse_layer"],
+        reduction=opts["reduction"], n_bins=opts["bins"], results_dir=opts["results_dir"],
+        train=train, dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
+    )  # fmt: skip
+    result = run_calibration(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
+        f"cached); results in {result.directory}"
+    )

@@ -1,0 +1,298 @@
+"""`probe finetune` and `probe intermediate`: train the encoder, or go through other tasks first."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import click
+
+from probe.cli.options import (
+    LibraryChoice,
+    LibraryOption,
+    cache_dir_option,
+    cache_fields,
+    data_dir_option,
+    extraction_options,
+    from_library,
+    max_train_words_option,
+    model_option,
+    reduction_option,
+    results_dir_option,
+    seed_option,
+    source_option,
+    task_option,
+)
+from probe.errors import ProbeError
+
+FINETUNE = "probe.experiments.finetune:FinetuneConfig"
+EPOCHS = "probe.experiments.finetune:DEFAULT_EPOCHS"
+INTERMEDIATE = "probe.experiments.intermediate:IntermediateConfig"
+INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
+
+
+@click.command()
+@model_option()
+@task_option()
+@click.option(
+    "--langs",
+    "-l",
+    default="all",
+    show_default=True,
+    help="Comma list of ISO codes to evaluate, or all.",
+)
+@source_option()
+@data_dir_option()
+@cache_dir_option("Cache root, for downloaded models (default: $PROBE_CACHE or ./cache).")
+@results_dir_option()
+@click.option(
+    "--fuse-layer",
+    type=click.IntRange(min=0),
+    default=None,
+    help="DLFA head fusing the last layer with layer k (default: last layer, linear).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    cls=LibraryOption,
+    help_values=(EPOCHS,),
+    help="Default: XTREME's {} for word tasks.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    **from_library(f"{FINETUNE}.lr"),
+    help="Encoder learning rate.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    **from_library(f"{FINETUNE}.batch_size"),
+    help="Sentences per step.",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    **from_library(f"{FINETUNE}.max_length"),
+    help="Subword tokens per sentence; words past it are not trained on.",
+)
+@click.option("--device", **from_library(f"{FINETUNE}.device"), help="auto, cpu, cuda, cuda:1, ...")
+@seed_option(f"{FINETUNE}.seed")
+@click.option(
+    "--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps."
+)
+@click.option(
+    "--max-train-sentences",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N source training sentences.",
+)
+def finetune(**opts: Any) -> None:
+    """Fine-tune the encoder with the last-layer (or DLFA) head on the source; zero-shot eval.
+
+    \b
+    Examples:
+      probe finetune --task pos --model minilm --data-dir ../shared/data --epochs 1
+      probe finetune --task ner --model mbert --fuse-layer 8 --device cuda
+    Prints and saves the main metric per language (results.csv/json, settings.json, summary.txt).
+    """
+    from probe.cache import default_cache_root
+    from probe.experiments.finetune import FinetuneConfig, run_finetune
+
+    config = FinetuneConfig(
+        model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
+        source=opts["source"], data_dir=opts["data_dir"],
+        cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+        fuse_layer=opts["fuse_layer"], epochs=opts["epochs"], lr=opts["lr"],
+        batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
+        seed=opts["seed"], max_steps=opts["max_steps"],
+        max_train_sentences=opts["max_train_sentences"],
+    )  # fmt: skip
+    result = run_finetune(config, progress=True)
+    click.echo(result.table)
+    click.echo(f"fine-tuning and evaluation {result.seconds:.1f} s; results in {result.directory}")
+
+
+@click.command()
+@functools.partial(extraction_options, task_flags=("--target", "--task", "-t"))
+@click.option(
+    "--via",
+    default="all",
+    show_default=True,
+    help="Intermediate tasks: comma list of registry tasks, or all (every word/pair "
+    "task with data but the target).",
+)
+@click.option(
+    "--sets",
+    default=None,
+    help="Sets of --via tasks to train on together: sizes of growing prefixes ('3'), "
+    "all, or tasks joined by '+' ('pos+panx'); comma list. Default: sizes 2..all.",
+)
+@click.option(
+    "--schedule",
+    type=LibraryChoice("probe.train.schedules:SCHEDULES", extra=("both",)),
+    default=None,
+    help="How a set trains: one task after another, or batches interleaved. Default: both on "
+    "cached features; sequential (the only one) with --finetune.",
+)
+@source_option("The target's source language (default: the task's).")
+@click.option(
+    "--body",
+    type=LibraryChoice("probe.heads.registry:BODIES.names"),
+    **from_library(f"{INTERMEDIATE}.body"),
+    help="The shared body every task's classifier reads through.",
+)
+@click.option(
+    "--layer",
+    type=click.IntRange(min=0),
+    default=None,
+    help="mlp: the layer read (default last); mix: the lowest layer mixed (default 0); "
+    "dlfa: k fused with the last layer (default last-1).",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    **from_library(f"{INTERMEDIATE}.width"),
+    help="mlp/mix body width.",
+)
+@reduction_option(f"{INTERMEDIATE}.reduction")
+@click.option(
+    "--seeds",
+    default="0",
+    show_default=True,
+    help="Comma list of training seeds; scores are averaged and gains get a seed sd.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    cls=LibraryOption,
+    help_values=(f"{INTERMEDIATE_TRAINING}.lr", f"{FINETUNE}.lr"),
+    help="Learning rate (default {} on cached features; the encoder's {} with --finetune).",
+)
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=1),
+    **from_library(f"{INTERMEDIATE_TRAINING}.max_epochs"),
+    help="Most epochs per stage on cached features (early stopping on dev loss).",
+)
+@max_train_words_option("Cap every task's training words (pairs for pair tasks).")
+@click.option(
+    "--max-via-sentences",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Extract only the first N sentences (pairs) of each intermediate split (it replaces "
+    "a full cached split of that task, as --max-sentences does).",
+)
+@results_dir_option()
+@click.option(
+    "--finetune",
+    "finetune_mode",
+    is_flag=True,
+    help="Train the encoder too, on raw data (word tasks, sequential schedule).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    cls=LibraryOption,
+    help_values=(EPOCHS,),
+    help="--finetune: epochs per stage (default {}).",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--finetune: optimiser steps per stage.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    **from_library(f"{FINETUNE}.batch_size"),
+    help="--finetune: sentences per step.",
+)
+@click.option(
+    "--max-train-sentences",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--finetune: first N training sentences of every task.",
+)
+@click.option(
+    "--max-eval-sentences",
+    type=click.IntRange(min=1),
+    default=None,
+    help="--finetune: score the first N test sentences of each language.",
+)
+def intermediate(**opts: Any) -> None:
+    """Train on intermediate tasks before the target: none, each task, growing sets.
+
+    \b
+    Examples:
+      probe intermediate --target ner --via pos,udpos,panx --model minilm --data-dir ../shared/data
+      probe intermediate --target pos --via all --model minilm --schedule mixed --seeds 0,1,2
+      probe intermediate --target ner --via pos,udpos --model minilm --finetune --max-steps 50
+    Scores every target language zero-shot per configuration and prints the gains over 'none'
+    per language, inside/outside the source's family and per family; writes results.csv/json,
+    settings.json, summary.txt and intermediate.png under --results-dir.
+    """
+    from probe.train.schedules import SCHEDULES
+
+    schedule = opts["schedule"] or ("sequential" if opts["finetune_mode"] else "both")
+    schedules = tuple(SCHEDULES) if schedule == "both" else (schedule,)
+    try:
+        seeds = tuple(int(s) for s in opts["seeds"].split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected a comma list of integers, not {opts['seeds']!r}",
+                                 param_hint="--seeds") from None  # fmt: skip
+    lr = {"lr": opts["lr"]} if opts["lr"] else {}  # else: the library's, per mode
+    via = (opts["via"],)
+    if opts["finetune_mode"]:
+        from probe.cache import default_cache_root
+        from probe.experiments.finetune import FinetuneConfig
+        from probe.experiments.intermediate_finetune import (
+            IntermediateFinetuneConfig,
+            run_intermediate_finetune,
+        )
+
+        if schedules != ("sequential",):
+            raise ProbeError("--finetune trains sets sequentially only: pass --schedule sequential")
+        if len(seeds) != 1:
+            raise ProbeError("--finetune runs one seed: pass --seeds N")
+        ft = FinetuneConfig(
+            model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
+            source=opts["source"], data_dir=opts["data_dir"],
+            cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+            epochs=opts["epochs"], batch_size=opts["batch_size"],
+            device=opts["device"], seed=seeds[0], max_steps=opts["max_steps"],
+            max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"], **lr,
+        )  # fmt: skip
+        result = run_intermediate_finetune(
+            IntermediateFinetuneConfig(
+                finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],
+                width=opts["width"], max_eval_sentences=opts["max_eval_sentences"],
+            ),
+            progress=True,
+        )  # fmt: skip
+    else:
+        from probe.experiments.intermediate import (
+            INTERMEDIATE_TRAINING,
+            IntermediateConfig,
+            run_intermediate,
+        )
+
+        train = dataclasses.replace(INTERMEDIATE_TRAINING, max_epochs=opts["max_epochs"], **lr)
+        config = IntermediateConfig(
+            **cache_fields(opts), via=via, sets=opts["sets"], schedules=schedules,
+            source=opts["source"], body=opts["body"], layer=opts["layer"], width=opts["width"],
+            reduction=opts["reduction"], results_dir=opts["results_dir"], train=train,
+            seeds=seeds, max_train_words=opts["max_train_words"],
+            max_via_sentences=opts["max_via_sentences"],
+        )  # fmt: skip
+        result = run_intermediate(config, progress=True)
+    click.echo(result.table)
+    click.echo(
+        f"training and scoring {result.seconds:.1f} s (extraction {result.extract_seconds:.1f} s,"
+        f" 0 when cached); results in {result.directory}"
+    )

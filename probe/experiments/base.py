@@ -1,0 +1,250 @@
+"""The one experiment skeleton every command runs through (after mteb's `AbsTask.evaluate`).
+
+An experiment declares what is specific to it: its name, the task levels it accepts, what
+to extract, its jobs, how one job runs, how job rows aggregate, its settings and how its
+results render. `Experiment.run()` owns the rest, once for all of them: resolving the task,
+the source and the languages, refusing torchrun, one `ensure_cached` call (one cache key by
+construction), the results directory, the job pool (`--workers` / `--cluster`) with its
+journal (a killed run resumes with only the missing jobs), the results files and the
+summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from probe.data.tasks import Task, get_task
+from probe.errors import ProbeError
+from probe.experiments.pool import Journal, PoolConfig, fingerprint, run_jobs
+from probe.registry import Registry
+from probe.results.report import provenance, run_directory
+from probe.results.rows import Row
+from probe.results.table import Table
+
+if TYPE_CHECKING:
+    from probe.extract import CacheHandle
+
+C = TypeVar("C")
+J = TypeVar("J")
+
+# Settings that say how a run went, not what it computed: left out of the directory hash.
+BASE_VOLATILE = ("seconds", "provenance", "workers", "cluster")
+
+
+def _load_experiments() -> None:
+    """Importing a driver module registers its experiment (Experiment.__init_subclass__)."""
+    import importlib
+
+    for module in ("layers", "grid", "crosslingual_map", "domain_shift", "calibration",
+                   "intermediate", "intermediate_finetune", "finetune"):  # fmt: skip
+        importlib.import_module(f"probe.experiments.{module}")
+
+
+EXPERIMENTS: Registry[type[Experiment[Any, Any]]] = Registry("experiment", load=_load_experiments)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where results go and how fast jobs run: never part of what a run computes (not in
+    the results directory's hash, nor in the journal's fingerprint)."""
+
+    results_dir: Path = Path("results")
+    workers: int | None = 1  # None: one per core; 1: in this process
+    cluster: str | None = None  # a Dask or Ray address (probe.experiments.pool)
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Context:
+    """What `run()` resolved before the jobs: the task, its source, the languages extracted
+    (source first) and the cache handle (None for experiments that read raw data)."""
+
+    task: Task
+    source: str
+    langs: tuple[str, ...]
+    cache: CacheHandle | None
+    n_layers: int
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(lang for lang in self.langs if lang != self.source)
+
+    @property
+    def model_key(self) -> str:
+        if self.cache is None:
+            raise ProbeError("this experiment reads no cache")
+        return self.cache.key
+
+
+@dataclass
+class RunResult:
+    """What a run wrote: its rows, directory, summary text, settings and timings."""
+
+    rows: Table
+    directory: Path
+    summary: str
+    settings: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Experiment(ABC, Generic[C, J]):
+    """Subclass, declare, and call `run()`; see the module docstring for who owns what."""
+
+    name: ClassVar[str]  # registry key, command name, results-directory prefix
+    levels: ClassVar[tuple[str, ...]] = ("word", "pair")
+    needs_cache: ClassVar[bool] = True  # False: reads raw data and loads the encoder itself
+    volatile: ClassVar[tuple[str, ...]] = ()  # more settings left out of the directory hash
+
+    def __init__(self, config: C, options: RunOptions | None = None) -> None:
+        self.config = config
+        self.options = options or RunOptions()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            EXPERIMENTS.register(cls.name, cls)
+
+    # --- declared by each experiment --------------------------------------------------------
+
+    @abstractmethod
+    def task_name(self) -> str:
+        """The registry name of the task this run trains for."""
+
+    @abstractmethod
+    def source_lang(self, task: Task) -> str:
+        """The source language (the config's, or the task's default)."""
+
+    def extract(self, task: Task, source: str, progress: bool) -> CacheHandle | None:
+        """Make sure the features this run reads are cached (one ensure_cached call)."""
+        return None
+
+    @abstractmethod
+    def jobs(self, ctx: Context) -> list[tuple[str, J]]:
+        """Unique job names and picklable jobs (paths, names, frozen configs only)."""
+
+    @staticmethod
+    @abstractmethod
+    def job_function() -> Callable[[J], list[Row]]:
+        """The module-level function that runs one job (workers import it by name)."""
+
+    def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
+        """All rows of the run from the rows of each job (default: in job order)."""
+        return [row for rows in parts.values() for row in rows]
+
+    def settings(self, ctx: Context) -> dict[str, Any]:
+        """This experiment's own settings; the base adds the common ones."""
+        return {}
+
+    def identity(self) -> Any:
+        """What the journal's fingerprint is computed from, besides the cache (default: the
+        config, which holds no run-location fields)."""
+        return self.config
+
+    def directory_name(self, ctx: Context) -> str:
+        return f"{self.name}-{ctx.source}"
+
+    def results_base(self, ctx: Context) -> Path:
+        return self.options.results_dir / ctx.task.name / ctx.model_key
+
+    @abstractmethod
+    def render(self, ctx: Context, rows: Table, directory: Path) -> str:
+        """Write figures and extra files; return the summary text (saved as summary.txt)."""
+
+    # --- owned by the base ------------------------------------------------------------------
+
+    def resolve(self) -> tuple[Task, str]:
+        task = get_task(self.task_name())
+        if task.level not in self.levels:
+            raise ProbeError(
+                f"`probe {self.name}` takes {' or '.join(self.levels)}-level tasks; "
+                f"{task.name!r} is {task.level}-level"
+            )
+        source = self.source_lang(task)
+        task.check_language(source)
+        return task, source
+
+    def run(self) -> RunResult:
+        from probe.runtime.ranks import current_rank
+
+        if current_rank().distributed:
+            raise ProbeError(
+                f"`probe {self.name}` runs once, not once per rank: extract with `torchrun ... "
+                f"-m probe.cli extract`, then run `probe {self.name} --workers N` (or --cluster)"
+            )
+        started = time.perf_counter()
+        task, source = self.resolve()
+        cache = self.extract(task, source, self.options.progress)
+        extracted = time.perf_counter()
+        ctx = self.context(task, source, cache)
+        jobs = self.jobs(ctx)
+        pool = PoolConfig(self.options.workers, self.options.cluster)
+        settings = {**self.base_settings(ctx), **self.settings(ctx)}
+        settings["workers"] = pool.local_workers(len(jobs)) if pool.cluster is None else None
+        settings["cluster"] = pool.cluster
+        directory = run_directory(self.results_base(ctx), self.directory_name(ctx), settings,
+                                  volatile=(*BASE_VOLATILE, *self.volatile))  # fmt: skip
+        cache_identity = cache.identity() if cache is not None else None
+        journal = Journal(directory / "jobs", fingerprint(cache_identity, self.identity()))
+        desc = f"{self.name} {task.name}"
+        outputs = run_jobs(self.job_function(), jobs, pool, journal,
+                           progress=self.options.progress, desc=desc)  # fmt: skip
+        parts = dict(zip([name for name, _ in jobs], outputs, strict=True))
+        stamp = {"task": task.name, "model": ctx.model_key if cache is not None else ""}
+        rows = Table(_stamped(row, stamp) for row in self.aggregate(ctx, parts))
+        seconds = {"extract": extracted - started, "jobs": time.perf_counter() - extracted}
+        settings["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+        rows.write(directory, settings)
+        summary = self.render(ctx, rows, directory)
+        (directory / "summary.txt").write_text(summary + "\n")
+        journal.clear()  # every output is written: a rerun recomputes with the current code
+        return RunResult(rows, directory, summary, settings, seconds)
+
+    def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
+        """Languages and depth from the cache: the languages with shards, source first."""
+        if cache is None:
+            return Context(task, source, (source,), None, 0)
+        langs = cache.languages(task.name, source)
+        if source not in langs:
+            raise ProbeError(f"source language {source!r} is not among the extracted "
+                             f"languages {list(langs)}")  # fmt: skip
+        return Context(task, source, tuple(langs), cache, cache.n_layers)
+
+    def base_settings(self, ctx: Context) -> dict[str, Any]:
+        """What every run records first: command, task, languages, cache, splits, provenance."""
+        settings: dict[str, Any] = {
+            "command": self.name,
+            "task": ctx.task.name,
+            "source": ctx.source,
+            "languages": list(ctx.langs),
+            "train_split": ctx.task.train_split,
+            "dev_split": ctx.task.dev_split,
+            "eval_split": ctx.task.eval_split,
+            "provenance": provenance(_seed(self.config)),
+        }
+        if ctx.cache is not None:
+            settings.update(ctx.cache.settings())
+        return settings
+
+
+def _stamped(row: Row, stamp: Mapping[str, str]) -> Row:
+    """The row with the run's task and model key where the job left them empty."""
+    task = row.task or stamp.get("task", "")
+    model = row.model or stamp.get("model", "")
+    return dataclasses.replace(row, task=task, model=model)
+
+
+def _seed(config: Any) -> int:
+    train = getattr(config, "train", None)
+    return int(getattr(train, "seed", getattr(config, "seed", 0)))
+
+
+def run_experiment(name: str, config: Any, options: RunOptions | None = None) -> RunResult:
+    """`EXPERIMENTS.get(name)(config, options).run()`: what each CLI command calls."""
+    return EXPERIMENTS.get(name)(config, options).run()

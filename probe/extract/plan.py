@@ -1,0 +1,114 @@
+"""What to extract, read before the encoder loads: every requested split, then its shards.
+
+Reading the data first makes bad data fail in a second, not after a model load; the shard
+plan is a function of the data and `shard_rows` only (never of the world size), so every
+rank of a distributed run computes the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from probe import cache as store
+from probe.data.tasks import Task, expand_languages, get_task, local_files, read_split
+from probe.errors import ProbeError
+from probe.extract.spec import CachePaths, ExtractRequest
+from probe.runtime.fileid import files_sha256
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """One split of one language: its records and their identity."""
+
+    task: Task
+    lang: str
+    split: str
+    records: list[Any]
+    source_hash: str
+    files: tuple[Path, ...]
+
+    @property
+    def rows_per_record(self) -> list[int]:
+        if self.task.level == "word":
+            return [len(r.words) for r in self.records]
+        return [1] * len(self.records)
+
+
+def plan_jobs(request: ExtractRequest, paths: CachePaths) -> list[SplitJob]:
+    """Read every split of one request (fast) so bad data fails before the encoder loads."""
+    task = get_task(request.task)
+    data_dir = paths.require_data_dir("extraction")
+    langs = expand_languages(task, request.langs, data_dir)
+    if request.source:
+        task.check_language(request.source)
+    cap = request.max_sentences
+    jobs = []
+    for lang in langs:
+        for split in request.splits or task.splits_for(lang, request.source):
+            files = local_files(task, data_dir, lang, split)
+            records = read_split(task, data_dir, lang, split)
+            if cap:
+                records = records[:cap]
+            source_hash = files_sha256(files)
+            if cap:
+                source_hash += f":first{cap}"
+            jobs.append(SplitJob(task, lang, split, records, source_hash, files))
+    return jobs
+
+
+def plan_requests(requests: Sequence[ExtractRequest], paths: CachePaths) -> list[SplitJob]:
+    """The jobs of several requests, each split once: a split two requests share is read
+    once; the same split asked with different data (another `max_sentences`) is an error,
+    since both would be written to the one shard path."""
+    jobs: dict[tuple[str, str, str], SplitJob] = {}
+    for request in requests:
+        for job in plan_jobs(request, paths):
+            where = (job.task.name, job.lang, job.split)
+            seen = jobs.setdefault(where, job)
+            if seen.source_hash != job.source_hash:
+                raise ProbeError(
+                    f"{'/'.join(where)} is requested twice with different data "
+                    f"({seen.source_hash} and {job.source_hash}); ask for it once"
+                )
+    return list(jobs.values())
+
+
+def shard_ranges(rows_per_record: Sequence[int], shard_rows: int) -> list[tuple[int, int]]:
+    """Consecutive record ranges holding at most `shard_rows` rows each (at least one record)."""
+    ranges, start, rows = [], 0, 0
+    for i, n in enumerate(rows_per_record):
+        if rows and rows + n > shard_rows:
+            ranges.append((start, i))
+            start, rows = i, 0
+        rows += n
+    ranges.append((start, len(rows_per_record)))
+    return ranges
+
+
+@dataclass(frozen=True)
+class ShardItem:
+    """One shard of the plan: a record range of one split, and where it goes."""
+
+    index: int  # position in the plan, the same on every rank
+    job: SplitJob
+    n_shards: int
+    records: tuple[int, int]
+    path: Path
+    rows: int
+
+
+def plan_shards(jobs: Sequence[SplitJob], shard_rows: int, root: Path, key: str) -> list[ShardItem]:
+    """Every shard the jobs need, in a fixed order: a function of the data and `shard_rows`
+    only (never of the world size), so any number of ranks finds the same shards."""
+    items: list[ShardItem] = []
+    for job in jobs:
+        ranges = shard_ranges(job.rows_per_record, shard_rows)
+        for index, (lo, hi) in enumerate(ranges):
+            path = store.shard_path(root, key, job.task.name, job.lang, job.split,
+                                    index if len(ranges) > 1 else None)  # fmt: skip
+            rows = sum(job.rows_per_record[lo:hi])
+            items.append(ShardItem(len(items), job, len(ranges), (lo, hi), path, rows))
+    return items
