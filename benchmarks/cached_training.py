@@ -37,11 +37,12 @@ def extraction_pass(settings: Settings, cache: str) -> dict[str, Any]:
 
 def layers(settings: Settings, cache: str, results: str) -> dict[str, Any]:
     """`probe layers` with its defaults on the warm cache."""
+    from probe.experiments.base import RunOptions
     from probe.experiments.layers import LayersConfig, run_layers
 
-    config = LayersConfig(**_cache_fields(settings, cache), results_dir=Path(results))
+    config = LayersConfig(**_cache_fields(settings, cache))
     began = time.perf_counter()
-    result = run_layers(config, progress=False)
+    result = run_layers(config, RunOptions(Path(results), progress=False))
     seconds = time.perf_counter() - began
     if result.extract_seconds > 0.5 * seconds:
         raise RuntimeError(f"layers re-extracted ({result.extract_seconds:.1f} s): cache cold?")
@@ -54,18 +55,19 @@ def layers(settings: Settings, cache: str, results: str) -> dict[str, Any]:
 
 def grid(settings: Settings, cache: str, results: str) -> dict[str, Any]:
     """`probe grid` with its defaults (DLFA, every (k, last) pair) on the warm cache."""
-    from probe.experiments.grid import GridConfig, run_grid
+    from probe.experiments.base import RunOptions
+    from probe.experiments.grid import GridConfig, GridExperiment
 
-    grid_config = GridConfig(**_cache_fields(settings, cache), results_dir=Path(results),
-                             workers=settings.grid_workers)  # fmt: skip
+    grid_config = GridConfig(**_cache_fields(settings, cache))
+    options = RunOptions(Path(results), workers=settings.grid_workers, progress=False)
     began = time.perf_counter()
-    result = run_grid(grid_config, progress=False)
+    result = GridExperiment(grid_config, options).run()
     seconds = time.perf_counter() - began
-    if result.extract_seconds > 0.5 * seconds:
-        raise RuntimeError(f"grid re-extracted ({result.extract_seconds:.1f} s): cache cold?")
+    if result.seconds["extract"] > 0.5 * seconds:
+        raise RuntimeError(f"grid re-extracted ({result.seconds['extract']:.1f} s): cache cold?")
     return {
         "call_seconds": round(seconds, 3),
-        "grid_seconds": round(result.seconds, 3),
+        "grid_seconds": round(result.seconds["jobs"], 3),
         "scores": _scores(result.rows, None),
     }
 

@@ -59,7 +59,9 @@ def hold(job: Hold) -> list[Row]:
 def drive(marks: str, journal: str, quick: int, held: int) -> None:
     """The parent process of the signal tests: `quick` jobs that finish at once, then `held`
     jobs that run until stopped, on 2 local workers, saved to a journal at `journal`."""
-    from probe.experiments.pool import Journal, PoolConfig, run_jobs
+    from probe.experiments.backends import PoolConfig
+    from probe.experiments.journal import Journal
+    from probe.experiments.pool import run_jobs
 
     jobs = [(f"job-{n}", Hold(n, Path(marks), hold=n >= quick)) for n in range(quick + held)]
     run_jobs(hold, jobs, PoolConfig(workers=2), Journal(Path(journal), "fp"), progress=False)

@@ -18,7 +18,11 @@ from probe.analysis.calibration import (
 )
 from probe.analysis.metrics import expected_calibration_error
 from probe.errors import ProbeError
-from probe.experiments.calibration import CalibrationConfig, run_calibration
+from probe.experiments import calibration as calibration_module
+from probe.experiments.base import RunOptions, RunResult
+from probe.experiments.calibration import CalibrationConfig, CalibrationExperiment
+from probe.experiments.pool import Journal
+from probe.results.rows import Row
 from probe.train import TrainConfig
 from tests.test_extract import SENTENCES, TAGS, cache_fields
 
@@ -145,46 +149,95 @@ def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> CalibrationConfig:
     make_treebanks(tmp_path / "data", CALIBRATION_DATA)
     ex = cache_fields(tmp_path, tiny_bert, langs=("en", "tr"), compute_dtype="float32")
     base: dict[str, object] = dict(
-        **ex, pooled=("en", "de", "fr"), fuse_layer=1, results_dir=tmp_path / "res",
+        **ex, pooled=("en", "de", "fr"), fuse_layer=1,
         train=TrainConfig(max_epochs=3), dlfa_train=TrainConfig(max_epochs=2, lr=2e-3),
     )  # fmt: skip
     base.update(kw)
     return CalibrationConfig(**base)  # type: ignore[arg-type]
 
 
+def run_calibration(config: CalibrationConfig, tmp_path: Path) -> RunResult:
+    options = RunOptions(results_dir=tmp_path / "res", progress=False)
+    return CalibrationExperiment(config, options).run()
+
+
 def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
-    result = run_calibration(_config(tmp_path, tiny_bert), progress=False)
-    rows = {(r.head, r.layer, r.lang, r.metric): r.value for r in result.rows}
-    heads = {r.head for r in result.rows}
-    assert heads == {"linear@en", "linear@en+de+fr", "dlfa@en", "dlfa@en+de+fr"}
+    result = run_calibration(_config(tmp_path, tiny_bert), tmp_path)
+    rows = result.rows
+
+    def value(regime: str, layers: tuple[int, ...], lang: str, metric: str, **where: str) -> float:
+        return rows.one(config=regime, layers=layers, lang=lang, metric=metric, **where)
+
+    heads = {r.head for r in rows}
+    assert heads == {"linear@en", "linear@en+de+fr", "dlfa@en", "dlfa@en+de+fr"}  # legacy column
+    assert set(rows.values("config")) == {"en", "en+de+fr"}
     # Every layer's probe and DLFA (1,2) scored on every language, before and after T.
-    for head, layer in (("linear@en", "0"), ("linear@en+de+fr", "2"), ("dlfa@en", "1,2")):
+    for regime, layers in (("en", (0,)), ("en+de+fr", (2,)), ("en", (1, 2))):
         for lang in ("en", "de", "fr", "tr"):
             for metric in ("accuracy", "ece", "ece_ts", "nll", "nll_ts"):
-                assert (head, layer, lang, metric) in rows, (head, layer, lang, metric)
+                assert rows.filter(config=regime, layers=layers, lang=lang, metric=metric,
+                                   subset="", group=""), (regime, layers, lang, metric)  # fmt: skip
         # T is fitted by NLL on the head's own dev data: the dev NLL cannot get worse.
-        assert rows[(head, layer, "dev", "nll_ts")] <= rows[(head, layer, "dev", "nll")] + 1e-9
-        assert rows[(head, layer, "dev", "temperature")] > 0
+        dev = {"subset": "dev"}
+        assert value(regime, layers, "dev", "nll_ts", **dev) <= value(
+            regime, layers, "dev", "nll", **dev) + 1e-9  # fmt: skip
+        assert value(regime, layers, "dev", "temperature", **dev) > 0
     # Held-out targets are the languages neither regime trained on: only tr here.
     assert result.settings["held_out"] == ["tr"]
-    assert rows[("linear@en", "1", "held-out", "ece")] == rows[("linear@en", "1", "tr", "ece")]
+    assert value("en", (1,), "held-out", "ece", group="held-out") == value("en", (1,), "tr", "ece")
     # Size matching: the pooled head sees about as many words as the English-only one.
-    en_words = rows[("linear@en", "-", "dev", "train_words")]
-    pooled_words = rows[("linear@en+de+fr", "-", "dev", "train_words")]
+    en_words = rows.one(config="en", metric="train_words", subset="dev")
+    pooled_words = rows.one(config="en+de+fr", metric="train_words", subset="dev")
     assert 0.5 * en_words <= pooled_words <= 1.2 * en_words
     # The reliability diagram agrees with the ECE row.
     diagrams = json.loads((result.directory / "reliability.json").read_text())
     entry = diagrams["linear@en"]["2"]["de"]
-    assert entry["ece"] == pytest.approx(rows[("linear@en", "2", "de", "ece")])
+    assert entry["ece"] == pytest.approx(value("en", (2,), "de", "ece"))
     assert sum(entry["before"]["counts"]) == sum(len(s) for s in SENTENCES * 2)  # de test words
     for name in ("results.csv", "summary.txt", "reliability_en.png", "reliability_en-de-fr.png",
                  "ece_per_layer.png"):  # fmt: skip
         assert (result.directory / name).stat().st_size > 0, name
-    assert "held-out targets (tr)" in result.table
+    assert "held-out targets (tr)" in result.summary
+    assert not rows.filter(metric=lambda m: m.startswith("bin_"))  # bins: reliability.json only
+
+
+def test_calibration_resumes_with_only_the_missing_heads(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after its first job reruns only the other heads and writes the same
+    results, reliability.json included (the bins of the saved job come from the journal)."""
+    cfg = _config(tmp_path, tiny_bert, langs=("tr",))
+    whole = run_calibration(cfg, tmp_path)
+    reliability_json = (whole.directory / "reliability.json").read_text()
+    real = calibration_module.run_head_job
+    ran: list[tuple[str, str, int]] = []
+
+    def flaky(job: calibration_module._HeadJob) -> list[Row]:
+        ran.append((job.regime, job.kind, job.layer))
+        if len(ran) == 2:
+            raise RuntimeError("worker lost")
+        return real(job)
+
+    monkeypatch.setattr(calibration_module, "run_head_job", flaky)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_calibration(cfg, tmp_path)
+    assert Journal(whole.directory / "jobs", "").saved() == ["en-linear-0"]
+    ran.clear()
+
+    def counted(job: calibration_module._HeadJob) -> list[Row]:
+        ran.append((job.regime, job.kind, job.layer))
+        return real(job)
+
+    monkeypatch.setattr(calibration_module, "run_head_job", counted)
+    resumed = run_calibration(cfg, tmp_path)
+    assert ("en", "linear", 0) not in ran and len(ran) == 7  # 2 regimes x (3 layers + DLFA) - 1
+    assert resumed.directory == whole.directory
+    assert list(resumed.rows) == list(whole.rows)
+    assert (resumed.directory / "reliability.json").read_text() == reliability_json
 
 
 def test_calibration_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> None:
     with pytest.raises(ProbeError, match="two or more"):
-        run_calibration(_config(tmp_path, tiny_bert, pooled=("en",)), progress=False)
+        run_calibration(_config(tmp_path, tiny_bert, pooled=("en",)), tmp_path)
     with pytest.raises(ProbeError, match="unknown language"):
-        run_calibration(_config(tmp_path, tiny_bert, pooled=("en", "xx")), progress=False)
+        run_calibration(_config(tmp_path, tiny_bert, pooled=("en", "xx")), tmp_path)

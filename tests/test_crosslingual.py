@@ -301,19 +301,19 @@ def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
 
 
 def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
-    from probe.experiments.crosslingual_map import MapConfig, run_map
-    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
     from probe.train import TrainConfig
     from tests.test_extract import SENTENCES, cache_fields, make_ud
 
     data = make_ud(tmp_path / "data", SENTENCES * 4)
     make_tatoeba(data)
     ex = cache_fields(tmp_path, tiny_bert, data_dir=data, compute_dtype="float32")
-    config = MapConfig(**ex, results_dir=tmp_path / "results",
-                       train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
+    config = MapConfig(**ex, train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
                        parallel=ParallelConfig(net=NetConfig(steps=20)))  # fmt: skip
     threads = torch.get_num_threads()
-    result = run_map(config, progress=False)
+    result = run_map(config, RunOptions(results_dir=tmp_path / "results", progress=False))
     assert torch.get_num_threads() == threads  # capped while scoring, then restored
     heads = {(r.head, r.metric) for r in result.rows}
     for pair in [("linear", "accuracy"), ("linear", "selectivity"), ("transfer", "ratio"),
@@ -347,14 +347,57 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert header[:4] == ["layer", "source_score", "selectivity", "target_score"]
 
 
+def test_map_killed_after_its_first_job_resumes_with_only_the_missing_jobs(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that dies in its second job keeps the first in its journal; the rerun runs the
+    other jobs only and writes what an uninterrupted run writes."""
+    import probe.experiments.map as map_module
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
+    from probe.train import TrainConfig
+    from tests.test_extract import SENTENCES, cache_fields, make_ud
+
+    data = make_ud(tmp_path / "data", SENTENCES * 4)
+    make_tatoeba(data)
+    ex = cache_fields(tmp_path, tiny_bert, data_dir=data, compute_dtype="float32")
+    config = MapConfig(**ex, train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
+                       parallel=ParallelConfig(net=NetConfig(steps=20)))  # fmt: skip
+    clean = run_map(config, RunOptions(results_dir=tmp_path / "clean", progress=False))
+    real = map_module.run_map_job
+    calls: list[object] = []
+
+    def crash_on_second(job: object) -> list:
+        calls.append(job)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(job)
+
+    options = RunOptions(results_dir=tmp_path / "res", workers=1, progress=False)
+    monkeypatch.setattr(map_module, "run_map_job", crash_on_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_map(config, options)
+    calls.clear()
+    monkeypatch.setattr(map_module, "run_map_job", lambda job: calls.append(job) or real(job))
+    resumed = run_map(config, options)
+    # 3 layers x (linear, control) + 2 Tatoeba languages = 8 jobs; the first was saved.
+    assert len(calls) == 7
+    assert list(resumed.rows) == list(clean.rows)
+    for name in ("results.csv", "map.csv", "correlation.csv", "distances.csv", "summary.txt"):
+        assert (resumed.directory / name).read_text() == (clean.directory / name).read_text()
+    assert not list((resumed.directory / "jobs").glob("*.json"))  # cleared once written
+
+
 def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert: Path) -> None:
-    from probe.experiments.crosslingual_map import MapConfig, run_map
-    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
     from tests.test_extract import cache_fields
 
     ex = cache_fields(tmp_path, tiny_bert, task="tatoeba", langs=("all",), data_dir=tmp_path)
     with pytest.raises(ProbeError, match="task with labels"):
-        run_map(MapConfig(**ex), progress=False)
+        run_map(MapConfig(**ex), RunOptions(progress=False))
     with pytest.raises(ProbeError, match="fit fraction"):
         ParallelConfig(fit_fraction=1.0)
 
@@ -362,14 +405,15 @@ def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert:
 @pytest.mark.real
 def test_map_real_minilm_small(tmp_path: Path, shared_data: Path) -> None:
     """The real MiniLM on 40 sentences/pairs per split: every curve is present and sane."""
-    from probe.experiments.crosslingual_map import MapConfig, run_map
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
     from probe.train import TrainConfig
     from tests.test_extract import cache_fields
 
     n = 40
     ex = cache_fields(tmp_path, "minilm", data_dir=shared_data, max_sentences=n)
-    result = run_map(MapConfig(**ex, results_dir=tmp_path / "res", extra_parallel=("tr",),
-                               train=TrainConfig(max_epochs=3)), progress=False)  # fmt: skip
+    result = run_map(MapConfig(**ex, extra_parallel=("tr",), train=TrainConfig(max_epochs=3)),
+                     RunOptions(results_dir=tmp_path / "res", progress=False))  # fmt: skip
     retrieval = {(r.layer, r.lang): r.value for r in result.rows
                  if r.head == "retrieval" and r.metric == "mean"}  # fmt: skip
     assert set(retrieval) == {(str(i), lang) for i in range(7) for lang in ("de", "tr")}

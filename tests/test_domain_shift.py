@@ -9,8 +9,11 @@ import pytest
 from probe import cache as store
 from probe.data.tasks import get_task
 from probe.errors import ProbeError
-from probe.experiments.domain_shift import DomainShiftConfig, drops, run_domain_shift
-from probe.results.report import Row
+from probe.experiments import domain_shift as domain_shift_module
+from probe.experiments.base import RunOptions, RunResult
+from probe.experiments.domain_shift import DomainShiftConfig, DomainShiftExperiment, drops
+from probe.experiments.pool import Journal
+from probe.results.rows import Row
 from probe.runtime.fileid import files_sha256
 from probe.train import TrainConfig
 from tests.test_calibration import make_treebanks
@@ -34,48 +37,63 @@ def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> DomainShiftConfig:
     make_treebanks(tmp_path / "data", DATA)
     ex = cache_fields(tmp_path, tiny_bert, langs=("all",), compute_dtype="float32")
     base: dict[str, object] = dict(
-        **ex, fuse_layer=1, results_dir=tmp_path / "res", train=TrainConfig(max_epochs=3),
+        **ex, fuse_layer=1, train=TrainConfig(max_epochs=3),
         dlfa_train=TrainConfig(max_epochs=2, lr=2e-3), low_resource_words=120,
     )  # fmt: skip
     base.update(kw)
     return DomainShiftConfig(**base)  # type: ignore[arg-type]
 
 
+def run_domain_shift(config: DomainShiftConfig, tmp_path: Path) -> RunResult:
+    options = RunOptions(results_dir=tmp_path / "res", progress=False)
+    return DomainShiftExperiment(config, options).run()
+
+
 def test_drop_is_in_domain_minus_out_of_domain() -> None:
     task = get_task("pos")
+    linear, dlfa = {"layers": (0,), "config": "en"}, {"layers": (1, 2), "config": "en"}
     rows = [
-        Row("linear", "0", "en:pos", "accuracy", 0.9),
-        Row("linear", "0", "en:pos-gum", "accuracy", 0.7),
-        Row("linear", "0", "en:pos-pud", "accuracy", 0.95),
-        Row("dlfa", "1,2", "en:pos", "accuracy", 0.8),
-        Row("dlfa", "1,2", "en:pos-gum", "accuracy", 0.75),
-        Row("linear", "0", "en:pos#email", "accuracy", 0.5),  # genre rows are no domain
-    ]
-    plan = {"en": [get_task("pos-gum"), get_task("pos-pud")]}
-    got = {(r.head, r.layer, r.lang): r.value for r in drops(rows, task, plan)}
+        Row("linear", "0", "en:pos", "accuracy", 0.9, **linear),
+        Row("linear", "0", "en:pos-gum", "accuracy", 0.7, eval_task="pos-gum", **linear),
+        Row("linear", "0", "en:pos-pud", "accuracy", 0.95, eval_task="pos-pud", **linear),
+        Row("dlfa", "1,2", "en:pos", "accuracy", 0.8, **dlfa),
+        Row("dlfa", "1,2", "en:pos-gum", "accuracy", 0.75, eval_task="pos-gum", **dlfa),
+        # genre rows are no domain
+        Row("linear", "0", "en:pos#email", "accuracy", 0.5, subset="email", **linear),
+    ]  # fmt: skip
+    plan = {"en": ["pos-gum", "pos-pud"]}
+    got = {(r.head, r.layers, r.config, r.eval_task): r.value for r in drops(rows, task, plan)}
     assert got == pytest.approx({
-        ("linear", "0", "en:pos-gum"): 0.2,
-        ("linear", "0", "en:pos-pud"): -0.05,
-        ("dlfa", "1,2", "en:pos-gum"): 0.05,
+        ("linear", (0,), "en", "pos-gum"): 0.2,
+        ("linear", (0,), "en", "pos-pud"): -0.05,
+        ("dlfa", (1, 2), "en", "pos-gum"): 0.05,
     })  # fmt: skip
+    # The legacy columns keep their strings.
+    assert {(r.layer, r.lang) for r in drops(rows, task, plan)} == {
+        ("0", "en:pos-gum"), ("0", "en:pos-pud"), ("1,2", "en:pos-gum")}  # fmt: skip
     assert all(r.metric == "drop_accuracy" for r in drops(rows, task, plan))
 
 
 def test_domain_shift_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
-    result = run_domain_shift(_config(tmp_path, tiny_bert), progress=False)
+    result = run_domain_shift(_config(tmp_path, tiny_bert), tmp_path)
     assert result.settings["languages"] == {"en": ["pos-gum", "pos-pud"], "de": ["pos-pud"]}
-    value = {(r.head, r.layer, r.lang, r.metric): r.value for r in result.rows}
+    rows = result.rows
+
+    def value(head: str, layers: tuple[int, ...], lang: str, metric: str, eval_task: str = "",
+              genre: str = "") -> float:  # fmt: skip
+        return rows.one(head=head, layers=layers, config=lang, metric=metric,
+                        eval_task=eval_task, subset=genre)  # fmt: skip
+
     # Every layer's probe and DLFA (1,2), in and out of domain, and the drop between them.
-    for head, layer in [("linear", "0"), ("linear", "1"), ("linear", "2"), ("dlfa", "1,2")]:
+    for head, layers in [("linear", (0,)), ("linear", (1,)), ("linear", (2,)), ("dlfa", (1, 2))]:
         for lang, outs in (("en", ("pos-gum", "pos-pud")), ("de", ("pos-pud",))):
-            inside = value[(head, layer, f"{lang}:pos", "accuracy")]
+            inside = value(head, layers, lang, "accuracy")  # in-domain: eval_task ""
             for out in outs:
-                drop = value[(head, layer, f"{lang}:{out}", "drop_accuracy")]
-                assert drop == pytest.approx(inside - value[(head, layer, f"{lang}:{out}",
-                                                                "accuracy")])  # fmt: skip
+                drop = value(head, layers, lang, "drop_accuracy", out)
+                assert drop == pytest.approx(inside - value(head, layers, lang, "accuracy", out))
     # Genres from sentence ids: EWT test has email and reviews; their word-weighted mean is
     # the whole set's accuracy (every sentence belongs to one genre here).
-    genre = {g: value[("linear", "2", f"en:pos#{g}", "accuracy")] for g in ("email", "reviews")}
+    genre = {g: value("linear", (2,), "en", "accuracy", "", g) for g in ("email", "reviews")}
     n_email = n_reviews = 0
     from tests.test_extract import SENTENCES
 
@@ -85,16 +103,20 @@ def test_domain_shift_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
         else:
             n_reviews += len(sent)
     mean = (genre["email"] * n_email + genre["reviews"] * n_reviews) / (n_email + n_reviews)
-    assert mean == pytest.approx(value[("linear", "2", "en:pos", "accuracy")])
-    assert ("linear", "2", "en:pos-pud#news", "accuracy") in value
-    assert not any("de:pos#" in r.lang for r in result.rows)  # GSD ids carry no genre
+    assert mean == pytest.approx(value("linear", (2,), "en", "accuracy"))
+    assert rows.filter(head="linear", layers=(2,), config="en", eval_task="pos-pud",
+                       subset="news", metric="accuracy")  # fmt: skip
+    assert not rows.filter(config="de", eval_task="", subset=bool)  # GSD ids carry no genre
+    # The legacy lang column still names the set and its genre.
+    (news,) = rows.filter(head="linear", layers=(2,), subset="news", eval_task="pos-pud")
+    assert (news.lang, news.layer) == ("en:pos-pud#news", "2")
     # Training data sizes and the low-resource flag (threshold 120 words: en has 156, de 104).
-    assert value[("data", "-", "en", "low_resource")] == 0.0
-    assert value[("data", "-", "de", "low_resource")] == 1.0
-    assert value[("data", "-", "de", "train_words")] == sum(len(s) for s in SENTENCES * 4)
+    assert value("data", (), "en", "low_resource") == 0.0
+    assert value("data", (), "de", "low_resource") == 1.0
+    assert value("data", (), "de", "train_words") == sum(len(s) for s in SENTENCES * 4)
     for name in ("results.csv", "summary.txt", "domain_shift.png", "drop_per_layer.png"):
         assert (result.directory / name).stat().st_size > 0, name
-    assert "last-D" in result.table and "per genre" in result.table
+    assert "last-D" in result.summary and "per genre" in result.summary
 
 
 def test_domain_shift_best_k_picks_lowest_dev_loss(tmp_path: Path, tiny_bert: Path) -> None:
@@ -102,23 +124,56 @@ def test_domain_shift_best_k_picks_lowest_dev_loss(tmp_path: Path, tiny_bert: Pa
     from dataclasses import replace
 
     cfg = replace(cfg, langs=("de",))
-    result = run_domain_shift(cfg, progress=False)
-    losses = {r.layer: r.value for r in result.rows if r.metric == "dev_loss"}
-    assert set(losses) == {"0,2", "1,2"}
-    chosen = {r.layer for r in result.rows if r.head == "dlfa" and r.metric == "accuracy"}
+    result = run_domain_shift(cfg, tmp_path)
+    losses = {r.layers: r.value for r in result.rows.filter(metric="dev_loss")}
+    assert set(losses) == {(0, 2), (1, 2)}
+    chosen = set(result.rows.values("layers", head="dlfa", metric="accuracy"))
     assert chosen == {min(losses, key=losses.__getitem__)}
+
+
+def test_domain_shift_resumes_with_only_the_missing_languages(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after its first job (en) reruns only de, and gives the same results."""
+    cfg = _config(tmp_path, tiny_bert, genres=False)
+    whole = run_domain_shift(cfg, tmp_path)
+    real = domain_shift_module.run_language_job
+    ran: list[str] = []
+
+    def flaky(job: domain_shift_module._LanguageJob) -> list[Row]:
+        ran.append(job.lang)
+        if len(ran) == 2:
+            raise RuntimeError("worker lost")
+        return real(job)
+
+    monkeypatch.setattr(domain_shift_module, "run_language_job", flaky)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_domain_shift(cfg, tmp_path)
+    assert Journal(whole.directory / "jobs", "").saved() == ["en"]
+    ran.clear()
+
+    def counted(job: domain_shift_module._LanguageJob) -> list[Row]:
+        ran.append(job.lang)
+        return real(job)
+
+    monkeypatch.setattr(domain_shift_module, "run_language_job", counted)
+    resumed = run_domain_shift(cfg, tmp_path)
+    assert ran == ["de"]
+    assert resumed.directory == whole.directory
+    assert list(resumed.rows) == list(whole.rows)
+    assert resumed.summary == whole.summary
 
 
 def test_domain_shift_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> None:
     with pytest.raises(ProbeError, match="label set"):
-        run_domain_shift(_config(tmp_path, tiny_bert, out_tasks=("ner",)), progress=False)
+        run_domain_shift(_config(tmp_path, tiny_bert, out_tasks=("ner",)), tmp_path)
     with pytest.raises(ProbeError, match="in-domain task itself"):
-        run_domain_shift(_config(tmp_path, tiny_bert, out_tasks=("pos",)), progress=False)
+        run_domain_shift(_config(tmp_path, tiny_bert, out_tasks=("pos",)), tmp_path)
     cfg = _config(tmp_path, tiny_bert)
     from dataclasses import replace
 
     with pytest.raises(ProbeError, match="out-of-domain corpus"):
-        run_domain_shift(replace(cfg, langs=("es",)), progress=False)
+        run_domain_shift(replace(cfg, langs=("es",)), tmp_path)
 
 
 def test_new_corpus_is_cached_as_its_own_task(tmp_path: Path, tiny_bert: Path) -> None:

@@ -17,17 +17,14 @@ from torch import Tensor
 from probe.cli import cli
 from probe.data.tasks import TASKS, get_task
 from probe.errors import ProbeError
-from probe.experiments.grid import GridConfig, _PairJob, family_gains, run_pair
-from probe.experiments.intermediate import (
-    IntermediateConfig,
-    average_seeds,
-    per_family_gains,
-    plan_configurations,
-    resolve_via,
-    run_intermediate,
-)
+from probe.experiments import intermediate, intermediate_seed
+from probe.experiments.base import RunOptions
+from probe.experiments.grid import GridConfig, _PairJob, run_pair
+from probe.experiments.intermediate import IntermediateConfig, IntermediateExperiment
+from probe.experiments.intermediate_plan import plan_configurations, resolve_via
 from probe.heads.multitask import Body, MLPBody, TaskHead
-from probe.results.report import Row
+from probe.results.gains import average_seeds, gains_over, per_family_gains
+from probe.results.rows import Row
 from probe.train import PairData, TrainConfig, WordData
 from probe.train.schedules import MixedFeed, StageData, run_schedule, train_stage
 from tests.test_extract import SENTENCES, cache_fields, make_ud
@@ -214,22 +211,25 @@ def test_gains_per_language_family_and_seed_spread() -> None:
     pos = get_task("pos")  # accuracy; source en
     scores = {"none": {"en": 0.9, "de": 0.5, "fr": 0.6, "tr": 0.4},
               "x": {"en": 0.95, "de": 0.6, "fr": 0.9, "tr": 0.2}}  # fmt: skip
-    rows = [Row("mlp", c, lang, "accuracy", v) for c, d in scores.items() for lang, v in d.items()]
-    gains = family_gains(pos, rows, "en", "none")
-    got = {r.lang: r.value for r in gains if r.layer == "x"}
+    rows = [Row("mlp", c, lang, "accuracy", v, config=c)
+            for c, d in scores.items() for lang, v in d.items()]  # fmt: skip
+    gains = gains_over(pos, rows, "en", "none")
+    got = {r.group or r.lang: r.value for r in gains if r.config == "x"}
     assert got["de"] == pytest.approx(0.1) and got["tr"] == pytest.approx(-0.2)
     assert got["en"] == pytest.approx(0.05)  # the source's own gain, not in any mean
     assert got["enf"] == pytest.approx(0.2)  # de, fr: Indo-European like en
     assert got["noenf"] == pytest.approx(-0.2)  # tr: Turkic
     assert got["targets"] == pytest.approx((0.1 + 0.3 - 0.2) / 3)
-    fam = {r.lang: r.value for r in per_family_gains(pos, rows + gains, "en")}
+    fam = {r.group: r.value for r in per_family_gains(pos, rows + gains, "en")}
     assert fam == pytest.approx({"Indo-European": 0.2, "Turkic": -0.2})
 
-    seed1 = [replace(r, value=r.value + 0.02) for r in gains]
-    mean = {(r.lang, r.metric): r.value for r in average_seeds([gains, seed1])}
-    assert mean[("de", "gain_accuracy")] == pytest.approx(0.11)
-    assert mean[("de", "gain_accuracy_sd")] == pytest.approx(np.std([0.1, 0.12], ddof=1))
-    assert ("de", "gain_accuracy_sd") not in {(r.lang, r.metric) for r in average_seeds([gains])}
+    seed0 = [replace(r, seed=0) for r in gains]
+    seed1 = [replace(r, value=r.value + 0.02, seed=1) for r in gains]
+    mean = {(r.lang, r.stat): r for r in average_seeds([seed0, seed1])}
+    assert mean[("de", "")].value == pytest.approx(0.11) and mean[("de", "")].seed is None
+    assert mean[("de", "sd")].value == pytest.approx(np.std([0.1, 0.12], ddof=1))
+    assert mean[("de", "sd")].metric == "gain_accuracy_sd"  # the legacy name, kept
+    assert ("de", "sd") not in {(r.lang, r.stat) for r in average_seeds([seed0])}
 
 
 # --- end to end on the tiny BERT ----------------------------------------------------------
@@ -244,10 +244,9 @@ def test_none_equals_the_grids_dlfa_cell(tmp_path: Path, tiny_bert: Path) -> Non
     """With the dlfa body, 'none' is plain training of the grid's DLFA head: same numbers."""
     ex = _extract_config(tmp_path, tiny_bert)
     train = TrainConfig(lr=2e-3, max_epochs=3)
-    config = IntermediateConfig(**ex, via=("udpos",), body="dlfa", layer=1, train=train,
-                                results_dir=tmp_path / "res")  # fmt: skip
-    result = run_intermediate(config, progress=False)
-    ours = {(r.lang, r.metric): r.value for r in result.rows if r.layer == "none"}
+    config = IntermediateConfig(**ex, via=("udpos",), body="dlfa", layer=1, train=train)
+    result = IntermediateExperiment(config, RunOptions(tmp_path / "res", progress=False)).run()
+    ours = {(r.lang, r.metric): r.value for r in result.rows if r.config == "none"}
     key = result.directory.parent.name
     job = _PairJob("pos", ex["paths"].cache_root, key, "en", ("en", "de"), (1, 2),
                    GridConfig(**ex, train=train))  # fmt: skip
@@ -256,6 +255,44 @@ def test_none_equals_the_grids_dlfa_cell(tmp_path: Path, tiny_bert: Path) -> Non
         assert ours[(lang, "accuracy")] == grid[(lang, "accuracy")]
         assert ours[(lang, "ece")] == pytest.approx(grid[(lang, "ece")], abs=1e-9)
     assert ours[("en", "best_epoch")] == grid[("en", "best_epoch")]
+
+
+def test_a_killed_run_resumes_with_only_the_missing_seeds(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One job per seed: a run killed in its second seed keeps the first (the journal), and the
+    rerun trains only the second, with the results of an uninterrupted run."""
+    ex = _extract_config(tmp_path, tiny_bert)
+    train = replace(intermediate.INTERMEDIATE_TRAINING, max_epochs=2)
+    config = IntermediateConfig(**ex, via=("udpos",), seeds=(0, 1), train=train)
+
+    def run(results: Path) -> Any:
+        return IntermediateExperiment(config, RunOptions(results, workers=1, progress=False)).run()
+
+    clean = run(tmp_path / "clean")
+    seeds: list[int] = []
+    run_seed = intermediate_seed.run_seed
+
+    def crash_on_second(job: Any) -> Any:
+        seeds.append(job.seed)
+        if len(seeds) == 2:
+            raise RuntimeError("killed")
+        return run_seed(job)
+
+    monkeypatch.setattr(intermediate_seed, "run_seed", crash_on_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "res")
+    jobs = next((tmp_path / "res").glob("pos/*/intermediate-*/jobs"))
+    assert sorted(p.name for p in jobs.iterdir()) == ["seed-0.json"]
+    seeds.clear()
+    resumed = run(tmp_path / "res")
+    assert seeds == [1] and not jobs.exists()
+    assert resumed.directory.name == clean.directory.name
+    assert list(resumed.rows) == list(clean.rows)
+    assert (resumed.directory / "results.csv").read_text() == (
+        clean.directory / "results.csv"
+    ).read_text()
+    assert resumed.settings["unconverged_stages"] == clean.settings["unconverged_stages"]
 
 
 def test_cli_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
@@ -270,17 +307,20 @@ def test_cli_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     for name in ("results.csv", "results.json", "settings.json", "summary.txt", "intermediate.png"):
         assert (directory / name).stat().st_size > 0
     payload = json.loads((directory / "results.json").read_text())
-    rows = [Row(**r) for r in payload["rows"]]
-    confs = {r.layer for r in rows if r.metric == "accuracy"}
+    rows = [Row.from_dict(r) for r in payload["rows"]]
+    confs = {r.config for r in rows if r.metric == "accuracy"}
     assert confs == {"none", "udpos", "pawsx", "udpos>pawsx", "udpos+pawsx"}
-    gains = {(r.layer, r.lang) for r in rows if r.metric == "gain_accuracy"}
+    assert {r.layer for r in rows} == confs  # the legacy column keeps the configuration
+    gains = {(r.config, r.group or r.lang) for r in rows if r.metric == "gain_accuracy"}
     assert ("udpos+pawsx", "de") in gains and ("pawsx", "enf") in gains
     assert ("none", "de") not in gains
-    assert {(r.layer, r.metric) for r in rows if r.metric.endswith("_dev_accuracy")} >= {
-        ("udpos", "udpos_dev_accuracy"), ("pawsx", "pawsx_dev_accuracy"),
-        ("udpos+pawsx", "udpos_dev_accuracy"), ("udpos+pawsx", "pawsx_dev_accuracy"),
+    assert {(r.config, r.eval_task) for r in rows if r.subset == "dev"} >= {
+        ("udpos", "udpos"), ("pawsx", "pawsx"), ("udpos+pawsx", "udpos"), ("udpos+pawsx", "pawsx"),
     }  # fmt: skip
-    assert any(r.metric == "gain_accuracy_sd" for r in rows)
+    assert {r.metric for r in rows if r.subset == "dev"} == {"udpos_dev_accuracy",
+                                                             "pawsx_dev_accuracy"}  # fmt: skip
+    assert any(r.metric == "gain_accuracy_sd" and r.stat == "sd" for r in rows)
+    assert {r.seed for r in rows} == {None}  # means over the seeds
     assert payload["settings"]["seeds"] == [0, 1]
     assert "udpos>pawsx" in out.output and "Δtargets" in out.output
 
@@ -289,7 +329,7 @@ def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     from probe.experiments.finetune import FinetuneConfig
     from probe.experiments.intermediate_finetune import (
         IntermediateFinetuneConfig,
-        run_intermediate_finetune,
+        IntermediateFinetuneExperiment,
     )
 
     data = make_data(tmp_path / "data")
@@ -302,7 +342,12 @@ def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert out.exit_code == 0, out.output
     directory = next((tmp_path / "res" / "pos").glob("*/intermediate-ft-dlfa-en-*"))
     payload = json.loads((directory / "results.json").read_text())
-    got = {(r["layer"], r["lang"], r["metric"]): r["value"] for r in payload["rows"]}
+    got = {(r["config"], r["lang"], r["metric"]): r["value"] for r in payload["rows"]}
+    assert all(r["layer"] == r["config"] for r in payload["rows"])  # the legacy column
+    stages = {(r["config"], r["eval_task"], r["metric"]) for r in payload["rows"]
+              if r["subset"] == "dev"}  # fmt: skip
+    assert stages == {("none", "", "pos_dev_accuracy"), ("udpos", "", "pos_dev_accuracy"),
+                      ("udpos", "udpos", "udpos_dev_accuracy")}  # fmt: skip
     for conf in ("none", "udpos"):
         assert 0 <= got[(conf, "de", "accuracy")] <= 1
         assert got[(conf, "en", "pos_steps")] == 4
@@ -316,9 +361,13 @@ def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     ft = FinetuneConfig(model=str(tiny_bert), task="pos", data_dir=data, device="cpu")
     config = IntermediateFinetuneConfig(finetune=ft, via=("pawsx",))
     with pytest.raises(ProbeError, match="word-level tasks only"):
-        run_intermediate_finetune(config, progress=False)
+        IntermediateFinetuneExperiment(config, RunOptions(progress=False)).run()
     mixed = CliRunner().invoke(cli, [*args, "--schedule", "mixed"])
     assert mixed.exit_code != 0 and "sequentially only" in mixed.output
+    # The configurations share the encoder loaded in this process: no workers, no cluster.
+    for extra in (["--workers", "2"], ["--cluster", "tcp://localhost:8786"]):
+        refused = CliRunner().invoke(cli, [*args, *extra])
+        assert refused.exit_code != 0 and "drop --workers and --cluster" in refused.output
 
 
 def test_finetune_mode_resumes_after_a_crash_with_only_the_missing_configurations(
@@ -327,20 +376,23 @@ def test_finetune_mode_resumes_after_a_crash_with_only_the_missing_configuration
     """Each fine-tuned configuration takes minutes: one that finished before a crash is
     loaded by the rerun, not trained again, and the results equal an uninterrupted run."""
     from probe.experiments import intermediate_finetune as ift
+    from probe.experiments import intermediate_session
     from probe.experiments.finetune import FinetuneConfig
 
     data = make_data(tmp_path / "data")
 
-    def config(results: Path) -> ift.IntermediateFinetuneConfig:
-        ft = FinetuneConfig(model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=data,
-                            cache_root=tmp_path / "cache", results_dir=results, device="cpu",
-                            epochs=1, max_steps=3, batch_size=4)  # fmt: skip
-        return ift.IntermediateFinetuneConfig(finetune=ft, via=("udpos",))
+    ft = FinetuneConfig(model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=data,
+                        cache_root=tmp_path / "cache", device="cpu", epochs=1, max_steps=3,
+                        batch_size=4)  # fmt: skip
+    config = ift.IntermediateFinetuneConfig(finetune=ft, via=("udpos",))
 
-    clean = ift.run_intermediate_finetune(config(tmp_path / "clean"), progress=False)
+    def run(results: Path) -> Any:
+        return ift.IntermediateFinetuneExperiment(config, RunOptions(results, progress=False)).run()
+
+    clean = run(tmp_path / "clean")
 
     scored: list[str] = []
-    score = ift.score_languages
+    score = intermediate_session.score_languages
 
     def crash_on_second(*args: Any, **kwargs: Any) -> Any:
         scored.append(args[9])  # the configuration's name
@@ -348,15 +400,15 @@ def test_finetune_mode_resumes_after_a_crash_with_only_the_missing_configuration
             raise KeyboardInterrupt
         return score(*args, **kwargs)
 
-    monkeypatch.setattr(ift, "score_languages", crash_on_second)
+    monkeypatch.setattr(intermediate_session, "score_languages", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        ift.run_intermediate_finetune(config(tmp_path / "res"), progress=False)
+        run(tmp_path / "res")
     assert scored == ["none", "udpos"]
     jobs = next((tmp_path / "res").glob("pos/*/intermediate-ft-*/jobs"))
     assert sorted(p.name for p in jobs.iterdir()) == ["none.json"]
 
     scored.clear()
-    resumed = ift.run_intermediate_finetune(config(tmp_path / "res"), progress=False)
+    resumed = run(tmp_path / "res")
     assert scored == ["udpos"]  # "none" came from its saved file
     assert not jobs.exists()  # removed once the results are written
     got = {(r.head, r.layer, r.lang, r.metric): r.value for r in resumed.rows}

@@ -25,6 +25,7 @@ LAYER = 3
 @pytest.fixture(scope="module")
 def layers_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
     """A minilm POS cache for en and de and the `probe layers` results computed from it."""
+    from probe.experiments.base import RunOptions
     from probe.experiments.layers import LayersConfig, run_layers
     from probe.train import TrainConfig
     from tests.test_extract import cache_fields
@@ -40,12 +41,11 @@ def layers_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> d
     )
     config = LayersConfig(
         **extract,
-        results_dir=base / "results",
         train=TrainConfig(max_epochs=10),
         control=False,
         scalar_mix=False,
     )
-    result = run_layers(config, progress=False)
+    result = run_layers(config, RunOptions(base / "results", progress=False))
     assert list((base / "cache").glob("*/pos/en/dev-00001.h5")), "expected numbered shards"
     return {
         "base": base,

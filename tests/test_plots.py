@@ -24,6 +24,7 @@ from probe.analysis.calibration import reliability
 from probe.analysis.crosslingual.correlation import Correlation
 from probe.data.tasks import get_task
 from probe.results.report import Row, plot_layer_curves
+from probe.results.table import Table
 
 matplotlib.use("Agg")  # before any pyplot import (the plot functions import it when called)
 
@@ -94,22 +95,25 @@ def _grid_rows(task_metric: str, langs: list[str], n_layers: int) -> list[Row]:
     last = n_layers - 1
     rows = []
     for k in [last, *range(last)]:
-        pair = f"{k},{last}"
+        pair, layers = f"{k},{last}", (k, last)
         for lang in langs:
-            rows.append(Row("dlfa", pair, lang, task_metric, float(rng.uniform(0.4, 0.9))))
+            score = float(rng.uniform(0.4, 0.9))
+            rows.append(Row("dlfa", pair, lang, task_metric, score, layers=layers))
             if k != last:
-                rows.append(Row("dlfa", pair, lang, f"gain_{task_metric}", rng.normal(0, 0.03)))
+                gain = rng.normal(0, 0.03)
+                rows.append(Row("dlfa", pair, lang, f"gain_{task_metric}", gain, layers=layers))
         for group in ("targets", "enf", "noenf"):
             if k != last:
-                rows.append(Row("dlfa", pair, group, f"gain_{task_metric}", rng.normal(0, 0.03)))
+                rows.append(Row("dlfa", pair, group, f"gain_{task_metric}", rng.normal(0, 0.03),
+                                layers=layers, group=group))  # fmt: skip
     return rows
 
 
 def _plot_grid(directory: Path) -> None:
-    from probe.experiments.grid import plot_grid
+    from probe.results.render.grid import plot_grid
 
     task = get_task("pos")
-    rows = _grid_rows(task.metric, LANGS[:3], 7)
+    rows = Table(_grid_rows(task.metric, LANGS[:3], 7))
     plot_grid(task, rows, "en", LANGS[:3], (6, 6), directory / "grid_heatmap.png", KEY)
 
 
@@ -123,7 +127,7 @@ def _plot_layer_curves(directory: Path) -> None:
 
 
 def _plot_map(directory: Path) -> None:
-    from probe.results.plots import plot_map
+    from probe.results.render.map_plots import plot_map
 
     n = 13
     series: dict[str, list[float]] = {
@@ -140,7 +144,7 @@ def _plot_map(directory: Path) -> None:
 
 
 def _plot_transfer_vs_distance(directory: Path) -> None:
-    from probe.results.plots import plot_transfer_vs_distance
+    from probe.results.render.map_plots import plot_transfer_vs_distance
 
     kinds = ["syntactic", "genetic", "geographic"]
     points = {k: [(0.1 * i, 0.5 + 0.01 * i, lang) for i, lang in enumerate(LANGS)] for k in kinds}
@@ -160,66 +164,79 @@ def _diagram(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _plot_reliability(directory: Path) -> None:
-    from probe.experiments.calibration import plot_reliability
+    from probe.results.render.calibration import plot_reliability
 
     rng = np.random.default_rng(0)
     langs = LANGS[:3]
     regimes = ["en", "en+de+fr"]
-    diagrams = {
-        f"{kind}@{regime}": {layer: {lang: _diagram(rng) for lang in langs} for layer in layers}
-        for regime in regimes
-        for kind, layers in (("linear", ["0", "1", "2"]), ("dlfa", ["1,2"]))
-    }
-    plot_reliability(diagrams, regimes, langs, directory, KEY)
+    heads = [(f"{kind}@{regime}", ",".join(map(str, layers)), layers, regime)
+             for regime in regimes
+             for kind, each in (("linear", [(0,), (1,), (2,)]), ("dlfa", [(1, 2)]))
+             for layers in each]  # fmt: skip
+    diagrams: dict[str, dict[str, dict[str, Any]]] = {}
+    for head, layer, _, _ in heads:
+        diagrams.setdefault(head, {})[layer] = {lang: _diagram(rng) for lang in langs}
+    temperatures = Table(Row(head, layer, "dev", "temperature", 1.3, layers=layers,
+                             config=regime, subset="dev")
+                         for head, layer, layers, regime in heads)  # fmt: skip
+    plot_reliability(diagrams, temperatures, regimes, langs, directory, KEY)
 
 
 def _plot_ece(directory: Path) -> None:
-    from probe.experiments.calibration import plot_ece
+    from probe.results.render.calibration import plot_ece
 
     task = get_task("pos")
     regimes = ["en", "en+de+fr"]
-    rows = [
-        Row(f"{head}@{regime}", layer, lang, metric, 0.05 + 0.01 * i)
+    rows = Table(
+        Row(f"{head}@{regime}", ",".join(map(str, layers)), lang, metric, 0.05 + 0.01 * i,
+            layers=layers, config=regime)
         for i, regime in enumerate(regimes)
-        for head, layers in (("linear", [str(j) for j in range(7)]), ("dlfa", ["3,6"]))
-        for layer in layers
+        for head, each in (("linear", [(j,) for j in range(7)]), ("dlfa", [(3, 6)]))
+        for layers in each
         for lang in LANGS[:4]
         for metric in ("ece", "ece_ts")
-    ]
+    )  # fmt: skip
     plot_ece(task, rows, regimes, LANGS[:4], 7, directory, KEY)
 
 
 def _plot_domain_shift(directory: Path) -> None:
-    from probe.experiments.domain_shift import plot_domain_shift
+    from probe.results.render.domain_shift import plot_domain_shift
 
     task = get_task("pos")
-    outs = [get_task("pos-gum"), get_task("pos-pud")]
-    plan = {"en": outs, "de": outs[1:]}
+    plan = {"en": ["pos-gum", "pos-pud"], "de": ["pos-pud"]}
     rows = []
     for lang, out_tasks in plan.items():
-        for s in [f"{lang}:{task.name}", *(f"{lang}:{o.name}" for o in out_tasks)]:
+        for out in ["", *out_tasks]:  # "": in-domain
+            s = f"{lang}:{out or task.name}"
+            typed: dict[str, Any] = {"config": lang, "eval_task": out}
             for i in range(7):
-                rows.append(Row("linear", str(i), s, task.metric, 0.6 + 0.02 * i))
-                rows.append(Row("linear", str(i), s, f"drop_{task.metric}", 0.01 * i))
-            rows.append(Row("dlfa", "3,6", s, task.metric, 0.8))
-            rows.append(Row("dlfa", "3,6", s, f"drop_{task.metric}", 0.02))
-    plot_domain_shift(task, rows, plan, 7, directory, KEY)
+                rows.append(Row("linear", str(i), s, task.metric, 0.6 + 0.02 * i, layers=(i,),
+                                **typed))  # fmt: skip
+                rows.append(Row("linear", str(i), s, f"drop_{task.metric}", 0.01 * i,
+                                layers=(i,), **typed))  # fmt: skip
+            rows.append(Row("dlfa", "3,6", s, task.metric, 0.8, layers=(3, 6), **typed))
+            rows.append(Row("dlfa", "3,6", s, f"drop_{task.metric}", 0.02, layers=(3, 6),
+                            **typed))  # fmt: skip
+    plot_domain_shift(task, Table(rows), plan, 7, directory, KEY)
 
 
 def _plot_intermediate(directory: Path) -> None:
-    from probe.experiments.intermediate import BASELINE, plot_intermediate
+    from probe.results.gains import BASELINE
+    from probe.results.render.intermediate import plot_intermediate
 
     task = get_task("pos")
     confs = [BASELINE, "udpos", "panx", "xnli", "udpos+panx+xnli"]
     rows = []
     for i, conf in enumerate(confs):
         for lang in LANGS:
-            rows.append(Row("linear", conf, lang, task.metric, 0.6 + 0.02 * i))
+            rows.append(Row("linear", conf, lang, task.metric, 0.6 + 0.02 * i, config=conf))
         if conf != BASELINE:
             for group in ("targets", "enf", "noenf", "Indo-European", "Sino-Tibetan"):
-                rows.append(Row("linear", conf, group, f"gain_{task.metric}", 0.01 * i))
-                rows.append(Row("linear", conf, group, f"gain_{task.metric}_sd", 0.005))
-    plot_intermediate(task, rows, "en", LANGS, directory / "intermediate.png", KEY)
+                typed = {"config": conf, "group": group}
+                rows.append(Row("linear", conf, group, f"gain_{task.metric}", 0.01 * i, **typed))
+                rows.append(Row("linear", conf, group, f"gain_{task.metric}_sd", 0.005,
+                                stat="sd", **typed))  # fmt: skip
+    plot_intermediate(task, Table(rows), "en", LANGS, directory / "intermediate.png", KEY)
 
 
 PLOTS: dict[str, tuple[Callable[[Path], None], int]] = {

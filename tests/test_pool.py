@@ -19,9 +19,12 @@ import pytest
 
 from probe.errors import ProbeError
 from probe.experiments import grid as grid_module
-from probe.experiments.grid import GridConfig, run_grid
+from probe.experiments.backends import PoolConfig, cluster_kind
+from probe.experiments.base import RunOptions
+from probe.experiments.grid import GridConfig, GridExperiment
+from probe.experiments.journal import Journal, fingerprint
 from probe.experiments.layers import LayersConfig, run_layers
-from probe.experiments.pool import Journal, PoolConfig, cluster_kind, fingerprint, run_jobs
+from probe.experiments.pool import run_jobs
 from probe.results.report import Row
 from probe.train import TrainConfig
 from tests.pool_jobs import Square, square
@@ -242,11 +245,11 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
     tmp_path: Path, tiny_bert: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = _extract_config(tmp_path, tiny_bert)
-    base = GridConfig(**ex, pairs="0,2", workers=1, results_dir=tmp_path / "res",
-                      train=TrainConfig(max_epochs=2))  # fmt: skip
-    one = run_grid(base, progress=False)
+    base = GridConfig(**ex, pairs="0,2", train=TrainConfig(max_epochs=2))
+    here = RunOptions(tmp_path / "res", workers=1, progress=False)
+    one = GridExperiment(base, here).run()
     assert not (one.directory / "jobs").exists()  # a finished run leaves no journal
-    on_dask = run_grid(replace(base, cluster=dask_address), progress=False)
+    on_dask = GridExperiment(base, replace(here, cluster=dask_address)).run()
     assert on_dask.directory == one.directory  # where it ran is not part of the run's identity
     assert _values(on_dask.rows) == _values(one.rows)
 
@@ -261,7 +264,7 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
 
     monkeypatch.setattr(grid_module, "run_pair", flaky)
     with pytest.raises(RuntimeError, match="worker lost"):
-        run_grid(base, progress=False)
+        GridExperiment(base, here).run()
     assert Journal(one.directory / "jobs", "").saved() == ["pair-2-2"]
     ran.clear()
 
@@ -270,7 +273,7 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
         return real_run_pair(job)
 
     monkeypatch.setattr(grid_module, "run_pair", counted)
-    resumed = run_grid(base, progress=False)
+    resumed = GridExperiment(base, here).run()
     assert ran == [(0, 2)]  # the baseline pair was saved, only the lost one ran again
     assert _values(resumed.rows) == _values(one.rows)
 
@@ -280,9 +283,9 @@ def test_layers_two_workers_equal_one(tmp_path: Path, tiny_bert: Path) -> None:
     ex = _extract_config(tmp_path, tiny_bert)
     runs = []
     for workers in (1, 2):
-        config = LayersConfig(**ex, results_dir=tmp_path / f"r{workers}", workers=workers,
-                              train=TrainConfig(max_epochs=2))  # fmt: skip
-        runs.append(run_layers(config, progress=False))
+        config = LayersConfig(**ex, train=TrainConfig(max_epochs=2))
+        options = RunOptions(tmp_path / f"r{workers}", workers=workers, progress=False)
+        runs.append(run_layers(config, options))
     one, two = runs
     assert _values(two.rows) == _values(one.rows)
     assert two.mix_weights == one.mix_weights and len(one.mix_weights) == 3

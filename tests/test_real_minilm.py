@@ -11,6 +11,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from probe.cache import SplitReader
 from probe.data.tasks import get_task, read_split
+from probe.experiments.base import RunOptions
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.models import minilm_dir
 from probe.train import TrainConfig
@@ -49,10 +50,9 @@ def test_minilm_extract_and_layers_on_ud_sample(tmp_path: Path, shared_data: Pat
     result = run_layers(
         LayersConfig(
             **cache_fields(tmp_path, "minilm", **kw),
-            results_dir=tmp_path / "res",
             train=TrainConfig(max_epochs=10),
         ),  # fmt: skip
-        progress=False,
+        RunOptions(tmp_path / "res", progress=False),
     )
     acc = {(r.layer, r.lang): r.value for r in result.rows
            if r.head == "linear" and r.metric == "accuracy"}  # fmt: skip

@@ -16,8 +16,6 @@ from typing import Any
 
 import click
 
-from probe.errors import ProbeError
-
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 # Where the values the options default to or choose from live.
@@ -197,17 +195,6 @@ def cache_fields(opts: dict[str, Any], **option_overrides: Any) -> dict[str, Any
         "task": opts["task"], "langs": tuple(opts["langs"].split(",")),
         "max_sentences": opts["max_sentences"],
     }  # fmt: skip
-
-
-def not_under_torchrun(command: str) -> None:
-    """Probing fans out through --workers/--cluster; under torchrun every rank would redo it."""
-    from probe.runtime.ranks import current_rank
-
-    if current_rank().distributed:
-        raise ProbeError(
-            f"`probe {command}` runs once, not once per rank: extract with `torchrun ... -m "
-            f"probe.cli extract`, then run `probe {command} --workers N` (or --cluster ADDRESS)"
-        )
 
 
 # --- runs --------------------------------------------------------------------------------------

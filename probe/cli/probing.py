@@ -14,7 +14,6 @@ from probe.cli.options import (
     extraction_options,
     from_library,
     max_train_words_option,
-    not_under_torchrun,
     pool_options,
     reduction_option,
     results_dir_option,
@@ -23,7 +22,7 @@ from probe.cli.options import (
 )
 
 GRID = "probe.experiments.grid:GridConfig"
-PARALLEL = "probe.experiments.parallel_signal:ParallelConfig"
+PARALLEL = "probe.experiments.map_parallel:ParallelConfig"
 NET = "probe.analysis.crosslingual.alignment:NetConfig"
 
 
@@ -46,22 +45,20 @@ def layers(**opts: Any) -> None:
       probe layers --task pos --model mbert --workers 8
     Writes results.csv/json, settings.json, summary.txt and plots under --results-dir.
     """
+    from probe.experiments.base import RunOptions
     from probe.experiments.layers import LayersConfig, run_layers
     from probe.train import TrainConfig
 
-    not_under_torchrun("layers")
     config = LayersConfig(
         **cache_fields(opts),
         source=opts["source"],
-        results_dir=opts["results_dir"],
         train=TrainConfig(seed=opts["seed"]),
         control=not opts["no_control"],
         scalar_mix=not opts["no_mix"],
         max_train_words=opts["max_train_words"],
-        workers=opts["workers"],
-        cluster=opts["cluster"],
     )
-    result = run_layers(config, progress=True)
+    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    result = run_layers(config, options)
     click.echo(result.table)
     weights = " ".join(f"{w:.2f}" for w in result.mix_weights)
     if weights:
@@ -111,26 +108,24 @@ def grid(**opts: Any) -> None:
     Prints and saves the score per layer pair and language beside the last-layer baseline,
     the gain per language and inside/outside the source's family, and a heatmap PNG.
     """
-    from probe.experiments.grid import GridConfig, run_grid
+    from probe.experiments.base import RunOptions
+    from probe.experiments.grid import GridConfig, GridExperiment
 
-    not_under_torchrun("grid")
     config = GridConfig(
         **cache_fields(opts),
         source=opts["source"],
         pairs=opts["pairs"],
         head=opts["head"],
         reduction=opts["reduction"],
-        results_dir=opts["results_dir"],
         train=dlfa_training(opts),
-        workers=opts["workers"],
-        cluster=opts["cluster"],
         max_train_words=opts["max_train_words"],
     )
-    result = run_grid(config, progress=True)
-    click.echo(result.table)
+    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    result = GridExperiment(config, options).run()
+    click.echo(result.summary)
     click.echo(
-        f"grid on cached features {result.seconds:.1f} s (extraction {result.extract_seconds:.1f}"
-        f" s, 0 when cached); results in {result.directory}"
+        f"grid on cached features {result.seconds['jobs']:.1f} s (extraction "
+        f"{result.seconds['extract']:.1f} s, 0 when cached); results in {result.directory}"
     )
 
 
@@ -170,6 +165,7 @@ def grid(**opts: Any) -> None:
 @results_dir_option()
 @seed_option()
 @max_train_words_option()
+@pool_options("probes and parallel scores")
 def map_command(**opts: Any) -> None:
     """Structural vs cross-lingual signal per layer, and transfer vs linguistic distance.
 
@@ -183,15 +179,15 @@ def map_command(**opts: Any) -> None:
     results.csv/json, map.png and transfer_vs_distance.png under --results-dir.
     """
     from probe.analysis.crosslingual.alignment import NetConfig
-    from probe.experiments.crosslingual_map import MapConfig, run_map
-    from probe.experiments.parallel_signal import ParallelConfig
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
     from probe.train import TrainConfig
 
     extra = tuple(x.strip() for x in opts["parallel_langs"].split(",") if x.strip())
     config = MapConfig(
         **cache_fields(opts),
         source=opts["source"],
-        results_dir=opts["results_dir"],
         train=TrainConfig(seed=opts["seed"]),
         max_train_words=opts["max_train_words"],
         parallel=ParallelConfig(
@@ -201,6 +197,6 @@ def map_command(**opts: Any) -> None:
         ),
         extra_parallel=extra,
     )
-    result = run_map(config, progress=True)
+    result = run_map(config, RunOptions(opts["results_dir"], opts["workers"], opts["cluster"]))
     click.echo(result.table)
     click.echo(f"results in {result.directory}")

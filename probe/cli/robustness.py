@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,9 +11,13 @@ from probe.cli.options import (
     extraction_options,
     from_library,
     head_training,
+    pool_options,
     probe_options,
     source_option,
 )
+
+if TYPE_CHECKING:
+    from probe.experiments.base import RunOptions, RunResult
 
 DOMAIN_SHIFT = "probe.experiments.domain_shift:DomainShiftConfig"
 CALIBRATION = "probe.experiments.calibration:CalibrationConfig"
@@ -38,6 +42,7 @@ def _comma_list(value: str) -> tuple[str, ...]:
     help="Flag languages whose training split has fewer words.",
 )
 @probe_options(DOMAIN_SHIFT)
+@pool_options("languages")
 def domain_shift(**opts: Any) -> None:
     """Train on one corpus of a language, score in-domain and out-of-domain, per layer and DLFA.
 
@@ -50,22 +55,16 @@ def domain_shift(**opts: Any) -> None:
     Prints and saves scores, the drop (in minus out) per head, DLFA's drop beside the last
     layer's, per-genre scores, and domain_shift.png / drop_per_layer.png.
     """
-    from probe.experiments.domain_shift import DomainShiftConfig, run_domain_shift
+    from probe.experiments.domain_shift import DomainShiftConfig, DomainShiftExperiment
 
     train, dlfa_train = head_training(opts)
     config = DomainShiftConfig(
         **cache_fields(opts), out_tasks=_comma_list(opts["out_tasks"]),
         fuse_layer=opts["fuse_layer"], reduction=opts["reduction"],
-        genres=not opts["no_genres"], results_dir=opts["results_dir"], train=train,
-        dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
-        low_resource_words=opts["low_resource_words"],
+        genres=not opts["no_genres"], train=train, dlfa_train=dlfa_train,
+        max_train_words=opts["max_train_words"], low_resource_words=opts["low_resource_words"],
     )  # fmt: skip
-    result = run_domain_shift(config, progress=True)
-    click.echo(result.table)
-    click.echo(
-        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
-        f"cached); results in {result.directory}"
-    )
+    _report(DomainShiftExperiment(config, _run_options(opts)).run())
 
 
 @click.command()
@@ -88,6 +87,7 @@ def domain_shift(**opts: Any) -> None:
     help="Confidence bins (ECE).",
 )
 @probe_options(CALIBRATION)
+@pool_options("heads")
 def calibration(**opts: Any) -> None:
     """ECE and reliability diagrams per language and layer; temperature scaling; en vs pooled.
 
@@ -100,19 +100,28 @@ def calibration(**opts: Any) -> None:
     before/after T per layer and language, the two regimes on held-out languages,
     reliability_<regime>.png grids, ece_per_layer.png and reliability.json.
     """
-    from probe.experiments.calibration import CalibrationConfig, run_calibration
+    from probe.experiments.calibration import CalibrationConfig, CalibrationExperiment
 
     train, dlfa_train = head_training(opts)
     config = CalibrationConfig(
         **cache_fields(opts), source=opts["source"],
         pooled=_comma_list(opts["pooled"]),
         match_size=not opts["no_match_size"], fuse_layer=opts["fuse_layer"],
-        reduction=opts["reduction"], n_bins=opts["bins"], results_dir=opts["results_dir"],
+        reduction=opts["reduction"], n_bins=opts["bins"],
         train=train, dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
     )  # fmt: skip
-    result = run_calibration(config, progress=True)
-    click.echo(result.table)
+    _report(CalibrationExperiment(config, _run_options(opts)).run())
+
+
+def _run_options(opts: dict[str, Any]) -> RunOptions:
+    from probe.experiments.base import RunOptions
+
+    return RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+
+
+def _report(result: RunResult) -> None:
+    click.echo(result.summary)
     click.echo(
-        f"heads {result.seconds:.1f} s, extraction {result.extract_seconds:.1f} s (0 when "
-        f"cached); results in {result.directory}"
+        f"heads {result.seconds['jobs']:.1f} s, extraction {result.seconds['extract']:.1f} s "
+        f"(0 when cached); results in {result.directory}"
     )

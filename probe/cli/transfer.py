@@ -18,6 +18,7 @@ from probe.cli.options import (
     from_library,
     max_train_words_option,
     model_option,
+    pool_options,
     reduction_option,
     results_dir_option,
     seed_option,
@@ -99,20 +100,22 @@ def finetune(**opts: Any) -> None:
     Prints and saves the main metric per language (results.csv/json, settings.json, summary.txt).
     """
     from probe.cache import default_cache_root
-    from probe.experiments.finetune import FinetuneConfig, run_finetune
+    from probe.experiments.base import RunOptions
+    from probe.experiments.finetune import FinetuneConfig, FinetuneExperiment
 
     config = FinetuneConfig(
         model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
         source=opts["source"], data_dir=opts["data_dir"],
-        cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+        cache_root=default_cache_root(opts["cache_dir"]),
         fuse_layer=opts["fuse_layer"], epochs=opts["epochs"], lr=opts["lr"],
         batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
         seed=opts["seed"], max_steps=opts["max_steps"],
         max_train_sentences=opts["max_train_sentences"],
     )  # fmt: skip
-    result = run_finetune(config, progress=True)
-    click.echo(result.table)
-    click.echo(f"fine-tuning and evaluation {result.seconds:.1f} s; results in {result.directory}")
+    result = FinetuneExperiment(config, RunOptions(opts["results_dir"])).run()
+    click.echo(result.summary)
+    seconds = result.seconds["jobs"]
+    click.echo(f"fine-tuning and evaluation {seconds:.1f} s; results in {result.directory}")
 
 
 @click.command()
@@ -225,6 +228,7 @@ def finetune(**opts: Any) -> None:
     default=None,
     help="--finetune: score the first N test sentences of each language.",
 )
+@pool_options("seeds")
 def intermediate(**opts: Any) -> None:
     """Train on intermediate tasks before the target: none, each task, growing sets.
 
@@ -235,8 +239,10 @@ def intermediate(**opts: Any) -> None:
       probe intermediate --target ner --via pos,udpos --model minilm --finetune --max-steps 50
     Scores every target language zero-shot per configuration and prints the gains over 'none'
     per language, inside/outside the source's family and per family; writes results.csv/json,
-    settings.json, summary.txt and intermediate.png under --results-dir.
+    settings.json, summary.txt and intermediate.png under --results-dir. --workers/--cluster
+    train the seeds in parallel; --finetune runs its configurations in this process.
     """
+    from probe.experiments.base import RunOptions
     from probe.train.schedules import SCHEDULES
 
     schedule = opts["schedule"] or ("sequential" if opts["finetune_mode"] else "both")
@@ -248,12 +254,13 @@ def intermediate(**opts: Any) -> None:
                                  param_hint="--seeds") from None  # fmt: skip
     lr = {"lr": opts["lr"]} if opts["lr"] else {}  # else: the library's, per mode
     via = (opts["via"],)
+    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
     if opts["finetune_mode"]:
         from probe.cache import default_cache_root
         from probe.experiments.finetune import FinetuneConfig
         from probe.experiments.intermediate_finetune import (
             IntermediateFinetuneConfig,
-            run_intermediate_finetune,
+            IntermediateFinetuneExperiment,
         )
 
         if schedules != ("sequential",):
@@ -263,36 +270,34 @@ def intermediate(**opts: Any) -> None:
         ft = FinetuneConfig(
             model=opts["model"], task=opts["task"], langs=tuple(opts["langs"].split(",")),
             source=opts["source"], data_dir=opts["data_dir"],
-            cache_root=default_cache_root(opts["cache_dir"]), results_dir=opts["results_dir"],
+            cache_root=default_cache_root(opts["cache_dir"]),
             epochs=opts["epochs"], batch_size=opts["batch_size"],
             device=opts["device"], seed=seeds[0], max_steps=opts["max_steps"],
             max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"], **lr,
         )  # fmt: skip
-        result = run_intermediate_finetune(
-            IntermediateFinetuneConfig(
-                finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],
-                width=opts["width"], max_eval_sentences=opts["max_eval_sentences"],
-            ),
-            progress=True,
+        config = IntermediateFinetuneConfig(
+            finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],
+            width=opts["width"], max_eval_sentences=opts["max_eval_sentences"],
         )  # fmt: skip
+        result = IntermediateFinetuneExperiment(config, options).run()
+        before = "loading the encoder and data {:.1f} s"
     else:
         from probe.experiments.intermediate import (
             INTERMEDIATE_TRAINING,
             IntermediateConfig,
-            run_intermediate,
+            IntermediateExperiment,
         )
 
         train = dataclasses.replace(INTERMEDIATE_TRAINING, max_epochs=opts["max_epochs"], **lr)
-        config = IntermediateConfig(
+        head_config = IntermediateConfig(
             **cache_fields(opts), via=via, sets=opts["sets"], schedules=schedules,
             source=opts["source"], body=opts["body"], layer=opts["layer"], width=opts["width"],
-            reduction=opts["reduction"], results_dir=opts["results_dir"], train=train,
-            seeds=seeds, max_train_words=opts["max_train_words"],
-            max_via_sentences=opts["max_via_sentences"],
+            reduction=opts["reduction"], train=train, seeds=seeds,
+            max_train_words=opts["max_train_words"], max_via_sentences=opts["max_via_sentences"],
         )  # fmt: skip
-        result = run_intermediate(config, progress=True)
-    click.echo(result.table)
-    click.echo(
-        f"training and scoring {result.seconds:.1f} s (extraction {result.extract_seconds:.1f} s,"
-        f" 0 when cached); results in {result.directory}"
-    )
+        result = IntermediateExperiment(head_config, options).run()
+        before = "extraction {:.1f} s, 0 when cached"
+    click.echo(result.summary)
+    seconds = result.seconds
+    click.echo(f"training and scoring {seconds['jobs']:.1f} s "
+               f"({before.format(seconds['extract'])}); results in {result.directory}")  # fmt: skip

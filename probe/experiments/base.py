@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
-from probe.experiments.pool import Journal, PoolConfig, fingerprint, run_jobs
+from probe.experiments.backends import PoolConfig
+from probe.experiments.journal import Journal, fingerprint
+from probe.experiments.pool import run_jobs
 from probe.registry import Registry
 from probe.results.report import provenance, run_directory
 from probe.results.rows import Row
@@ -41,7 +43,7 @@ def _load_experiments() -> None:
     """Importing a driver module registers its experiment (Experiment.__init_subclass__)."""
     import importlib
 
-    for module in ("layers", "grid", "crosslingual_map", "domain_shift", "calibration",
+    for module in ("layers", "grid", "map", "domain_shift", "calibration",
                    "intermediate", "intermediate_finetune", "finetune"):  # fmt: skip
         importlib.import_module(f"probe.experiments.{module}")
 
@@ -91,6 +93,7 @@ class RunResult:
     summary: str
     settings: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    cache: CacheHandle | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -101,6 +104,10 @@ class Experiment(ABC, Generic[C, J]):
     levels: ClassVar[tuple[str, ...]] = ("word", "pair")
     needs_cache: ClassVar[bool] = True  # False: reads raw data and loads the encoder itself
     volatile: ClassVar[tuple[str, ...]] = ()  # more settings left out of the directory hash
+    other_levels_hint: ClassVar[str] = ""  # where a task of another level goes instead
+    # True: the jobs share live state loaded in this process (an encoder) and run here one
+    # after another, so --workers N and --cluster are refused.
+    in_process: ClassVar[bool] = False
 
     def __init__(self, config: C, options: RunOptions | None = None) -> None:
         self.config = config
@@ -142,6 +149,16 @@ class Experiment(ABC, Generic[C, J]):
         """This experiment's own settings; the base adds the common ones."""
         return {}
 
+    def job_settings(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
+        """Settings only the finished jobs can tell (timings, convergence): written to
+        settings.json, never part of the directory's hash (default: none)."""
+        return {}
+
+    def extras(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
+        """What the run returns besides its rows and settings (`RunResult.extras`: a
+        fine-tuning run's per-step losses), from the finished jobs (default: none)."""
+        return {}
+
     def identity(self) -> Any:
         """What the journal's fingerprint is computed from, besides the cache (default: the
         config, which holds no run-location fields)."""
@@ -164,7 +181,7 @@ class Experiment(ABC, Generic[C, J]):
         if task.level not in self.levels:
             raise ProbeError(
                 f"`probe {self.name}` takes {' or '.join(self.levels)}-level tasks; "
-                f"{task.name!r} is {task.level}-level"
+                f"{task.name!r} is {task.level}-level{self.other_levels_hint}"
             )
         source = self.source_lang(task)
         task.check_language(source)
@@ -174,9 +191,15 @@ class Experiment(ABC, Generic[C, J]):
         from probe.runtime.ranks import current_rank
 
         if current_rank().distributed:
+            instead = "" if self.in_process else f", then run `probe {self.name} --workers N`"
             raise ProbeError(
                 f"`probe {self.name}` runs once, not once per rank: extract with `torchrun ... "
-                f"-m probe.cli extract`, then run `probe {self.name} --workers N` (or --cluster)"
+                f"-m probe.cli extract`{instead}"
+            )
+        if self.in_process and (self.options.workers != 1 or self.options.cluster is not None):
+            raise ProbeError(
+                f"`probe {self.name}` runs its jobs one after another in this "
+                "process (they share what it loaded): drop --workers and --cluster"
             )
         started = time.perf_counter()
         task, source = self.resolve()
@@ -198,13 +221,15 @@ class Experiment(ABC, Generic[C, J]):
         parts = dict(zip([name for name, _ in jobs], outputs, strict=True))
         stamp = {"task": task.name, "model": ctx.model_key if cache is not None else ""}
         rows = Table(_stamped(row, stamp) for row in self.aggregate(ctx, parts))
+        settings.update(self.job_settings(ctx, parts))
         seconds = {"extract": extracted - started, "jobs": time.perf_counter() - extracted}
         settings["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
         rows.write(directory, settings)
         summary = self.render(ctx, rows, directory)
         (directory / "summary.txt").write_text(summary + "\n")
         journal.clear()  # every output is written: a rerun recomputes with the current code
-        return RunResult(rows, directory, summary, settings, seconds)
+        extras = self.extras(ctx, parts)
+        return RunResult(rows, directory, summary, settings, seconds, cache, extras)
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         """Languages and depth from the cache: the languages with shards, source first."""

@@ -8,20 +8,22 @@ than data size is what differs). For each regime: a linear probe per layer and D
 metric), ECE, NLL and a reliability diagram. Temperature scaling: one T per head fitted by
 NLL on that head's own dev data (the source dev split(s), never a target), then ECE/NLL
 again on every language. Languages in neither regime's training set are the held-out
-targets the two regimes are compared on.
+targets the two regimes are compared on. One job per (regime, head): `en-linear-3`,
+`en+de+fr-dlfa`, each fitting its own temperature on its own dev data.
 
-Result rows (results.csv): head `<kind>@<regime>` (`linear@en`, `dlfa@en+de+fr`), layer
-(`3` or `3,6` for DLFA), lang, metric in {task metric, accuracy, ece, nll, ece_ts, nll_ts};
-on lang `dev`: `temperature`, `nll`/`nll_ts` (the fit) and `train_words`; on lang
-`held-out`: the mean over held-out languages. reliability.json holds every diagram's bins.
+Result rows (results.csv): `config` is the regime (`en`, `en+de+fr`), `layers` (i,) or
+DLFA's (k, last), lang the language scored, metric in {task metric, accuracy, ece, nll,
+ece_ts, nll_ts}; subset `dev` (lang `dev`): `temperature`, `nll`/`nll_ts` (the fit) and
+`train_words`; group `held-out` (lang `held-out`): the mean over held-out languages. The
+legacy head column is `<kind>@<regime>` (`linear@en`). reliability.json holds every
+diagram's bins (carried from the jobs as bin rows, which results.csv leaves out).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-from dataclasses import asdict, dataclass, field
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +39,18 @@ from probe.analysis.calibration import (
 from probe.analysis.metrics import score
 from probe.data.tasks import Task, expand_languages, get_task
 from probe.errors import ProbeError
+from probe.experiments.base import Context, Experiment
 from probe.extract import (
+    CacheHandle,
     CachePaths,
     ExtractOptions,
     ExtractRequest,
     ExtractSpec,
     ensure_cached,
 )
-from probe.results.report import Row, provenance, run_directory, text_table, write_table
+from probe.results.render.calibration import bin_rows, is_bin, render_calibration
+from probe.results.rows import Row
+from probe.results.table import Table
 from probe.train import TrainConfig
 from probe.train.select import (
     DLFA_TRAINING,
@@ -58,12 +64,13 @@ from probe.train.select import (
 )
 from probe.train.splits import CachedSplit, opener, train_dev
 
-log = logging.getLogger(__name__)
+# Config fields recorded elsewhere: the cache handle's settings, or the base (the source).
+_NOT_SETTINGS = ("spec", "options", "paths", "task", "langs", "source")
 
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """One `probe calibration` run; `langs` are the evaluation languages."""
+    """What one `probe calibration` run computes; `langs` are the evaluation languages."""
 
     spec: ExtractSpec
     task: str
@@ -77,450 +84,239 @@ class CalibrationConfig:
     fuse_layer: FuseLayer = "best"
     reduction: int = 4
     n_bins: int = 15
-    results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
     dlfa_train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
 
 
-@dataclass
-class CalibrationResult:
-    rows: list[Row]
-    directory: Path
-    table: str
-    diagrams: dict[str, Any]
-    seconds: float
-    extract_seconds: float
-    settings: dict[str, Any]
+@dataclass(frozen=True)
+class _Plan:
+    """The run's languages: the source, the pooled regime's, and who is evaluated."""
+
+    source: str
+    pooled: tuple[str, ...]
+    train_langs: tuple[str, ...]  # the source, then the pooled languages
+    eval_langs: tuple[str, ...]  # the training languages first
+    held_out: tuple[str, ...]  # in neither regime's training set
+
+    @property
+    def regimes(self) -> list[str]:
+        return [self.source, "+".join(self.pooled)]
 
 
-@dataclass
-class _Regime:
-    """One training regime: its name, languages, and pooled train and dev splits."""
+class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
+    """Both regimes' heads, scored and temperature-scaled on every language."""
 
-    name: str
-    langs: tuple[str, ...]
-    train: list[CachedSplit]
-    dev: list[CachedSplit]
+    name = "calibration"
+    levels = ("word",)
+    other_levels_hint = (" (calibration trains token-level heads, linear and DLFA: use a "
+                         "word-level task such as pos, ner, panx, udpos)")  # fmt: skip
+    bins = Table()  # the jobs' reliability bins, set aside by `aggregate` for `render`
 
+    @functools.cached_property
+    def plan(self) -> _Plan:
+        cfg = self.config
+        task = get_task(cfg.task)
+        source = cfg.source or task.default_source
+        pooled = tuple(dict.fromkeys(cfg.pooled))
+        for lang in (source, *pooled):
+            task.check_language(lang)
+        if len(pooled) < 2:
+            raise ProbeError(f"--pooled needs two or more languages, got {','.join(pooled)}")
+        data_dir = cfg.paths.require_data_dir("calibration")
+        train_langs = tuple(dict.fromkeys((source, *pooled)))
+        langs = tuple(dict.fromkeys((*train_langs, *expand_languages(task, cfg.langs, data_dir))))
+        held_out = tuple(lang for lang in langs if lang not in train_langs)
+        return _Plan(source, pooled, train_langs, langs, held_out)
 
-def run_calibration(config: CalibrationConfig, progress: bool = True) -> CalibrationResult:
-    """Extract what is missing, train both regimes' heads, score, temperature-scale, write."""
-    task = get_task(config.task)
-    if task.level != "word":
-        raise ProbeError(
-            f"calibration trains token-level heads (linear, DLFA); {task.name!r} is "
-            f"{task.level}-level. Use a word-level task (pos, ner, panx, udpos)."
+    def task_name(self) -> str:
+        return self.config.task
+
+    def source_lang(self, task: Task) -> str:
+        return self.plan.source
+
+    def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
+        cfg, plan = self.config, self.plan
+        splits = tuple(
+            dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
         )
-    source = config.source or task.default_source
-    pooled = tuple(dict.fromkeys(config.pooled))
-    for lang in (source, *pooled):
-        task.check_language(lang)
-    if len(pooled) < 2:
-        raise ProbeError(f"--pooled needs two or more languages, got {','.join(pooled)}")
-    data_dir = config.paths.require_data_dir("calibration")
-    train_langs = tuple(dict.fromkeys((source, *pooled)))
-    eval_langs = tuple(
-        dict.fromkeys((*train_langs, *expand_languages(task, config.langs, data_dir)))
-    )
-    held_out = [lang for lang in eval_langs if lang not in train_langs]
+        cap = cfg.max_sentences
+        requests = [ExtractRequest(task.name, plan.train_langs, splits, max_sentences=cap)]
+        if plan.held_out:
+            requests.append(ExtractRequest(task.name, plan.held_out, (task.eval_split,),
+                                           max_sentences=cap))  # fmt: skip
+        return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
-    t0 = time.perf_counter()
-    splits = tuple(
-        dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
-    )
-    cap = config.max_sentences
-    requests = [ExtractRequest(task.name, train_langs, splits, max_sentences=cap)]
-    if held_out:
-        requests.append(
-            ExtractRequest(task.name, tuple(held_out), (task.eval_split,), max_sentences=cap)
+    def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
+        assert cache is not None
+        return Context(task, source, self.plan.eval_langs, cache, cache.n_layers)
+
+    def jobs(self, ctx: Context) -> list[tuple[str, _HeadJob]]:
+        """Per regime, a job per layer's probe and one for DLFA; the regime's first job also
+        reports its training words."""
+        cfg, plan, cache = self.config, self.plan, ctx.cache
+        assert cache is not None
+        fuse = resolve_fuse_layer(cfg.fuse_layer, ctx.n_layers)
+        root = cache.root.resolve()  # absolute: a job may run in another directory
+        cap = cfg.max_train_words
+        if cfg.match_size:  # the pooled head gets as many words as the source's, split evenly
+            cap = max(1, _words(ctx.task, root, cache.key, plan.source, cfg) // len(plan.pooled))
+        regimes = (
+            (plan.source, (plan.source,), cfg.max_train_words),
+            (plan.regimes[1], plan.pooled, cap),
         )
-    cache = ensure_cached(config.spec, requests, config.options, config.paths, progress=progress)
-    key = cache.key
-    extract_seconds = time.perf_counter() - t0
+        jobs = []
+        for regime, langs, words in regimes:
+            job = _HeadJob(ctx.task.name, root, cache.key, regime, langs, words, ctx.langs,
+                           "linear", 0, fuse, True, cfg)  # fmt: skip
+            jobs += [(f"{regime}-linear-{i}", replace(job, layer=i, first=i == 0))
+                     for i in range(ctx.n_layers)]  # fmt: skip
+            if fuse is not None:
+                jobs.append((f"{regime}-dlfa", replace(job, kind="dlfa", first=False)))
+        return jobs
 
-    t1 = time.perf_counter()
-    open_split = opener(cache.root, key, task)
-    regimes = _regimes(task, open_split, source, pooled, config)
-    evals = {lang: open_split(lang, task.eval_split) for lang in eval_langs}
-    n_layers = cache.n_layers
-    fuse = resolve_fuse_layer(config.fuse_layer, n_layers)
-    rows: list[Row] = []
-    diagrams: dict[str, Any] = {}
-    from tqdm.auto import tqdm
+    @staticmethod
+    def job_function() -> Callable[[_HeadJob], list[Row]]:
+        return run_head_job
 
-    steps = len(regimes) * (n_layers + (0 if fuse is None else 1))
+    def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
+        """The jobs' rows in job order and the held-out means; the reliability bins are kept
+        aside for reliability.json (`render`), not in the results table."""
+        every = Table(row for rows in parts.values() for row in rows)
+        self.bins = every.filter(metric=is_bin)
+        rows = list(every.filter(metric=lambda m: not is_bin(m)))
+        return rows + _held_out_means(ctx.task, rows, self.plan.held_out)
+
+    def settings(self, ctx: Context) -> dict[str, Any]:
+        cfg, task = self.config, ctx.task
+        return {
+            **{k: v for k, v in asdict(cfg).items() if k not in _NOT_SETTINGS},
+            "pooled": list(self.plan.pooled),
+            "held_out": list(self.plan.held_out),
+            "dev_split": task.dev_split or f"{cfg.dev_fraction:.0%} of {task.train_split}",
+            "temperature_fit": "one T per head, NLL on that head's own dev split(s), LBFGS on "
+            "log T",
+        }
+
+    def render(self, ctx: Context, rows: Table, directory: Path) -> str:
+        return render_calibration(ctx.task, rows, self.bins, self.plan.regimes, ctx.langs,
+                                  self.plan.held_out, ctx.n_layers, directory,
+                                  ctx.model_key)  # fmt: skip
+
+
+def _words(task: Task, root: Path, key: str, source: str, cfg: CalibrationConfig) -> int:
+    """Words (train + dev) the source-only regime trains on."""
+    train, dev = train_dev(task, opener(root, key, task), source, cfg.max_train_words,
+                           cfg.dev_fraction, cfg.train.seed)  # fmt: skip
+    words = n_words([train, dev])
+    train.reader.close()
+    dev.reader.close()
+    return words
+
+
+# --- one head of one regime --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _HeadJob:
+    """One head of one regime: picklable names and paths; the worker opens the cache."""
+
+    task: str
+    root: Path
+    key: str
+    regime: str  # `en`, `en+de+fr`
+    train_langs: tuple[str, ...]
+    max_train_words: int | None  # per training language
+    eval_langs: tuple[str, ...]
+    kind: str  # linear | dlfa
+    layer: int  # the probed layer (linear)
+    fuse: FuseLayer  # DLFA's k, or "best"
+    first: bool  # the regime's first job: reports the regime's training words
+    config: CalibrationConfig
+
+
+def run_head_job(job: _HeadJob) -> list[Row]:
+    """Train one head on its regime's data; fit its T on the regime's dev data; score it on
+    every language before and after scaling."""
+    cfg, task = job.config, get_task(job.task)
+    open_split = opener(job.root, job.key, task)
+    pairs = [train_dev(task, open_split, lang, job.max_train_words, cfg.dev_fraction,
+                       cfg.train.seed) for lang in job.train_langs]  # fmt: skip
+    train, dev = [t for t, _ in pairs], [d for _, d in pairs]
+    evals = {lang: open_split(lang, task.eval_split) for lang in job.eval_langs}
+    n_classes = len(task.labels)
+    rows = []
+    if job.first:
+        rows.append(Row(f"linear@{job.regime}", "-", "dev", "train_words", float(n_words(train)),
+                        config=job.regime, subset="dev"))  # fmt: skip
     try:
-        with tqdm(
-            total=steps, desc=f"calibration {task.name}", unit="head", disable=not progress
-        ) as bar:
-            for regime in regimes:
-                rows.append(
-                    Row(
-                        f"linear@{regime.name}",
-                        "-",
-                        "dev",
-                        "train_words",
-                        float(n_words(regime.train)),
-                    )
-                )
-                for layer in range(n_layers):
-                    spec = HeadSpec.linear(layer)
-                    result = train_head(
-                        spec, regime.train, regime.dev, len(task.labels), config.train
-                    )
-                    rows += _evaluate(task, spec, result.head, regime, evals, config, diagrams)
-                    bar.update()
-                if fuse is not None:
-                    spec, result, _ = fit_dlfa(
-                        fuse,
-                        n_layers,
-                        regime.train,
-                        regime.dev,
-                        len(task.labels),
-                        config.dlfa_train,
-                        config.reduction,
-                    )
-                    rows += _evaluate(task, spec, result.head, regime, evals, config, diagrams)
-                    bar.update()
+        if job.kind == "linear":
+            spec = HeadSpec.linear(job.layer)
+            head = train_head(spec, train, dev, n_classes, cfg.train).head
+        else:
+            assert job.fuse is not None
+            n_layers = train[0].reader.n_layers
+            spec, result, _ = fit_dlfa(job.fuse, n_layers, train, dev, n_classes,
+                                       cfg.dlfa_train, cfg.reduction)  # fmt: skip
+            head = result.head
+        rows += _evaluate(task, spec, head, job.regime, dev, evals, cfg.n_bins)
     finally:
-        for split in {id(s): s for r in regimes for s in (*r.train, *r.dev)}.values():
+        for split in (*train, *dev, *evals.values()):
             split.reader.close()
-        for split in evals.values():
-            split.reader.close()
-    rows += _held_out_means(task, rows, held_out)
-    seconds = time.perf_counter() - t1
-
-    settings = {
-        "command": "calibration",
-        "task": task.name,
-        "model": config.spec.model,
-        "source": source,
-        "pooled": list(pooled),
-        "match_size": config.match_size,
-        "languages": list(eval_langs),
-        "held_out": held_out,
-        "cache_key": key,
-        "fuse_layer": config.fuse_layer,
-        "reduction": config.reduction,
-        "n_bins": config.n_bins,
-        "train": asdict(config.train),
-        "dlfa_train": asdict(config.dlfa_train),
-        "train_split": task.train_split,
-        "eval_split": task.eval_split,
-        "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
-        "dev_fraction": config.dev_fraction,
-        "max_train_words": config.max_train_words,
-        "max_sentences": config.max_sentences,
-        "temperature_fit": "one T per head, NLL on that head's own dev split(s), LBFGS on log T",
-        "seconds": round(seconds, 3),
-        "extract_seconds": round(extract_seconds, 3),
-        "provenance": provenance(config.train.seed),
-    }
-    directory = run_directory(
-        config.results_dir / task.name / key,
-        f"calibration-{source}",
-        settings,
-        volatile=("seconds", "extract_seconds", "provenance"),
-    )
-    write_table(rows, directory, settings)
-    (directory / "reliability.json").write_text(json.dumps(diagrams, indent=1))
-    table = summary(task, rows, [r.name for r in regimes], list(eval_langs), held_out, n_layers)
-    (directory / "summary.txt").write_text(table + "\n")
-    plot_reliability(diagrams, [r.name for r in regimes], list(eval_langs), directory, key)
-    plot_ece(task, rows, [r.name for r in regimes], list(eval_langs), n_layers, directory, key)
-    return CalibrationResult(rows, directory, table, diagrams, seconds, extract_seconds, settings)
-
-
-def _regimes(
-    task: Task, open_split: Any, source: str, pooled: tuple[str, ...], config: CalibrationConfig
-) -> list[_Regime]:
-    """English-only (the source) and pooled; pooled is size-matched to the source if asked."""
-    seed = config.train.seed
-    tr, dv = train_dev(task, open_split, source, config.max_train_words, config.dev_fraction, seed)
-    regimes = [_Regime(source, (source,), [tr], [dv])]
-    cap = config.max_train_words
-    if config.match_size:
-        cap = max(1, n_words([tr, dv]) // len(pooled))
-    trains, devs = [], []
-    for lang in pooled:
-        t, d = train_dev(task, open_split, lang, cap, config.dev_fraction, seed)
-        trains.append(t)
-        devs.append(d)
-    regimes.append(_Regime("+".join(pooled), pooled, trains, devs))
-    return regimes
+    return rows
 
 
 def _evaluate(
-    task: Task,
-    spec: HeadSpec,
-    head: Any,
-    regime: _Regime,
-    evals: dict[str, CachedSplit],
-    config: CalibrationConfig,
-    diagrams: dict[str, Any],
-) -> list[Row]:
+    task: Task, spec: HeadSpec, head: Any, regime: str, dev: Sequence[CachedSplit],
+    evals: dict[str, CachedSplit], n_bins: int,
+) -> list[Row]:  # fmt: skip
     """Fit T on the regime's dev data, then score every language before and after scaling."""
-    name = f"{spec.kind}@{regime.name}"
-    dev_probs = predict(spec, head, regime.dev)
-    dev_gold = np.concatenate([d.labels for d in regime.dev])
+    name = f"{spec.kind}@{regime}"
+    typed: dict[str, Any] = {"layers": tuple(spec.layers), "config": regime}  # (k, last): k < last
+    dev_probs = predict(spec, head, dev)
+    dev_gold = np.concatenate([d.labels for d in dev])
     temperature = fit_temperature(log_probs(dev_probs), dev_gold)
     dev_scaled = apply_temperature(log_probs(dev_probs), temperature)
     rows = [
-        Row(name, spec.name, "dev", "temperature", temperature),
-        Row(name, spec.name, "dev", "nll", nll(dev_probs, dev_gold)),
-        Row(name, spec.name, "dev", "nll_ts", nll(dev_scaled, dev_gold)),
+        Row(name, spec.name, "dev", "temperature", temperature, subset="dev", **typed),
+        Row(name, spec.name, "dev", "nll", nll(dev_probs, dev_gold), subset="dev", **typed),
+        Row(name, spec.name, "dev", "nll_ts", nll(dev_scaled, dev_gold), subset="dev", **typed),
     ]
     for lang, split in evals.items():
         probs = predict(spec, head, [split])
         scaled = apply_temperature(log_probs(probs), temperature)
-        for metric, value in score(
-            task.metric, probs, split.labels, offsets=split.offsets, label_names=task.labels
-        ).items():
-            rows.append(Row(name, spec.name, lang, metric, value))
-        before = reliability(probs, split.labels, config.n_bins)
-        after = reliability(scaled, split.labels, config.n_bins)
+        for metric, value in score(task.metric, probs, split.labels, offsets=split.offsets,
+                                   label_names=task.labels).items():  # fmt: skip
+            rows.append(Row(name, spec.name, lang, metric, value, **typed))
+        before = reliability(probs, split.labels, n_bins)
+        after = reliability(scaled, split.labels, n_bins)
         rows += [
-            Row(name, spec.name, lang, "ece_ts", after.ece),
-            Row(name, spec.name, lang, "nll", nll(probs, split.labels)),
-            Row(name, spec.name, lang, "nll_ts", nll(scaled, split.labels)),
+            Row(name, spec.name, lang, "ece_ts", after.ece, **typed),
+            Row(name, spec.name, lang, "nll", nll(probs, split.labels), **typed),
+            Row(name, spec.name, lang, "nll_ts", nll(scaled, split.labels), **typed),
         ]
-        diagrams.setdefault(name, {}).setdefault(spec.name, {})[lang] = {
-            "ece": before.ece,
-            "ece_ts": after.ece,
-            "temperature": temperature,
-            "before": before.as_dict(),
-            "after": after.as_dict(),
-        }
+        rows += bin_rows(Row(name, spec.name, lang, "", 0.0, **typed), before, after)
     return rows
 
 
-def _held_out_means(task: Task, rows: list[Row], held_out: list[str]) -> list[Row]:
-    """The mean of each (head, layer, metric) over the held-out languages."""
+def _held_out_means(task: Task, rows: Sequence[Row], held_out: Sequence[str]) -> list[Row]:
+    """The mean of each head's metrics over the held-out languages (all of them scored)."""
     if not held_out:
         return []
     metrics = {task.metric, "accuracy", "ece", "ece_ts", "nll", "nll_ts"}
-    groups: dict[tuple[str, str, str], list[float]] = {}
-    for r in rows:
-        if r.lang in held_out and r.metric in metrics:
-            groups.setdefault((r.head, r.layer, r.metric), []).append(r.value)
+    scored = Table(rows).filter(lang=lambda lang: lang in held_out, metric=lambda m: m in metrics,
+                                subset="", group="")  # fmt: skip
+    groups: dict[tuple[str, tuple[int, ...], str], list[Row]] = {}
+    for r in scored:
+        groups.setdefault((r.config, r.layers, r.metric), []).append(r)
     return [
-        Row(h, layer, "held-out", m, float(np.mean(v)))
-        for (h, layer, m), v in groups.items()
-        if len(v) == len(held_out)
+        replace(
+            found[0],
+            lang="held-out",
+            value=float(np.mean([r.value for r in found])),
+            group="held-out",
+        )  # fmt: skip
+        for found in groups.values()
+        if len(found) == len(held_out)
     ]
-
-
-# --- output ------------------------------------------------------------------------------------
-
-
-def _names(rows: list[Row], head: str) -> list[str]:
-    return list(dict.fromkeys(r.layer for r in rows if r.head == head and r.layer != "-"))
-
-
-def summary(
-    task: Task,
-    rows: list[Row],
-    regimes: list[str],
-    langs: list[str],
-    held_out: list[str],
-    n_layers: int,
-) -> str:
-    """ECE before/after temperature scaling per regime, then the regimes on held-out targets."""
-    cells = {(r.head, r.layer, r.lang, r.metric): r.value for r in rows}
-    lines = []
-    for regime in regimes:
-        words = cells.get((f"linear@{regime}", "-", "dev", "train_words"), float("nan"))
-        temps: list[str] = []
-        for metric, what in (("ece", "ECE"), ("ece_ts", "ECE after temperature scaling")):
-            table: dict[tuple[str, str], float] = {}
-            names = []
-            temps = []
-            for kind in ("linear", "dlfa"):
-                head = f"{kind}@{regime}"
-                for layer in _names(rows, head):
-                    name = layer if kind == "linear" else f"D{layer}"
-                    names.append(name)
-                    temps.append(f"{name} {cells[(head, layer, 'dev', 'temperature')]:.2f}")
-                    for lang in langs:
-                        if (head, layer, lang, metric) in cells:
-                            table[(name, lang)] = cells[(head, layer, lang, metric)]
-            lines += [
-                f"{what} x100, heads trained on {regime} ({int(words):,} words; D = DLFA k,last)",
-                text_table(names, langs, table),
-                "",
-            ]
-        lines += [f"temperature T fitted on the {regime} dev data: {', '.join(temps)}", ""]
-    if held_out:
-        names = [*map(str, range(n_layers))]
-        if _names(rows, f"dlfa@{regimes[0]}"):
-            names.append("dlfa")
-        for scale, digits, what, metrics in (
-            (
-                100.0,
-                1,
-                f"{task.metric}, ECE, ECE after T (x100)",
-                (
-                    (task.metric, "acc" if task.metric == "accuracy" else "F1"),
-                    ("ece", "ECE"),
-                    ("ece_ts", "ECE-T"),
-                ),
-            ),
-            (1.0, 3, "NLL, NLL after T (nats)", (("nll", "NLL"), ("nll_ts", "NLL-T"))),
-        ):
-            cols, table = [], {}
-            for metric, label in metrics:
-                for regime in regimes:
-                    col = f"{label}:{regime}"
-                    cols.append(col)
-                    for kind in ("linear", "dlfa"):
-                        for layer in _names(rows, f"{kind}@{regime}"):
-                            value = cells.get((f"{kind}@{regime}", layer, "held-out", metric))
-                            if value is not None:
-                                table[(layer if kind == "linear" else "dlfa", col)] = value
-            lines += [
-                f"held-out targets ({', '.join(held_out)}), mean {what}, per regime",
-                text_table(names, cols, table, scale=scale, digits=digits),
-                "",
-            ]
-    return "\n".join(lines).rstrip()
-
-
-def _bars(ax: Any, rel: dict[str, Any], color: str, label: str, filled: bool) -> None:
-    edges = np.asarray(rel["edges"])
-    acc = np.asarray([np.nan if a is None else a for a in rel["accuracy"]], dtype=float)
-    centres = (edges[:-1] + edges[1:]) / 2
-    if filled:
-        ax.bar(
-            centres,
-            np.nan_to_num(acc),
-            width=np.diff(edges),
-            color=color,
-            alpha=0.55,
-            edgecolor="none",
-            label=label,
-        )
-    else:
-        ax.plot(centres, acc, ".-", color=color, ms=3, lw=1, label=label)
-
-
-def plot_reliability(
-    diagrams: dict[str, Any], regimes: list[str], langs: list[str], directory: Path, key: str
-) -> list[Path]:
-    """Per regime, a grid of reliability diagrams: languages x heads (layers, then DLFA).
-    Bars: accuracy per confidence bin before scaling; line: after temperature scaling."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from probe.results.report import save_figure
-
-    paths = []
-    for regime in regimes:
-        heads = [
-            (h, layer)
-            for h in (f"linear@{regime}", f"dlfa@{regime}")
-            for layer in diagrams.get(h, {})
-        ]
-        fig, axes = plt.subplots(
-            len(langs),
-            len(heads),
-            dpi=90,
-            squeeze=False,
-            figsize=(1.9 * len(heads) + 0.6, 1.9 * len(langs) + 0.6),
-            sharex=True,
-            sharey=True,
-        )
-        for i, lang in enumerate(langs):
-            for j, (head, layer) in enumerate(heads):
-                ax = axes[i, j]
-                entry = diagrams[head][layer][lang]
-                ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-                _bars(ax, entry["before"], "tab:blue", "before", True)
-                _bars(ax, entry["after"], "tab:red", "after T", False)
-                ax.text(
-                    0.03,
-                    0.97,
-                    f"ECE {100 * entry['ece']:.1f}\n→{100 * entry['ece_ts']:.1f}",
-                    va="top",
-                    fontsize=6,
-                    transform=ax.transAxes,
-                )
-                if i == 0:
-                    kind = "DLFA " if head.startswith("dlfa") else "layer "
-                    ax.set_title(f"{kind}{layer}", fontsize=8)
-                if j == 0:
-                    ax.set_ylabel(f"{lang}\naccuracy", fontsize=8)
-                if i == len(langs) - 1:
-                    ax.set_xlabel("confidence", fontsize=7)
-                ax.tick_params(labelsize=6)
-        axes[0, 0].legend(fontsize=6, loc="lower right")
-        fig.suptitle(
-            f"reliability, head trained on {regime} ({key}); bars before, line after "
-            "temperature scaling",
-            fontsize=9,
-        )
-        paths.append(save_figure(fig, directory / f"reliability_{regime.replace('+', '-')}.png"))
-    return paths
-
-
-def plot_ece(
-    task: Task,
-    rows: list[Row],
-    regimes: list[str],
-    langs: list[str],
-    n_layers: int,
-    directory: Path,
-    key: str,
-) -> Path:
-    """ECE per layer, one panel per language: each regime before (solid) and after T (dashed);
-    DLFA at the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from probe.results.report import save_figure
-
-    cells = {(r.head, r.layer, r.lang, r.metric): r.value for r in rows}
-    cols = min(3, len(langs))
-    n_rows = -(-len(langs) // cols)
-    fig, axes = plt.subplots(
-        n_rows, cols, figsize=(4.2 * cols, 3.2 * n_rows), dpi=110, squeeze=False, sharey=True
-    )
-    layers = list(range(n_layers))
-    for ax, lang in zip(axes.flat, langs, strict=False):
-        for regime, color in zip(regimes, ("tab:blue", "tab:orange", "tab:green"), strict=False):
-            for metric, style in (("ece", "-"), ("ece_ts", "--")):
-                ys = [
-                    100 * cells.get((f"linear@{regime}", str(i), lang, metric), np.nan)
-                    for i in layers
-                ]
-                label = f"{regime}{' after T' if metric == 'ece_ts' else ''}"
-                ax.plot(layers, ys, style, marker="o", ms=3, color=color, label=label)
-                dlfa = [
-                    v
-                    for (h, _, g, m), v in cells.items()
-                    if h == f"dlfa@{regime}" and g == lang and m == metric
-                ]
-                if dlfa:
-                    ax.plot(
-                        [n_layers],
-                        [100 * dlfa[0]],
-                        "*" if metric == "ece" else "x",
-                        ms=8,
-                        color=color,
-                    )
-        ax.set_xticks([*layers, n_layers], [*map(str, layers), "DLFA"])
-        ax.set_title(lang, fontsize=9)
-        ax.set_ylabel("ECE x100", fontsize=8)
-        ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    for ax in list(axes.flat)[len(langs) :]:
-        ax.axis("off")
-    fig.suptitle(
-        f"{task.name} ({key}): ECE per layer, per training regime, before/after T", fontsize=10
-    )
-    return save_figure(fig, directory / "ece_per_layer.png")

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +22,7 @@ from probe.analysis.control import control_labels, selectivity
 from probe.analysis.metrics import score
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
-from probe.experiments.pool import Journal, PoolConfig, fingerprint, run_jobs
+from probe.experiments.base import Context, Experiment, RunOptions
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -35,16 +34,9 @@ from probe.extract import (
 from probe.heads.linear import LinearProbe
 from probe.heads.registry import HEADS
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
-from probe.results.report import (
-    Row,
-    cache_settings,
-    pivot,
-    plot_layer_curves,
-    provenance,
-    run_directory,
-    text_table,
-    write_table,
-)  # fmt: skip
+from probe.results.render.layers import render_layers
+from probe.results.rows import Row
+from probe.results.table import Table
 from probe.train import TrainConfig, fit, predict_proba
 from probe.train.splits import CachedSplit, as_data, as_view, opener, train_dev
 
@@ -53,7 +45,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LayersConfig:
-    """One `probe layers` run; `spec` says which cache (and what is missing is extracted)."""
+    """What one `probe layers` run computes: which cache (`spec`, task, languages; what is
+    missing is extracted) and how the probes train. Where results go and how many workers
+    run them is `RunOptions`, not part of the run."""
 
     spec: ExtractSpec
     task: str
@@ -62,19 +56,16 @@ class LayersConfig:
     options: ExtractOptions = field(default_factory=ExtractOptions)
     paths: CachePaths = field(default_factory=CachePaths)
     source: str | None = None  # default: the task's default source language
-    results_dir: Path = Path("results")
     train: TrainConfig = field(default_factory=TrainConfig)
     control: bool = True
     scalar_mix: bool = True
     dev_fraction: float = 0.1  # held out of the training split when the task has no dev split
     max_train_words: int | None = None  # cap the training rows (whole sentences kept)
-    workers: int | None = 1  # probes at once in local processes (None: one per core)
-    cluster: str | None = None  # or on a Dask / Ray cluster (probe.experiments.pool)
 
 
 @dataclass
 class LayersResult:
-    rows: list[Row]
+    rows: Table
     directory: Path
     table: str
     mix_weights: list[float]
@@ -84,85 +75,105 @@ class LayersResult:
     cache: CacheHandle
 
 
-def run_layers(
-    config: LayersConfig, progress: bool = True, *, also: Sequence[ExtractRequest] = ()
-) -> LayersResult:
-    """Extract what is missing, then probe every layer; write tables and plots.
+class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
+    """A linear probe per layer (plus control task and scalar mix): one job per probe.
 
-    `also`: more requests extracted in the same call, so under the same key (map's Tatoeba
-    pairs); the result's `cache` names them too.
+    `also`: more requests extracted in the same `ensure_cached` call, so under the same key
+    (map's Tatoeba pairs).
     """
-    task = get_task(config.task)
-    if task.level == "parallel":
-        raise ProbeError(f"task {task.name!r} has no labels to probe; use `probe map` instead")
-    source = config.source or task.default_source
-    task.check_language(source)
-    request = ExtractRequest(task.name, config.langs, None, source, config.max_sentences)
-    t0 = time.perf_counter()
-    cache = ensure_cached(config.spec, [request, *also], config.options, config.paths,
-                          progress=progress)  # fmt: skip
-    extract_seconds = time.perf_counter() - t0
-    key, root = cache.key, cache.root
-    langs = list(cache.languages(task.name, source))
-    if source not in langs:
-        raise ProbeError(f"source language {source!r} is not among the extracted languages {langs}")
 
-    open_split = opener(root, key, task)
-    n_layers = cache.n_layers
-    scored = []
-    for lang in langs:
-        split = open_split(lang, task.eval_split)
-        if np.any(split.labels < 0):
-            log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang,
-                        task.eval_split)  # fmt: skip
-        else:
-            scored.append(lang)
-        split.reader.close()
-    if not scored:
-        raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} split")
+    name = "layers"
+    levels = ("word", "pair")
+    other_levels_hint = " (parallel data has no labels to probe: use `probe map`)"
 
-    with_control = config.control and task.level == "word" and source in scored
-    # An absolute cache path: a job may run in another working directory (a cluster worker).
-    job = _LayerJob(task.name, root.resolve(), key, source, tuple(scored), n_layers, "linear", 0,
-                    config)  # fmt: skip
-    jobs = [(f"linear-{i}", replace(job, layer=i)) for i in range(n_layers)]
-    if with_control:
-        jobs += [(f"control-{i}", replace(job, kind="control", layer=i)) for i in range(n_layers)]
-    if config.scalar_mix:
-        jobs.append(("scalar_mix", replace(job, kind="scalar_mix")))
-    pool = PoolConfig(config.workers, config.cluster)
-    settings = _settings(config, task, source, cache, langs, extract_seconds, 0.0)
-    settings["workers"] = pool.local_workers(len(jobs)) if config.cluster is None else None
-    settings["cluster"] = config.cluster
-    directory = run_directory(
-        config.results_dir / task.name / key, f"layers-{source}", settings,
-        volatile=("extract_seconds", "probe_seconds", "provenance", "workers", "cluster"),
-    )  # fmt: skip
-    journal = Journal(directory / "jobs", fingerprint(
-        cache.identity(), replace(config, workers=1, cluster=None)))  # fmt: skip
+    def __init__(self, config: LayersConfig, options: RunOptions | None = None,
+                 also: Sequence[ExtractRequest] = ()) -> None:  # fmt: skip
+        super().__init__(config, options)
+        self.also = tuple(also)
 
-    t1 = time.perf_counter()
-    parts = dict(zip([name for name, _ in jobs], run_jobs(
-        run_layer_job, jobs, pool, journal, progress=progress, desc=f"probing {task.name}"),
-        strict=True))  # fmt: skip
-    rows: list[Row] = [r for i in range(n_layers) for r in parts[f"linear-{i}"]]
-    if with_control:
-        rows += [r for i in range(n_layers) for r in parts[f"control-{i}"]]
-        rows += _selectivity(rows, source)
-    mix_weights: list[float] = []
-    if config.scalar_mix:
-        rows += parts["scalar_mix"]
-        mix_weights = [r.value for r in parts["scalar_mix"] if r.metric == "mix_weight"]
-    probe_seconds = time.perf_counter() - t1
-    settings["probe_seconds"] = round(probe_seconds, 3)
+    def task_name(self) -> str:
+        return self.config.task
 
-    write_table(rows, directory, settings)
-    table = _summary(task, rows, source, langs)
-    (directory / "summary.txt").write_text(table + "\n")
-    _plots(task, rows, source, langs, n_layers, directory, key)
-    journal.clear()  # every output is written: a rerun recomputes with the current code
-    return LayersResult(rows, directory, table, mix_weights, extract_seconds, probe_seconds,
-                        settings, cache)  # fmt: skip
+    def source_lang(self, task: Task) -> str:
+        return self.config.source or task.default_source
+
+    def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
+        cfg = self.config
+        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)
+        return ensure_cached(cfg.spec, [request, *self.also], cfg.options, cfg.paths,
+                             progress=progress)  # fmt: skip
+
+    def jobs(self, ctx: Context) -> list[tuple[str, _LayerJob]]:
+        task, source, cache = ctx.task, ctx.source, ctx.cache
+        assert cache is not None
+        scored = [lang for lang in ctx.langs if _labelled(cache, task, lang)]
+        if not scored:
+            raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} "
+                             "split")  # fmt: skip
+        with_control = self.config.control and task.level == "word" and source in scored
+        # An absolute cache path: a job may run in another working directory (a cluster).
+        job = _LayerJob(task.name, cache.root.resolve(), cache.key, source, tuple(scored),
+                        ctx.n_layers, "linear", 0, self.config)  # fmt: skip
+        jobs = [(f"linear-{i}", replace(job, layer=i)) for i in range(ctx.n_layers)]
+        if with_control:
+            jobs += [(f"control-{i}", replace(job, kind="control", layer=i))
+                     for i in range(ctx.n_layers)]  # fmt: skip
+        if self.config.scalar_mix:
+            jobs.append(("scalar_mix", replace(job, kind="scalar_mix")))
+        return jobs
+
+    @staticmethod
+    def job_function() -> Callable[[_LayerJob], list[Row]]:
+        return run_layer_job
+
+    def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
+        layers = range(ctx.n_layers)
+        rows = [r for i in layers for r in parts[f"linear-{i}"]]
+        if "control-0" in parts:
+            control = [r for i in layers for r in parts[f"control-{i}"]]
+            rows += control + _selectivity(rows, control, ctx.source)
+        return rows + list(parts.get("scalar_mix", []))
+
+    def settings(self, ctx: Context) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "max_sentences": cfg.max_sentences,
+            "train": asdict(cfg.train),
+            "control": cfg.control,
+            "scalar_mix": cfg.scalar_mix,
+            "dev_fraction": cfg.dev_fraction,
+            "max_train_words": cfg.max_train_words,
+            "dev_split": ctx.task.dev_split or f"{cfg.dev_fraction:.0%} of {ctx.task.train_split}",
+        }
+
+    def render(self, ctx: Context, rows: Table, directory: Path) -> str:
+        return render_layers(ctx.task, rows, ctx.source, ctx.langs, ctx.n_layers, directory,
+                             ctx.model_key)  # fmt: skip
+
+
+def run_layers(
+    config: LayersConfig,
+    options: RunOptions | None = None,
+    *,
+    also: Sequence[ExtractRequest] = (),
+) -> LayersResult:
+    """Extract what is missing, then probe every layer; write tables and plots."""
+    experiment = LayersExperiment(config, options, also)
+    result = experiment.run()
+    mix = result.rows.filter(head="scalar_mix", metric="mix_weight")
+    assert result.cache is not None
+    return LayersResult(result.rows, result.directory, result.summary, [r.value for r in mix],
+                        result.seconds["extract"], result.seconds["jobs"], result.settings,
+                        result.cache)  # fmt: skip
+
+
+def _labelled(cache: CacheHandle, task: Task, lang: str) -> bool:
+    """Scored languages have a labelled evaluation split (a hidden-label split is skipped)."""
+    with cache.open(task.name, lang, task.eval_split) as reader:
+        labelled = not np.any(reader.labels < 0)
+    if not labelled:
+        log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang, task.eval_split)
+    return labelled
 
 
 # --- jobs ------------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ def _probe_layer(
     for lang, split in evals.items():
         for metric, value in _scores(task, result.head, as_data(task, split, [layer]), layer,
                                      split).items():  # fmt: skip
-            rows.append(Row(head_name, str(layer), lang, metric, value))
+            rows.append(Row(head_name, str(layer), lang, metric, value, layers=(layer,)))
     return rows
 
 
@@ -272,18 +283,25 @@ def _control_rows(
         ev = as_data(task, source_eval, [layer], y_eval)
         probs = predict_proba(result.head, ev.words(layer))
         control_acc = float((probs.argmax(1) == y_eval).mean())
-        rows.append(Row("control", str(layer), source, "accuracy", control_acc))
+        rows.append(Row("control", str(layer), source, "accuracy", control_acc,
+                        layers=(layer,)))  # fmt: skip
     return rows
 
 
-def _selectivity(rows: list[Row], source: str) -> list[Row]:
+def _selectivity(rows: list[Row], control: list[Row], source: str) -> list[Row]:
     """Task accuracy minus control accuracy on the source's evaluation split, per layer."""
-    task_acc = {r.layer: r.value for r in rows
-                if r.head == "linear" and r.lang == source and r.metric == "accuracy"}  # fmt: skip
+    task_acc = Table(rows).filter(head="linear", lang=source, metric="accuracy")
+    by_layers = {r.layers: r.value for r in task_acc}
     return [
-        Row("linear", r.layer, source, "selectivity", selectivity(task_acc[r.layer], r.value))
-        for r in rows
-        if r.head == "control"
+        Row(
+            "linear",
+            r.layer,
+            source,
+            "selectivity",
+            selectivity(by_layers[r.layers], r.value),
+            layers=r.layers,
+        )  # fmt: skip
+        for r in control
     ]
 
 
@@ -306,83 +324,13 @@ def _scalar_mix(
     result = fit(factory, as_view(task, tr, layers), as_view(task, dv, layers), train_config)
     head = cast(ScalarMixProbe | PairScalarMixProbe, result.head)
     weights = [float(w) for w in head.weights]
-    rows = [Row("scalar_mix", str(i), "all", "mix_weight", w) for i, w in enumerate(weights)]
+    every = tuple(layers)
+    rows = [Row("scalar_mix", str(i), "all", "mix_weight", w, layers=(i,), group="all")
+            for i, w in enumerate(weights)]  # fmt: skip
     rows.append(Row("scalar_mix", "mix", "all", "centre_of_gravity",
-                    float(head.centre_of_gravity)))  # fmt: skip
+                    float(head.centre_of_gravity), layers=every, group="all"))  # fmt: skip
     for lang, split in evals.items():
         data = as_data(task, split, layers)
         for metric, value in _scores(task, result.head, data, layers, split).items():
-            rows.append(Row("scalar_mix", "mix", lang, metric, value))
+            rows.append(Row("scalar_mix", "mix", lang, metric, value, layers=every))
     return rows, weights
-
-
-# --- output ----------------------------------------------------------------------------------
-
-
-def _settings(
-    config: LayersConfig,
-    task: Task,
-    source: str,
-    cache: CacheHandle,
-    langs: list[str],
-    extract_seconds: float,
-    probe_seconds: float,
-) -> dict[str, Any]:
-    return {
-        **cache_settings("layers", task.name, cache, source, langs, config.max_sentences),
-        "train": asdict(config.train),
-        "control": config.control,
-        "scalar_mix": config.scalar_mix,
-        "dev_fraction": config.dev_fraction,
-        "max_train_words": config.max_train_words,
-        "train_split": task.train_split,
-        "dev_split": task.dev_split or f"{config.dev_fraction:.0%} of {task.train_split}",
-        "eval_split": task.eval_split,
-        "extract_seconds": round(extract_seconds, 3),
-        "probe_seconds": round(probe_seconds, 3),
-        "provenance": provenance(config.train.seed),
-    }
-
-
-def _summary(task: Task, rows: list[Row], source: str, langs: list[str]) -> str:
-    metric = task.metric
-    layer_names, _, cells = pivot(rows, "linear", metric)
-    mix = {(("mix", lang)): v for (layer, lang), v in pivot(rows, "scalar_mix", metric)[2].items()}
-    cells = {**cells, **mix}
-    extra_cols: dict[tuple[str, str], float] = {}
-    _, _, sel = pivot(rows, "linear", "selectivity")
-    _, _, ece = pivot(rows, "linear", "ece")
-    for layer in layer_names:
-        if (layer, source) in sel:
-            extra_cols[(layer, "select")] = sel[(layer, source)]
-        if (layer, source) in ece:
-            extra_cols[(layer, "ECE-src")] = ece[(layer, source)]
-        targets = [
-            cells[(layer, lang)] for lang in langs if lang != source and (layer, lang) in cells
-        ]
-        if targets:
-            extra_cols[(layer, "tgt-avg")] = float(np.mean(targets))
-    cols = [*langs, "tgt-avg", "select", "ECE-src"]
-    title = f"{task.name}: {metric} x100 of a linear probe per layer (source {source})"
-    return title + "\n" + text_table([*layer_names, "mix"], cols, {**cells, **extra_cols})
-
-
-def _plots(
-    task: Task, rows: list[Row], source: str, langs: list[str], n_layers: int, directory: Path,
-    key: str,
-) -> None:  # fmt: skip
-    metric = task.metric
-    _, _, cells = pivot(rows, "linear", metric)
-    layers = list(range(n_layers))
-    series = {lang: [cells.get((str(i), lang), float("nan")) for i in layers] for lang in langs}
-    plot_layer_curves(layers, series, directory / "score_per_layer.png", highlight=source,
-                      title=f"{task.name} ({key}): linear probe per layer",
-                      ylabel=f"{metric} (x100)")  # fmt: skip
-    targets = [lang for lang in langs if lang != source]
-    if targets:
-        mean_target = [float(np.nanmean([series[t][i] for t in targets])) for i in layers]
-        plot_layer_curves(
-            layers, {f"source ({source})": series[source], "mean of targets": mean_target},
-            directory / "source_vs_target.png", highlight=f"source ({source})",
-            title=f"{task.name}: source score vs mean zero-shot target score", ylabel=metric,
-        )  # fmt: skip

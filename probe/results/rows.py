@@ -14,7 +14,7 @@ from typing import Any
 
 # results.csv columns, in order: the five long-format ones, then the typed ones.
 COLUMNS = ("head", "layer", "lang", "metric", "value", "task", "model", "layers", "config",
-           "eval_task", "subset", "group", "seed", "ci_low", "ci_high")  # fmt: skip
+           "eval_task", "subset", "group", "seed", "ci_low", "ci_high", "stat")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Row:
     configuration, regime or method; eval_task: the evaluation task when it is not `task`;
     subset: a part of the evaluation data (a genre, "dev"); group: the aggregate a row
     averages over; seed: None for a single run or a mean over seeds; ci_low/ci_high: room
-    for a confidence interval.
+    for a confidence interval; stat: what the value is of its coordinates ("" the number
+    itself, "sd" its standard deviation over seeds).
     """
 
     head: str
@@ -48,6 +49,7 @@ class Row:
     seed: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    stat: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

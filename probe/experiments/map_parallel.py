@@ -1,4 +1,4 @@
-"""Per-layer cross-lingual signal of cached Tatoeba pairs: retrieval, CKA, held-out alignment.
+"""`probe map`'s jobs on cached Tatoeba pairs: retrieval, CKA and held-out alignment per layer.
 
 Reads the `tatoeba` shards that extraction writes: per pair, `sentence_features` is the
 non-English sentence and `sentence_features_b` its English translation, each encoded on its
@@ -9,7 +9,6 @@ Only one layer of one language is in memory at a time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from probe.analysis.crosslingual.cka import linear_cka
 from probe.analysis.crosslingual.retrieval import retrieval_both_ways
 from probe.cache import SplitReader
 from probe.errors import ProbeError
-from probe.results.report import Row
+from probe.results.rows import Row
 from probe.runtime.threads import limit_threads
 
 log = logging.getLogger(__name__)
@@ -55,56 +54,67 @@ class ParallelConfig:
             )
 
 
-def parallel_rows(
-    root: Path, key: str, codes: Mapping[str, str], config: ParallelConfig
-) -> tuple[list[Row], dict[str, int]]:
-    """Rows for every language and layer, and the number of pairs per language.
+@dataclass(frozen=True)
+class ParallelJob:
+    """The parallel signal of one language of a `probe map` run: picklable (cache path, key,
+    names and the frozen config), so it runs in any pool worker, which opens the cache itself.
 
-    codes: {label used in the results (e.g. `de`): Tatoeba code of its cache (`deu`)}.
-    Heads: `retrieval` (xx2en, en2xx, mean; all pairs), `cka` (linear_cka; all pairs) and
-    `align-none` / `align-<method>` (xx2en, en2xx, mean; held-out pairs only).
+    label: the language as the results name it (e.g. `de`); code: its Tatoeba cache (`deu`).
     """
-    rows: list[Row] = []
-    pairs: dict[str, int] = {}
-    with limit_threads(config.threads, blas=True):
-        for label, code in codes.items():
-            rows += _language_rows(root, key, label, code, config, pairs)
-    return rows, pairs
+
+    root: Path
+    key: str
+    label: str
+    code: str
+    config: ParallelConfig
 
 
-def _language_rows(
-    root: Path, key: str, label: str, code: str, config: ParallelConfig, pairs: dict[str, int]
-) -> list[Row]:
-    """Every layer of one language's cached pairs; records its pair count in `pairs`."""
-    rows: list[Row] = []
+def pair_count(root: Path, key: str, label: str, code: str, config: ParallelConfig) -> int:
+    """How many cached pairs a language has; refused when too few to fit and test a map."""
     with SplitReader.open(root, key, "tatoeba", code, TATOEBA_SPLIT) as reader:
         n = sum(shard.n_rows for shard in reader.shards)
-        fit = int(round(n * config.fit_fraction))
-        if min(fit, n - fit) < 2:
-            raise ProbeError(
-                f"{label} has {n} Tatoeba pairs: too few to fit maps on {fit} and test on "
-                f"{n - fit}; raise --max-sentences or change --fit-fraction"
-            )
-        pairs[label] = n
+    fit = int(round(n * config.fit_fraction))
+    if min(fit, n - fit) < 2:
+        raise ProbeError(
+            f"{label} has {n} Tatoeba pairs: too few to fit maps on {fit} and test on "
+            f"{n - fit}; raise --max-sentences or change --fit-fraction"
+        )
+    return n
+
+
+def parallel_job_rows(job: ParallelJob) -> list[Row]:
+    """Every layer of one language's cached pairs, with BLAS and torch threads capped.
+
+    Heads: `retrieval` (xx2en, en2xx, mean; all pairs), `cka` (linear_cka; all pairs) and
+    `align-none` / `align-<method>` (xx2en, en2xx, mean; held-out pairs only; the method in
+    `config`). Every row reads one layer (`layers=(i,)`) of the `tatoeba` task.
+    """
+    rows: list[Row] = []
+    with (
+        limit_threads(job.config.threads, blas=True),
+        SplitReader.open(job.root, job.key, "tatoeba", job.code, TATOEBA_SPLIT) as reader,
+    ):
         for layer in range(reader.n_layers):
             x = reader.layer(layer, "sentence_features").astype(np.float64)
             eng = reader.layer(layer, "sentence_features_b").astype(np.float64)
-            rows += _layer_rows(str(layer), label, x, eng, config)
-    log.info("parallel signal of %s (%s): %d pairs", label, code, n)
+            rows += _layer_rows(layer, job.label, x, eng, job.config)
+        n = sum(shard.n_rows for shard in reader.shards)
+    log.info("parallel signal of %s (%s): %d pairs", job.label, job.code, n)
     return rows
 
 
 def _layer_rows(
-    layer: str, label: str, x: np.ndarray, eng: np.ndarray, config: ParallelConfig
+    layer: int, label: str, x: np.ndarray, eng: np.ndarray, config: ParallelConfig
 ) -> list[Row]:
-    rows = [
-        Row("retrieval", layer, label, metric, value)
-        for metric, value in retrieval_both_ways(x, eng, config.centred).items()
-    ]
-    rows.append(Row("cka", layer, label, "linear_cka", linear_cka(x, eng)))
+    def row(head: str, metric: str, value: float, method: str = "") -> Row:
+        return Row(head, str(layer), label, metric, value, layers=(layer,), config=method,
+                   eval_task="tatoeba")  # fmt: skip
+
+    rows = [row("retrieval", m, v) for m, v in retrieval_both_ways(x, eng, config.centred).items()]
+    rows.append(row("cka", "linear_cka", linear_cka(x, eng)))
     aligned = heldout_alignment(
         x, eng, config.fit_fraction, config.methods, config.ridge, config.net
     )
     for method, scores in aligned.items():
-        rows += [Row(f"align-{method}", layer, label, m, v) for m, v in scores.items()]
+        rows += [row(f"align-{method}", m, v, method) for m, v in scores.items()]
     return rows

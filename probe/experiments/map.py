@@ -1,0 +1,258 @@
+"""`probe map`: structural signal (probing) next to cross-lingual signal (alignment), per layer.
+
+Structural: the source-language score of a linear probe per layer and its selectivity over
+a control task (the jobs of `probe layers`, control on and scalar mix off). Cross-lingual:
+the zero-shot transfer ratio (target score / source score at the same layer), and per
+language with Tatoeba pairs one job scoring parallel-sentence retrieval, linear CKA with
+English, and retrieval on held-out pairs before and after a learned linear map onto English
+(probe.experiments.map_parallel). Linguistic distances from URIEL are set against the
+transfer scores, layer by layer.
+
+Outputs, in `results/<task>/<model-key>/map-<source>-<hash>/`: results.csv/json (every
+number, long format), map.csv (one row per layer), correlation.csv, distances.csv,
+summary.txt, map.png and transfer_vs_distance.png (probe.results.render.map).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from probe.analysis.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
+from probe.data.sources.parallel import tatoeba_code
+from probe.data.tasks import Task, available_languages, expand_languages, get_task, local_files
+from probe.errors import ProbeError
+from probe.experiments.base import Context, Experiment, RunOptions
+from probe.experiments.layers import LayersConfig, LayersExperiment
+from probe.experiments.map_parallel import (
+    TATOEBA_SPLIT,
+    ParallelConfig,
+    ParallelJob,
+    pair_count,
+    parallel_job_rows,
+)
+from probe.extract import (
+    CacheHandle,
+    CachePaths,
+    ExtractOptions,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
+from probe.results.render.map import CorrelationRow, MapInputs, MapView, render_map
+from probe.results.rows import Row
+from probe.results.table import Table
+from probe.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+ENGLISH = ("en", "eng")
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """What one `probe map` run computes; `spec` names the probing task's cache (Tatoeba's
+    pairs are extracted under the same key, in the same call)."""
+
+    spec: ExtractSpec
+    task: str
+    langs: tuple[str, ...] = ("all",)
+    max_sentences: int | None = None
+    options: ExtractOptions = field(default_factory=ExtractOptions)
+    paths: CachePaths = field(default_factory=CachePaths)
+    source: str | None = None  # default: the task's default source language
+    train: TrainConfig = field(default_factory=TrainConfig)
+    max_train_words: int | None = None
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    extra_parallel: tuple[str, ...] = ()  # more Tatoeba languages (retrieval/CKA only), or all
+    distance_kinds: tuple[str, ...] = DISTANCE_KINDS
+
+
+@dataclass
+class MapResult:
+    """What `run_map` computed and where it wrote it; layers are 0 (embeddings) .. last."""
+
+    rows: Table
+    correlations: list[CorrelationRow]
+    directory: Path
+    table: str
+    most_neutral_layer: int | None
+    most_structural_layer: int
+    settings: dict[str, Any]
+
+
+class MapExperiment(Experiment[MapConfig, Any]):
+    """The layers jobs (`linear-<i>`, `control-<i>`) and one `parallel-<lang>` job per
+    language with Tatoeba pairs; the rows add transfer ratios and URIEL distances."""
+
+    name = "map"
+    levels = ("word", "pair")
+    other_levels_hint = (": `probe map` needs a task with labels to probe (e.g. pos); the "
+                         "Tatoeba pairs are read for every language of that task")  # fmt: skip
+
+    def __init__(self, config: MapConfig, options: RunOptions | None = None) -> None:
+        super().__init__(config, options)
+        self.layers = LayersExperiment(LayersConfig(
+            spec=config.spec, task=config.task, langs=config.langs,
+            max_sentences=config.max_sentences, options=config.options, paths=config.paths,
+            source=config.source, train=config.train, control=True, scalar_mix=False,
+            max_train_words=config.max_train_words), self.options)  # fmt: skip
+        self.codes: dict[str, str] = {}  # result label -> Tatoeba code, e.g. de -> deu
+        self.no_parallel: list[str] = []
+        self.pairs: dict[str, int] = {}
+        self.distances: dict[tuple[str, str], float] = {}
+        self.no_uriel: list[str] = []
+        self.view: MapView | None = None
+
+    def task_name(self) -> str:
+        return self.config.task
+
+    def source_lang(self, task: Task) -> str:
+        return self.config.source or task.default_source
+
+    def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
+        """The task's languages and their Tatoeba pairs in one call: one cache key."""
+        cfg = self.config
+        expected = sorted(expand_languages(task, cfg.langs, cfg.paths.data_dir),
+                          key=lambda x: (x != source, x))  # fmt: skip
+        self.codes, self.no_parallel = _parallel_codes(expected, cfg)
+        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)]
+        if self.codes:
+            codes = tuple(dict.fromkeys(self.codes.values()))
+            requests.append(ExtractRequest("tatoeba", codes, (TATOEBA_SPLIT,),
+                                           max_sentences=cfg.max_sentences))  # fmt: skip
+        return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
+
+    def jobs(self, ctx: Context) -> list[tuple[str, Any]]:
+        cache = ctx.cache
+        assert cache is not None
+        root = cache.root.resolve()  # a job may run in another working directory (a cluster)
+        self.pairs = {label: pair_count(root, cache.key, label, code, self.config.parallel)
+                      for label, code in self.codes.items()}  # fmt: skip
+        self.distances, self.no_uriel = _distances(ctx.source, ctx.targets,
+                                                   self.config.distance_kinds)  # fmt: skip
+        parallel = [(f"parallel-{label}", ParallelJob(root, cache.key, label, code,
+                                                      self.config.parallel))
+                    for label, code in self.codes.items()]  # fmt: skip
+        return [*self.layers.jobs(ctx), *parallel]
+
+    @staticmethod
+    def job_function() -> Callable[[Any], list[Row]]:
+        return run_map_job
+
+    def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
+        """Structural rows and transfer ratios, the parallel rows, then the distances."""
+        probed = Table(self.layers.aggregate(ctx, parts))
+        metric = ctx.task.metric
+        structural = probed.filter(head="linear", metric=lambda m: m in (metric, "selectivity"))
+        score = {(r.layers, r.lang): r.value for r in structural.filter(metric=metric)}
+        ratios = []
+        for layers in structural.values("layers"):
+            src = score.get((layers, ctx.source), math.nan)
+            for lang in ctx.targets:
+                tgt = score.get((layers, lang), math.nan)
+                ratios.append(Row("transfer", str(layers[0]), lang, "ratio",
+                                  tgt / src if src > 0 else math.nan, layers=layers))  # fmt: skip
+        parallel = [r for label in self.codes for r in parts[f"parallel-{label}"]]
+        distances = [Row("distance", "-", t, kind, d) for (t, kind), d in self.distances.items()]
+        return [*structural, *ratios, *parallel, *distances]
+
+    def settings(self, ctx: Context) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            **self.layers.settings(ctx),
+            "parallel": asdict(cfg.parallel),
+            "tatoeba_codes": self.codes,
+            "tatoeba_pairs": self.pairs,
+            "no_parallel_data": self.no_parallel,
+            "no_uriel_vector": self.no_uriel,
+            "distance_kinds": list(cfg.distance_kinds),
+            "distance_definition": "cosine distance of lang2vec URIEL vectors (see typology.py)",
+            "retrieval": "mean-pooled subwords, each language centred by its own mean, cosine NN",
+        }
+
+    def render(self, ctx: Context, rows: Table, directory: Path) -> str:
+        inputs = MapInputs(ctx.task.name, ctx.task.metric, ctx.model_key, ctx.source,
+                           ctx.targets, tuple(self.codes), self.distances,
+                           self.config.distance_kinds, tuple(self.no_parallel),
+                           tuple(self.no_uriel), ctx.n_layers)  # fmt: skip
+        summary, self.view = render_map(rows, inputs, directory)
+        return summary
+
+
+def run_map_job(job: Any) -> list[Row]:
+    """One job of a map run: a language's parallel signal, or one of the layers probes."""
+    if isinstance(job, ParallelJob):
+        return parallel_job_rows(job)
+    return LayersExperiment.job_function()(job)
+
+
+def run_map(config: MapConfig, options: RunOptions | None = None) -> MapResult:
+    """Probe every layer, score the parallel data, relate both to distance; write it all."""
+    experiment = MapExperiment(config, options)
+    result = experiment.run()
+    view = experiment.view
+    assert view is not None
+    return MapResult(result.rows, view.correlations, result.directory, result.summary,
+                     view.most_neutral_layer, view.most_structural_layer,
+                     result.settings)  # fmt: skip
+
+
+# --- languages with parallel data and with URIEL vectors -------------------------------------
+
+
+def _parallel_codes(langs: list[str], config: MapConfig) -> tuple[dict[str, str], list[str]]:
+    """{result label: Tatoeba code} for every non-English language that has a Tatoeba set
+    under the data directory, and the languages that have none (reported, not hidden)."""
+    tatoeba = get_task("tatoeba")
+    data_dir = config.paths.data_dir
+    wanted = [lang for lang in langs if lang not in ENGLISH]
+    extra = list(config.extra_parallel)
+    if extra == ["all"]:
+        if data_dir is None:
+            raise ProbeError("--parallel-langs all needs --data-dir (or PROBE_DATA)")
+        extra = list(available_languages(tatoeba, data_dir))
+    codes: dict[str, str] = {}
+    missing: list[str] = []
+    for lang in [*wanted, *extra]:
+        try:
+            code = tatoeba_code(lang)
+            if data_dir is not None:
+                local_files(tatoeba, data_dir, code, TATOEBA_SPLIT)
+        except ProbeError as err:
+            if lang in extra:
+                raise
+            log.warning("no Tatoeba pairs for %s: no retrieval or CKA for it (%s)", lang, err)
+            missing.append(lang)
+            continue
+        if code not in codes.values():
+            codes[lang] = code
+    return codes, missing
+
+
+def _distances(
+    source: str, targets: tuple[str, ...], kinds: tuple[str, ...]
+) -> tuple[dict[tuple[str, str], float], list[str]]:
+    """{(target, kind): URIEL distance from the source}, and the languages URIEL lacks."""
+    try:
+        for kind in kinds:
+            typology_vector(source, kind)
+    except ProbeError as err:
+        log.warning("no URIEL vector for the source %s: no distances or correlations (%s)",
+                    source, err)  # fmt: skip
+        return {}, [source]
+    distances: dict[tuple[str, str], float] = {}
+    missing: list[str] = []
+    for lang in targets:
+        try:
+            row = {(lang, kind): language_distance(source, lang, kind) for kind in kinds}
+        except ProbeError as err:
+            log.warning("no URIEL distance for %s: left out of the correlations (%s)", lang, err)
+            missing.append(lang)
+            continue
+        distances.update(row)
+    return distances, missing

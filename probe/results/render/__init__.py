@@ -1,0 +1,1 @@
+"""One renderer per experiment: its summary text, figures and extra files, from typed rows."""

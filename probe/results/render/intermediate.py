@@ -1,0 +1,136 @@
+"""`probe intermediate` on screen and on disk: the configuration table and intermediate.png."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from probe.data.tasks import Task
+from probe.results.gains import BASELINE, SD, scores
+from probe.results.report import save_figure
+from probe.results.table import Table
+
+_FIXED_GROUPS = ("targets", "enf", "noenf")
+
+
+def render_intermediate(task: Task, rows: Table, source: str, directory: Path, key: str) -> str:
+    """Write intermediate.png; return the summary table (every scored language, source first,
+    as the rows have them)."""
+    langs = scores(task, rows).values("lang")
+    plot_intermediate(task, rows, source, langs, directory / "intermediate.png", key)
+    return intermediate_table(task, rows, source, langs)
+
+
+class _Cells:
+    """Scores, gains and gain sds by (configuration, language or group)."""
+
+    def __init__(self, task: Task, rows: Table) -> None:
+        gain = f"gain_{task.metric}"
+        self.confs = scores(task, rows).values("config")
+        self.values = {(r.config, r.lang): r.value for r in scores(task, rows)}
+        # Keyed by language for a language's gain, by group for an aggregate's.
+        self.gains = {(r.config, r.group or r.lang): r.value
+                      for r in rows.filter(metric=gain, stat="")}  # fmt: skip
+        self.sds = {(r.config, r.group or r.lang): r.value
+                    for r in rows.filter(metric=f"{gain}_sd", stat=SD)}  # fmt: skip
+        # Gain columns: targets, enf, noenf, then each family, as present.
+        present = rows.values("group", metric=gain, stat="", group=lambda g: g != "")
+        self.groups = [g for g in _FIXED_GROUPS if g in present]
+        self.groups += [g for g in present if g not in _FIXED_GROUPS]
+
+
+def intermediate_table(task: Task, rows: Table, source: str, langs: Sequence[str]) -> str:
+    """Main metric x100 per configuration and language, the target mean, then the gains."""
+    metric = task.metric
+    cells = _Cells(task, rows)
+    confs, values, gains, sds, groups = (cells.confs, cells.values, cells.gains, cells.sds,
+                                         cells.groups)  # fmt: skip
+    targets = [lang for lang in langs if lang != source]
+    name_width = max(8, *(len(c) + 1 for c in confs))
+    cols = [*langs, "mean"]
+    width = max(7, *(len(c) + 1 for c in cols))
+    gwidths = [max(8, len(_short(g)) + 2) for g in groups]
+    head = f"{'config':<{name_width}}" + "".join(f"{c:>{width}}" for c in cols)
+    head += "".join(f"{'Δ' + _short(g):>{w}}" for g, w in zip(groups, gwidths, strict=True))
+    lines = [
+        f"{task.name}: {metric} x100 per configuration; source {source}; mean = over target "
+        f"languages; Δ = gain over '{BASELINE}' (targets, inside/outside the source's family, "
+        "per family)",
+        head,
+    ]
+    for conf in confs:
+        mean = [values[(conf, t)] for t in targets if (conf, t) in values]
+        line = f"{conf:<{name_width}}"
+        line += "".join(_cell(values.get((conf, c)), width) for c in langs)
+        line += _cell(float(np.mean(mean)) if mean else None, width)
+        line += "".join(_cell(gains.get((conf, g)), w, signed=True)
+                        for g, w in zip(groups, gwidths, strict=True))  # fmt: skip
+        lines.append(line)
+    if sds:
+        spread = [f"{c} {100 * sds[(c, 'targets')]:.1f}" for c in confs if (c, "targets") in sds]
+        lines.append("seed sd of Δtargets: " + ", ".join(spread))
+    return "\n".join(lines)
+
+
+def _short(group: str) -> str:
+    return group if len(group) <= 12 else group[:11] + "."
+
+
+def _cell(value: float | None, width: int, signed: bool = False) -> str:
+    if value is None or np.isnan(value):
+        return f"{'-':>{width}}"
+    return f"{100 * value:>+{width}.1f}" if signed else f"{100 * value:>{width}.1f}"
+
+
+def plot_intermediate(
+    task: Task, rows: Table, source: str, langs: Sequence[str], path: Path, key: str
+) -> Path:
+    """Left: score per configuration (bar = target mean, dots = languages); right: gain over
+    'none' per configuration inside/outside the source's family and per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = task.metric
+    cells = _Cells(task, rows)
+    confs, values, gains, sds = cells.confs, cells.values, cells.gains, cells.sds
+    targets = [lang for lang in langs if lang != source]
+    groups = [g for g in cells.groups if g != "targets"] or ["targets"]
+    x = np.arange(len(confs))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(confs) + 4), 4.6),
+                                      dpi=120)  # fmt: skip
+    means = [np.mean([values[(c, t)] for t in targets if (c, t) in values] or [np.nan])
+             for c in confs]  # fmt: skip
+    left.bar(x, 100 * np.asarray(means), color="#9bb7d4", label="mean over targets")
+    markers = "osD^v<>ph*"
+    for j, lang in enumerate(langs):
+        ys = [100 * values.get((c, lang), np.nan) for c in confs]
+        left.plot(x, ys, linestyle="none", marker="x" if lang == source else markers[j % 10],
+                  ms=5, label=f"{lang} (source)" if lang == source else lang)  # fmt: skip
+    shown = [v for v in values.values() if np.isfinite(v)]
+    if shown:
+        left.set_ylim(max(0.0, 100 * min(shown) - 10), min(100.0, 100 * max(shown) + 5))
+    left.set_xticks(x, confs, rotation=30, ha="right")
+    left.set_ylabel(f"{metric} x100")
+    left.set_title(f"{task.name}: score per configuration", fontsize=9)
+    left.legend(fontsize=7, ncol=2)
+    left.grid(axis="y", alpha=0.3)
+    others = [c for c in confs if c != BASELINE]
+    width = 0.8 / max(1, len(groups))
+    for j, group in enumerate(groups):
+        ys = [100 * gains.get((c, group), np.nan) for c in others]
+        err = [100 * sds.get((c, group), 0.0) for c in others] if sds else None
+        right.bar(np.arange(len(others)) + (j - (len(groups) - 1) / 2) * width, ys, width,
+                  yerr=err, capsize=2, label=group)  # fmt: skip
+    right.axhline(0, color="black", lw=0.8)
+    right.set_xticks(np.arange(len(others)), others, rotation=30, ha="right")
+    right.set_ylabel(f"gain over '{BASELINE}' in {metric} x100")
+    right.set_title("gain by language group (enf/noenf: in/outside the source's family)",
+                    fontsize=9)  # fmt: skip
+    right.legend(fontsize=7)
+    right.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"intermediate tasks -> {task.name} (source {source}), {key}", fontsize=9)
+    return save_figure(fig, path)

@@ -1,0 +1,326 @@
+"""`probe map` on screen and on disk: the per-layer curves, the extreme layers, the correlations
+with distance, the summary text, map.csv / correlation.csv / distances.csv and both figures."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probe.analysis.crosslingual.correlation import Correlation, correlate
+from probe.errors import ProbeError
+from probe.results.render.map_plots import plot_map, plot_transfer_vs_distance
+from probe.results.report import text_table
+from probe.results.table import Table
+
+Cells = dict[tuple[int, str], float]  # (layer, language) -> value
+Distances = Mapping[tuple[str, str], float]  # (target, distance kind) -> URIEL distance
+
+
+@dataclass(frozen=True)
+class MapInputs:
+    """What the map's summary and figures need besides the rows: names, the languages with
+    parallel pairs (the result labels, in order) and the URIEL distances of the targets."""
+
+    task: str
+    metric: str
+    key: str
+    source: str
+    targets: tuple[str, ...]
+    parallel: tuple[str, ...]
+    distances: Distances
+    kinds: tuple[str, ...]
+    no_parallel: tuple[str, ...]
+    no_uriel: tuple[str, ...]
+    n_layers: int
+
+
+@dataclass(frozen=True)
+class CorrelationRow:
+    """Zero-shot target scores vs the targets' distance from the source, at one layer.
+
+    (The transfer ratio is not correlated separately: at one layer it is every target's
+    score divided by the same source score, so its correlations are exactly the same.)
+    """
+
+    layer: int
+    distance: str
+    correlation: Correlation
+
+
+@dataclass(frozen=True)
+class MapView:
+    """The map's curves (one value per layer, 0 = embeddings), its correlations with distance
+    and its two extreme layers."""
+
+    series: dict[str, list[float]]
+    correlations: list[CorrelationRow]
+    most_neutral_layer: int | None
+    most_structural_layer: int
+
+
+def render_map(rows: Table, inputs: MapInputs, directory: Path) -> tuple[str, MapView]:
+    """Write the CSV files and figures; return the summary text and what it was made from."""
+    view = map_view(rows, inputs)
+    _write_map_csv(view.series, directory / "map.csv")
+    _write_correlations(view.correlations, directory / "correlation.csv")
+    _write_distances(inputs.distances, directory / "distances.csv")
+    plot_map(view.series, directory / "map.png", title=f"{inputs.task} ({inputs.key}): "
+             f"structural vs cross-lingual signal per layer (source {inputs.source})",
+             neutral=view.most_neutral_layer, structural=view.most_structural_layer,
+             metric=inputs.metric)  # fmt: skip
+    _scatter(rows, inputs, view, directory / "transfer_vs_distance.png")
+    return _summary(rows, inputs, view), view
+
+
+def map_view(rows: Table, inputs: MapInputs) -> MapView:
+    series = _layer_series(rows, inputs)
+    neutral = _argmax(series["retrieval"])
+    structural = _argmax(series["source_score"])
+    if structural is None:
+        raise ProbeError(f"no {inputs.metric} for the source {inputs.source!r}: nothing to map")
+    return MapView(series, _correlations(rows, inputs), neutral, structural)
+
+
+# --- curves, extreme layers and correlations -------------------------------------------------
+
+
+def _cells(rows: Table, **where: Any) -> Cells:
+    """{(layer, language): value} of the matching rows (each reads one layer)."""
+    return {(r.layers[0], r.lang): r.value for r in rows.filter(**where)}
+
+
+def _named(cells: Cells) -> dict[tuple[str, str], float]:
+    """The cells keyed as the text tables print them (layer as text)."""
+    return {(str(layer), lang): v for (layer, lang), v in cells.items()}
+
+
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+def _methods(rows: Table) -> list[str]:
+    """The alignment methods scored (`none` is the unaligned baseline), sorted."""
+    return sorted(m for m in rows.values("config", eval_task="tatoeba") if m)
+
+
+def _layer_series(rows: Table, inputs: MapInputs) -> dict[str, list[float]]:
+    """The map's curves, one value per layer: structural first, then cross-lingual (means
+    over the task's target languages that have parallel data)."""
+    layers = range(inputs.n_layers)
+    source, targets = inputs.source, list(inputs.targets)
+    score = _cells(rows, head="linear", metric=inputs.metric)
+    sel = _cells(rows, head="linear", metric="selectivity")
+    ratio = _cells(rows, head="transfer", metric="ratio")
+    retrieval = _cells(rows, head="retrieval", metric="mean")
+    to_eng = _cells(rows, head="retrieval", metric="xx2en")
+    cka = _cells(rows, head="cka", metric="linear_cka")
+    parallel_targets = [t for t in targets if t in inputs.parallel]
+
+    def mean_over(cells: Cells, langs: list[str]) -> list[float]:
+        return [_mean([cells.get((layer, t), math.nan) for t in langs]) for layer in layers]
+
+    def one(cells: Cells, lang: str) -> list[float]:
+        return [cells.get((layer, lang), math.nan) for layer in layers]
+
+    series = {
+        "source_score": one(score, source),
+        "selectivity": one(sel, source),
+        "target_score": mean_over(score, targets),
+        "transfer_ratio": mean_over(ratio, targets),
+        "retrieval": mean_over(retrieval, parallel_targets),
+        "retrieval_xx2en": mean_over(to_eng, parallel_targets),
+        "cka": mean_over(cka, parallel_targets),
+    }
+    for method in _methods(rows):
+        aligned = _cells(rows, config=method, eval_task="tatoeba", metric="mean")
+        series[f"align_{method}"] = mean_over(aligned, parallel_targets)
+    for t in parallel_targets:
+        series[f"retrieval_{t}"] = one(retrieval, t)
+    for t in targets:
+        series[f"ratio_{t}"] = one(ratio, t)
+    return series
+
+
+def _argmax(values: list[float]) -> int | None:
+    finite = [(v, i) for i, v in enumerate(values) if not math.isnan(v)]
+    return max(finite, key=lambda p: (p[0], -p[1]))[1] if finite else None
+
+
+def _correlations(rows: Table, inputs: MapInputs) -> list[CorrelationRow]:
+    score = _cells(rows, head="linear", metric=inputs.metric)
+    distances, kinds = inputs.distances, inputs.kinds
+    with_distance = [t for t in inputs.targets if all((t, k) in distances for k in kinds)]
+    out = []
+    for layer in range(inputs.n_layers):
+        values = [score.get((layer, t), math.nan) for t in with_distance]
+        for kind in kinds:
+            dist = [distances[(t, kind)] for t in with_distance]
+            out.append(CorrelationRow(layer, kind, correlate(dist, values)))
+    return out
+
+
+def _scatter_layers(series: Mapping[str, list[float]], n_layers: int) -> list[tuple[int, str]]:
+    """The best layer (highest mean target score) and the last layer, once each."""
+    best = _argmax(series["target_score"])
+    last = n_layers - 1
+    if best is None or best == last:
+        return [(last, "best and last" if best == last else "last")]
+    return [(best, "best"), (last, "last")]
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def _write_map_csv(series: dict[str, list[float]], path: Path) -> None:
+    names = list(series)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", *names])
+        for i in range(len(series[names[0]])):
+            writer.writerow([i, *(f"{series[n][i]:.6g}" for n in names)])
+
+
+def _write_correlations(correlations: Sequence[CorrelationRow], path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", "distance", "n", "pearson_r", "pearson_p", "spearman_rho",
+                         "spearman_p"])  # fmt: skip
+        for c in correlations:
+            k = c.correlation
+            writer.writerow([c.layer, c.distance, k.n,
+                             *(f"{v:.6g}" for v in (k.pearson_r, k.pearson_p, k.spearman_rho,
+                                                    k.spearman_p))])  # fmt: skip
+
+
+def _write_distances(distances: Distances, path: Path) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["target", "distance", "value"])
+        for (lang, kind), value in distances.items():
+            writer.writerow([lang, kind, f"{value:.6g}"])
+
+
+def _scatter(rows: Table, inputs: MapInputs, view: MapView, path: Path) -> None:
+    distances, kinds = inputs.distances, inputs.kinds
+    if not distances:
+        return
+    score = _cells(rows, head="linear", metric=inputs.metric)
+    with_dist = [t for t in inputs.targets if all((t, k) in distances for k in kinds)]
+    panels = []
+    for layer, name in _scatter_layers(view.series, inputs.n_layers):
+        corr = {c.distance: c.correlation for c in view.correlations if c.layer == layer}
+        points = {k: [(distances[(t, k)], score.get((layer, t), math.nan), t)
+                      for t in with_dist] for k in kinds}  # fmt: skip
+        panels.append((f"{name} layer {layer}", points, corr))
+    title = f"{inputs.task}: zero-shot transfer vs URIEL distance"
+    plot_transfer_vs_distance(panels, path, ylabel=f"target {inputs.metric}", title=title)
+
+
+# --- summary ---------------------------------------------------------------------------------
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _summary(rows: Table, inputs: MapInputs, view: MapView) -> str:
+    series, n_layers, metric = view.series, inputs.n_layers, inputs.metric
+    layers = [str(i) for i in range(n_layers)]
+    targets = list(inputs.targets)
+    parallel_targets = [t for t in targets if t in inputs.parallel]
+    columns = {
+        "src": "source_score", "select": "selectivity", "tgt-avg": "target_score",
+        "ratio": "transfer_ratio", "retriev": "retrieval", "CKA": "cka",
+    }  # fmt: skip
+    cells = {(layer, c): series[s][i] for i, layer in enumerate(layers)
+             for c, s in columns.items()}  # fmt: skip
+    out = [
+        f"{inputs.task} ({inputs.key}): structural vs cross-lingual signal per layer, x100",
+        f"structural: src = source ({inputs.source}) {metric}, select = selectivity over a "
+        "control task; cross-lingual (mean over " + (" ".join(parallel_targets) or "-") + "): "
+        "ratio = target/source score, retriev = Tatoeba retrieval (both directions), CKA = "
+        "linear CKA with English",
+        text_table(layers, list(columns), cells),
+        "",
+    ]
+    if inputs.parallel:
+        out += _parallel_tables(rows, inputs, view, layers)
+    ratio = _named(_cells(rows, head="transfer", metric="ratio"))
+    out += [f"transfer ratio x100 (target / source {metric}) per language",
+            text_table(layers, targets, ratio), ""]  # fmt: skip
+    if inputs.distances:
+        out += _distance_lines(inputs, view)
+    if inputs.no_parallel:
+        out.append("no Tatoeba pairs (no retrieval/CKA): " + ", ".join(inputs.no_parallel))
+    if inputs.no_uriel:
+        out.append("no URIEL vector (not in the correlations): " + ", ".join(inputs.no_uriel))
+    out += _extreme_lines(inputs, view)
+    return "\n".join(out)
+
+
+def _parallel_tables(rows: Table, inputs: MapInputs, view: MapView, layers: list[str]) -> list[str]:
+    to_eng = _named(_cells(rows, head="retrieval", metric="xx2en"))
+    from_eng = _named(_cells(rows, head="retrieval", metric="en2xx"))
+    cka = _named(_cells(rows, head="cka", metric="linear_cka"))
+    labels = list(inputs.parallel)
+    per_lang = {}
+    for layer in layers:
+        for lang in labels:
+            per_lang[(layer, f"{lang}>en")] = to_eng.get((layer, lang), math.nan)
+            per_lang[(layer, f"en>{lang}")] = from_eng.get((layer, lang), math.nan)
+    cols = [c for lang in labels for c in (f"{lang}>en", f"en>{lang}")]
+    series = view.series
+    align_cols = [h for h in ("none", "lstsq", "procrustes", "net") if f"align_{h}" in series]
+    align = {(layer, h): series[f"align_{h}"][i] for i, layer in enumerate(layers)
+             for h in align_cols}  # fmt: skip
+    return [
+        "Tatoeba retrieval accuracy x100 per language (all pairs; centred, cosine)",
+        text_table(layers, cols, per_lang), "",
+        "linear CKA with English x100 per language", text_table(layers, labels, cka), "",
+        "held-out retrieval x100 before (none) and after a linear map onto English "
+        "(mean over languages and directions; maps fitted on the other pairs)",
+        text_table(layers, align_cols, align), "",
+    ]  # fmt: skip
+
+
+def _distance_lines(inputs: MapInputs, view: MapView) -> list[str]:
+    targets, kinds = list(inputs.targets), list(inputs.kinds)
+    with_dist = sorted({t for t, _ in inputs.distances}, key=targets.index)
+    out = [f"URIEL distance from {inputs.source} (cosine of lang2vec vectors)",
+           text_table(with_dist, kinds, inputs.distances, corner="lang", scale=1, digits=3),
+           ""]  # fmt: skip
+    for chosen, name in _scatter_layers(view.series, inputs.n_layers):
+        out.append(f"correlation of target {inputs.metric} with distance at the {name} "
+                   f"layer {chosen} (n = targets):")  # fmt: skip
+        for c in view.correlations:
+            if c.layer == chosen:
+                k = c.correlation
+                out.append(f"  {c.distance:<13} n={k.n}  Pearson r={_fmt(k.pearson_r)} "
+                           f"(p={_fmt(k.pearson_p, 3)})  Spearman rho={_fmt(k.spearman_rho)}"
+                           f" (p={_fmt(k.spearman_p, 3)})")  # fmt: skip
+    return [*out, "(every layer: correlation.csv; Spearman p exact for n <= 8)", ""]
+
+
+def _extreme_lines(inputs: MapInputs, view: MapView) -> list[str]:
+    series, structural, neutral = view.series, view.most_structural_layer, view.most_neutral_layer
+    sel, src = series["selectivity"][structural], series["source_score"][structural]
+    most_selective = _argmax(series["selectivity"])
+    note = ("" if most_selective in (None, structural)
+            else f"; selectivity peaks at layer {most_selective}")  # fmt: skip
+    out = [f"most structural layer: {structural} (source {inputs.metric} "
+           f"{_fmt(100 * src, 1)}, selectivity {_fmt(100 * sel, 1)}{note})"]  # fmt: skip
+    if neutral is None:
+        return [*out, "most language-neutral layer: unknown (no target has Tatoeba pairs)"]
+    best_cka = _argmax(series["cka"])
+    note = "" if best_cka == neutral else f"; CKA peaks at layer {best_cka}"
+    out.append(f"most language-neutral layer: {neutral} (retrieval "
+               f"{_fmt(100 * series['retrieval'][neutral], 1)}, CKA "
+               f"{_fmt(100 * series['cka'][neutral], 1)}{note})")  # fmt: skip
+    return out
