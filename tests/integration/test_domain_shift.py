@@ -16,8 +16,7 @@ from probe.experiments.pool import Journal
 from probe.results.rows import Row
 from probe.runtime.fileid import files_sha256
 from probe.train import TrainConfig
-from tests.test_calibration import make_treebanks
-from tests.test_extract import cache_fields, config, extract
+from tests.helpers import cache_fields, config, extract, make_treebanks
 
 EWT = ["email-a-", "reviews-b-"]  # EWT ids encode the genre
 DATA = {
@@ -95,7 +94,7 @@ def test_domain_shift_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     # the whole set's accuracy (every sentence belongs to one genre here).
     genre = {g: value("linear", (2,), "en", "accuracy", "", g) for g in ("email", "reviews")}
     n_email = n_reviews = 0
-    from tests.test_extract import SENTENCES
+    from tests.helpers import SENTENCES
 
     for i, sent in enumerate(SENTENCES * 2):
         if i % 2 == 0:

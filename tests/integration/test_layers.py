@@ -10,7 +10,7 @@ import pytest
 from probe.experiments.base import RunOptions
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, cache_fields, make_ud
+from tests.helpers import SENTENCES, cache_fields, make_ud
 
 
 def _config(tmp_path: Path, model: Path, **kw: object) -> LayersConfig:

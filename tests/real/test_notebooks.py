@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "docs" / "notebooks"
 EXPLORE = NOTEBOOKS / "explore_cache.py"
 N = 200  # sentences per split
@@ -28,7 +28,7 @@ def layers_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> d
     from probe.experiments.base import RunOptions
     from probe.experiments.layers import LayersConfig, run_layers
     from probe.train import TrainConfig
-    from tests.test_extract import cache_fields
+    from tests.helpers import cache_fields
 
     base = tmp_path_factory.mktemp("notebook")
     extract = cache_fields(

@@ -18,7 +18,7 @@ from probe.errors import ProbeError
 from probe.runtime.device import resolve_device
 from probe.runtime.ranks import Rank, assign, current_rank, from_main, gather_all
 from tests.conftest import REPO
-from tests.test_extract import SENTENCES, Setup, config, extract, make_ud
+from tests.helpers import SENTENCES, Setup, config, extract, make_ud
 
 
 def test_rank_from_environment() -> None:

@@ -15,7 +15,7 @@ from probe.experiments import finetune as finetune_module
 from probe.experiments.base import RunOptions, RunResult
 from probe.experiments.finetune import FinetuneConfig, FinetuneExperiment
 from probe.results.rows import Row
-from tests.test_extract import SENTENCES, make_ud
+from tests.helpers import SENTENCES, make_ud
 
 
 @pytest.fixture(autouse=True)

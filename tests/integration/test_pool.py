@@ -27,8 +27,8 @@ from probe.experiments.layers import LayersConfig, run_layers
 from probe.experiments.pool import run_jobs
 from probe.results.report import Row
 from probe.train import TrainConfig
+from tests.helpers import SENTENCES, cache_fields, make_ud
 from tests.pool_jobs import Square, square
-from tests.test_extract import SENTENCES, cache_fields, make_ud
 
 
 def _runs(marks: Path) -> list[int]:
@@ -132,7 +132,7 @@ def test_dask_cluster_matches_in_process(tmp_path: Path, dask_address: str) -> N
 
 # --- signals: a stopped parent leaves no worker behind ------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _poll(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -24,32 +24,9 @@ from probe.experiments.calibration import CalibrationConfig, CalibrationExperime
 from probe.experiments.pool import Journal
 from probe.results.rows import Row
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, TAGS, cache_fields
 
 # --- a tiny UD data directory with chosen treebanks and sentence ids --------------------------
-
-
-def write_conllu(path: Path, sentences: list[tuple[str, list[str]]]) -> None:
-    """(sent_id, words) per sentence; tags cycle through TAGS by position."""
-    blocks = []
-    for sent_id, words in sentences:
-        lines = [f"# sent_id = {sent_id}"]
-        for i, word in enumerate(words, 1):
-            tag = TAGS[(i - 1) % len(TAGS)]
-            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\tx\t_\t_")
-        blocks.append("\n".join(lines))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
-
-
-def make_treebanks(root: Path, files: dict[str, tuple[int, list[str]]]) -> Path:
-    """`files`: UD-relative path -> (copies of SENTENCES, id prefixes cycled over sentences)."""
-    for rel, (copies, prefixes) in files.items():
-        sents = SENTENCES * copies
-        ids = [f"{prefixes[i % len(prefixes)]}{i:04d}" for i in range(len(sents))]
-        write_conllu(root / "ud" / rel, list(zip(ids, sents, strict=True)))
-    return root
-
+from tests.helpers import SENTENCES, cache_fields, make_treebanks
 
 # --- maths ---------------------------------------------------------------------------------------
 

@@ -4,9 +4,7 @@ resume after a crash, and cache invalidation when the source changes."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,101 +15,12 @@ from probe import cache as store
 from probe.cache import SplitReader, open_shard
 from probe.errors import DataError, ProbeError
 from probe.extract import (
-    CachePaths,
     Encoder,
-    ExtractOptions,
-    ExtractReport,
-    ExtractRequest,
-    ExtractSpec,
-    ensure_cached,
 )
 from probe.extract.batching import split
 from probe.extract.plan import shard_ranges
 from probe.extract.windows import window_owners
-
-SENTENCES = [
-    ["the", "dog", "ran", "to", "the", "house", "."],
-    ["She", "saw", "a", "big", "zebra", "!"],
-    ["Das", "Haus", "ist", "alt"],
-    ["quixotic"],
-    ["le", "chat", "et", "le", "chien", "walked", "xylophonically", "."],
-]
-TAGS = ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
-
-
-def _conllu(sentences: list[list[str]]) -> str:
-    blocks = []
-    for n, words in enumerate(sentences):
-        lines = [f"# sent_id = s{n}"]
-        for i, word in enumerate(words, 1):
-            tag = TAGS[(i - 1) % len(TAGS)]
-            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\troot\t_\t_")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n\n"
-
-
-def make_ud(root: Path, sentences: list[list[str]] = SENTENCES) -> Path:
-    """A UD-shaped data dir: en dev+test and de test, enough for `pos` zero-shot."""
-    files = {
-        "UD_English-EWT/en_ewt-ud-dev.conllu": sentences,
-        "UD_English-EWT/en_ewt-ud-test.conllu": sentences[::-1],
-        "UD_German-GSD/de_gsd-ud-test.conllu": sentences[1:],
-    }
-    for rel, sents in files.items():
-        path = root / "ud" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_conllu(sents), encoding="utf-8")
-    return root
-
-
-@dataclass(frozen=True)
-class Setup:
-    """One extraction as the tests state it: the four parts `ensure_cached` takes."""
-
-    spec: ExtractSpec
-    request: ExtractRequest
-    options: ExtractOptions
-    paths: CachePaths
-
-
-def _parts(kinds: tuple[type, ...], given: dict[str, object]) -> list[object]:
-    """One value of each kind, each from the keywords named like its fields."""
-    parts = []
-    for kind in kinds:
-        names = {f.name for f in fields(kind)}
-        parts.append(kind(**{k: v for k, v in given.items() if k in names}))
-    return parts
-
-
-def config(tmp_path: Path, tiny_bert: Path | str, **kw: object) -> Setup:
-    """Every keyword goes to the part that owns a field of its name."""
-    base: dict[str, object] = dict(
-        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache", compute_dtype="float32", dtype="float32",
-    )  # fmt: skip
-    base.update(kw)
-    return Setup(*_parts((ExtractSpec, ExtractRequest, ExtractOptions, CachePaths), base))
-
-
-def cache_fields(tmp_path: Path, model: Path | str, **kw: Any) -> dict[str, Any]:
-    """An experiment config's cache part: `spec`, `options`, `paths` and the selection
-    (`task`, `langs`, `max_sentences`), from keywords named like their fields. Defaults:
-    pos in en and de, data under tmp_path/data, the cache under tmp_path/cache."""
-    base: dict[str, object] = dict(
-        model=str(model), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
-        cache_root=tmp_path / "cache",
-    )  # fmt: skip
-    base.update(kw)
-    spec, options, paths = _parts((ExtractSpec, ExtractOptions, CachePaths), base)
-    selection = {k: base[k] for k in ("task", "langs", "max_sentences") if k in base}
-    return {"spec": spec, "options": options, "paths": paths, **selection}
-
-
-def extract(setup: Setup, progress: bool = False) -> ExtractReport:
-    """`ensure_cached` for one setup; the tests read its report."""
-    return ensure_cached(
-        setup.spec, setup.request, setup.options, setup.paths, progress=progress
-    ).report
+from tests.helpers import SENTENCES, TAGS, config, conllu_text, extract, make_ud
 
 
 @pytest.fixture()
@@ -338,7 +247,7 @@ def test_resume_after_crash_equals_clean_run(
 def test_changed_source_is_re_extracted(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
     first = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
     dev = data / "ud" / "UD_English-EWT" / "en_ewt-ud-dev.conllu"
-    dev.write_text(_conllu([*SENTENCES, ["one", "more"]]), encoding="utf-8")
+    dev.write_text(conllu_text([*SENTENCES, ["one", "more"]]), encoding="utf-8")
     second = extract(config(tmp_path, tiny_bert, langs=("en",)), progress=False)
     redone = [s.path.name for s in second.extracted]
     assert redone == ["dev.h5"]

@@ -27,7 +27,7 @@ from probe.results.gains import average_seeds, gains_over, per_family_gains
 from probe.results.rows import Row
 from probe.train import PairData, TrainConfig, WordData
 from probe.train.schedules import MixedFeed, StageData, run_schedule, train_stage
-from tests.test_extract import SENTENCES, cache_fields, make_ud
+from tests.helpers import SENTENCES, cache_fields, make_ud
 
 UDPOS_TAGS = ["DET", "NOUN", "VERB", "ADP"]
 

@@ -13,7 +13,7 @@ from probe.experiments.base import RunOptions
 from probe.experiments.grid import GridConfig, GridExperiment, parse_pairs
 from probe.results.rows import Row
 from probe.train import TrainConfig
-from tests.test_extract import SENTENCES, cache_fields, make_ud
+from tests.helpers import SENTENCES, cache_fields, make_ud
 
 
 def test_parse_pairs() -> None:

@@ -20,8 +20,7 @@ from probe.extract import (
     ExtractSpec,
     ensure_cached,
 )
-from tests.test_crosslingual import make_tatoeba
-from tests.test_extract import SENTENCES, make_ud
+from tests.helpers import SENTENCES, make_tatoeba, make_ud
 
 EN = ExtractRequest("pos", ("en",), ("dev",))
 

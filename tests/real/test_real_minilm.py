@@ -15,7 +15,7 @@ from probe.experiments.base import RunOptions
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.models import minilm_dir
 from probe.train import TrainConfig
-from tests.test_extract import cache_fields, config, extract
+from tests.helpers import cache_fields, config, extract
 
 pytestmark = pytest.mark.real
 N = 150  # sentences per split

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from probe.cli import cli
 from probe.cli.options import LibraryOption
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _options(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Option]]:

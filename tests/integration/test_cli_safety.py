@@ -15,7 +15,7 @@ from probe.cache import schema
 from probe.cache.inventory import plan_removal
 from probe.cli import cli
 from probe.errors import CacheError
-from tests.test_extract import config, extract, make_ud
+from tests.helpers import config, extract, make_ud
 
 
 @pytest.fixture(scope="module")

@@ -351,7 +351,7 @@ def test_training_leaves_torch_dynamo_unloaded() -> None:
         "heavy = ('torch._dynamo', 'torch._inductor')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=repo)  # fmt: skip
     assert out.stdout.strip() == "[]", out.stdout[-500:]

@@ -30,7 +30,7 @@ from probe.errors import CacheError, ProbeError
 from probe.extract.plan import shard_ranges
 from tests import fault_workers
 from tests.fault_workers import corpus
-from tests.test_extract import SENTENCES, _conllu, config, extract, make_ud
+from tests.helpers import SENTENCES, config, conllu_text, extract, make_ud
 
 CHILD_TIMEOUT = 180
 
@@ -591,7 +591,7 @@ def _set_dev(data: Path, content: bytes) -> Path:
 
 
 def _valid(*sentences: list[str]) -> str:
-    return _conllu(list(sentences) or SENTENCES[:2])
+    return conllu_text(list(sentences) or SENTENCES[:2])
 
 
 BAD_INPUTS: dict[str, tuple[Any, str]] = {

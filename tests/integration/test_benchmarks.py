@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_extract import make_ud
+from tests.helpers import make_ud
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -33,6 +33,7 @@ from probe.analysis.crosslingual.typology import (
     uriel_code,
 )
 from probe.errors import ProbeError
+from tests.helpers import SENTENCES, TATOEBA, cache_fields, config, extract, make_tatoeba, make_ud
 
 RNG = np.random.default_rng(0)
 
@@ -255,25 +256,6 @@ def test_correlation_undefined_cases_are_nan_not_numbers() -> None:
 
 # --- Tatoeba pooling and `probe map` on a tiny model -----------------------------------------
 
-TATOEBA = {
-    "deu": (["das haus ist alt", "der hund", "die katze ist klein", "ein haus", "der alte hund",
-             "die rote katze", "das neue haus", "der kleine hund", "eine katze", "das gute haus"],
-            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
-             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
-    "tur": (["ev eski", "köpek", "kedi küçük", "bir ev", "eski köpek", "kırmızı kedi",
-             "yeni ev", "küçük köpek", "bir kedi", "iyi ev"],
-            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
-             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
-}  # fmt: skip
-
-
-def make_tatoeba(root: Path) -> None:
-    folder = root / "tatoeba"
-    folder.mkdir(parents=True, exist_ok=True)
-    for code, (xx, eng) in TATOEBA.items():
-        (folder / f"tatoeba.{code}-eng.{code}").write_text("\n".join(xx) + "\n", encoding="utf-8")
-        (folder / f"tatoeba.{code}-eng.eng").write_text("\n".join(eng) + "\n", encoding="utf-8")
-
 
 def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
     tmp_path: Path, tiny_bert: Path
@@ -281,7 +263,6 @@ def test_tatoeba_cache_holds_mean_over_subwords_of_each_side_alone(
     """Each side is encoded on its own and averaged over its subword tokens, [CLS] and [SEP]
     excluded (XTREME's mean pooling with --pool_skip_special_token)."""
     from probe.cache import SplitReader
-    from tests.test_extract import config, extract
 
     make_tatoeba(tmp_path / "data")
     report = extract(config(tmp_path, tiny_bert, task="tatoeba", langs=("deu",)), progress=False)
@@ -305,7 +286,6 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     from probe.experiments.map import MapConfig, run_map
     from probe.experiments.map_parallel import ParallelConfig
     from probe.train import TrainConfig
-    from tests.test_extract import SENTENCES, cache_fields, make_ud
 
     data = make_ud(tmp_path / "data", SENTENCES * 4)
     make_tatoeba(data)
@@ -357,7 +337,6 @@ def test_map_killed_after_its_first_job_resumes_with_only_the_missing_jobs(
     from probe.experiments.map import MapConfig, run_map
     from probe.experiments.map_parallel import ParallelConfig
     from probe.train import TrainConfig
-    from tests.test_extract import SENTENCES, cache_fields, make_ud
 
     data = make_ud(tmp_path / "data", SENTENCES * 4)
     make_tatoeba(data)
@@ -393,7 +372,6 @@ def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert:
     from probe.experiments.base import RunOptions
     from probe.experiments.map import MapConfig, run_map
     from probe.experiments.map_parallel import ParallelConfig
-    from tests.test_extract import cache_fields
 
     ex = cache_fields(tmp_path, tiny_bert, task="tatoeba", langs=("all",), data_dir=tmp_path)
     with pytest.raises(ProbeError, match="task with labels"):
@@ -408,7 +386,6 @@ def test_map_real_minilm_small(tmp_path: Path, shared_data: Path) -> None:
     from probe.experiments.base import RunOptions
     from probe.experiments.map import MapConfig, run_map
     from probe.train import TrainConfig
-    from tests.test_extract import cache_fields
 
     n = 40
     ex = cache_fields(tmp_path, "minilm", data_dir=shared_data, max_sentences=n)

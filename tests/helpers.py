@@ -1,0 +1,144 @@
+"""What several test files build: tiny UD data, extraction setups, treebanks, Tatoeba."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from probe.extract import (
+    CachePaths,
+    ExtractOptions,
+    ExtractReport,
+    ExtractRequest,
+    ExtractSpec,
+    ensure_cached,
+)
+
+SENTENCES = [
+    ["the", "dog", "ran", "to", "the", "house", "."],
+    ["She", "saw", "a", "big", "zebra", "!"],
+    ["Das", "Haus", "ist", "alt"],
+    ["quixotic"],
+    ["le", "chat", "et", "le", "chien", "walked", "xylophonically", "."],
+]
+
+
+TAGS = ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "PUNCT"]
+
+
+def conllu_text(sentences: list[list[str]]) -> str:
+    blocks = []
+    for n, words in enumerate(sentences):
+        lines = [f"# sent_id = s{n}"]
+        for i, word in enumerate(words, 1):
+            tag = TAGS[(i - 1) % len(TAGS)]
+            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\troot\t_\t_")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def make_ud(root: Path, sentences: list[list[str]] = SENTENCES) -> Path:
+    """A UD-shaped data dir: en dev+test and de test, enough for `pos` zero-shot."""
+    files = {
+        "UD_English-EWT/en_ewt-ud-dev.conllu": sentences,
+        "UD_English-EWT/en_ewt-ud-test.conllu": sentences[::-1],
+        "UD_German-GSD/de_gsd-ud-test.conllu": sentences[1:],
+    }
+    for rel, sents in files.items():
+        path = root / "ud" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(conllu_text(sents), encoding="utf-8")
+    return root
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One extraction as the tests state it: the four parts `ensure_cached` takes."""
+
+    spec: ExtractSpec
+    request: ExtractRequest
+    options: ExtractOptions
+    paths: CachePaths
+
+
+def _parts(kinds: tuple[type, ...], given: dict[str, object]) -> list[object]:
+    """One value of each kind, each from the keywords named like its fields."""
+    parts = []
+    for kind in kinds:
+        names = {f.name for f in fields(kind)}
+        parts.append(kind(**{k: v for k, v in given.items() if k in names}))
+    return parts
+
+
+def config(tmp_path: Path, tiny_bert: Path | str, **kw: object) -> Setup:
+    """Every keyword goes to the part that owns a field of its name."""
+    base: dict[str, object] = dict(
+        model=str(tiny_bert), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache", compute_dtype="float32", dtype="float32",
+    )  # fmt: skip
+    base.update(kw)
+    return Setup(*_parts((ExtractSpec, ExtractRequest, ExtractOptions, CachePaths), base))
+
+
+def cache_fields(tmp_path: Path, model: Path | str, **kw: Any) -> dict[str, Any]:
+    """An experiment config's cache part: `spec`, `options`, `paths` and the selection
+    (`task`, `langs`, `max_sentences`), from keywords named like their fields. Defaults:
+    pos in en and de, data under tmp_path/data, the cache under tmp_path/cache."""
+    base: dict[str, object] = dict(
+        model=str(model), task="pos", langs=("en", "de"), data_dir=tmp_path / "data",
+        cache_root=tmp_path / "cache",
+    )  # fmt: skip
+    base.update(kw)
+    spec, options, paths = _parts((ExtractSpec, ExtractOptions, CachePaths), base)
+    selection = {k: base[k] for k in ("task", "langs", "max_sentences") if k in base}
+    return {"spec": spec, "options": options, "paths": paths, **selection}
+
+
+def extract(setup: Setup, progress: bool = False) -> ExtractReport:
+    """`ensure_cached` for one setup; the tests read its report."""
+    return ensure_cached(
+        setup.spec, setup.request, setup.options, setup.paths, progress=progress
+    ).report
+
+
+def write_conllu(path: Path, sentences: list[tuple[str, list[str]]]) -> None:
+    """(sent_id, words) per sentence; tags cycle through TAGS by position."""
+    blocks = []
+    for sent_id, words in sentences:
+        lines = [f"# sent_id = {sent_id}"]
+        for i, word in enumerate(words, 1):
+            tag = TAGS[(i - 1) % len(TAGS)]
+            lines.append(f"{i}\t{word}\t{word.lower()}\t{tag}\t_\t_\t0\tx\t_\t_")
+        blocks.append("\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(blocks) + "\n\n", encoding="utf-8")
+
+
+def make_treebanks(root: Path, files: dict[str, tuple[int, list[str]]]) -> Path:
+    """`files`: UD-relative path -> (copies of SENTENCES, id prefixes cycled over sentences)."""
+    for rel, (copies, prefixes) in files.items():
+        sents = SENTENCES * copies
+        ids = [f"{prefixes[i % len(prefixes)]}{i:04d}" for i in range(len(sents))]
+        write_conllu(root / "ud" / rel, list(zip(ids, sents, strict=True)))
+    return root
+
+
+TATOEBA = {
+    "deu": (["das haus ist alt", "der hund", "die katze ist klein", "ein haus", "der alte hund",
+             "die rote katze", "das neue haus", "der kleine hund", "eine katze", "das gute haus"],
+            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
+             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
+    "tur": (["ev eski", "köpek", "kedi küçük", "bir ev", "eski köpek", "kırmızı kedi",
+             "yeni ev", "küçük köpek", "bir kedi", "iyi ev"],
+            ["the house is old", "the dog", "the cat is small", "a house", "the old dog",
+             "the red cat", "the new house", "the small dog", "a cat", "the good house"]),
+}  # fmt: skip
+
+
+def make_tatoeba(root: Path) -> None:
+    folder = root / "tatoeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    for code, (xx, eng) in TATOEBA.items():
+        (folder / f"tatoeba.{code}-eng.{code}").write_text("\n".join(xx) + "\n", encoding="utf-8")
+        (folder / f"tatoeba.{code}-eng.eng").write_text("\n".join(eng) + "\n", encoding="utf-8")
