@@ -120,13 +120,13 @@ class Experiment(ABC, Generic[C, J]):
 
     # --- declared by each experiment --------------------------------------------------------
 
-    @abstractmethod
     def task_name(self) -> str:
-        """The registry name of the task this run trains for."""
+        """The registry name of the task this run trains for (default: `config.task`)."""
+        return str(getattr(self.config, "task"))  # noqa: B009 (configs are generic here)
 
-    @abstractmethod
     def source_lang(self, task: Task) -> str:
-        """The source language (the config's, or the task's default)."""
+        """The source language: the config's `source`, else the task's default."""
+        return getattr(self.config, "source", None) or task.default_source
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle | None:
         """Make sure the features this run reads are cached (one ensure_cached call)."""

@@ -130,9 +130,6 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
         held_out = tuple(lang for lang in langs if lang not in train_langs)
         return _Plan(source, pooled, train_langs, langs, held_out)
 
-    def task_name(self) -> str:
-        return self.config.task
-
     def source_lang(self, task: Task) -> str:
         return self.plan.source
 

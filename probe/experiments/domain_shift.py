@@ -105,9 +105,6 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
         outs = _out_tasks(task, self.config.out_tasks)
         return _plan(task, outs, expand_languages(task, self.config.langs, data_dir), data_dir)
 
-    def task_name(self) -> str:
-        return self.config.task
-
     def source_lang(self, task: Task) -> str:
         """No language is the source here (each trains its own heads): the first one planned
         stands in where the base asks for one."""

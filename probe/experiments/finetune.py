@@ -119,12 +119,6 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
     volatile = ("device",)
     facts: dict[str, Any]  # the job's _FACTS, once it has run
 
-    def task_name(self) -> str:
-        return self.config.task
-
-    def source_lang(self, task: Task) -> str:
-        return self.config.source or task.default_source
-
     @functools.cached_property
     def model(self) -> ModelRef:
         return resolve_model(self.config.model, default_cache_root(self.config.cache_root))

@@ -108,12 +108,6 @@ class GridExperiment(Experiment[GridConfig, _PairJob]):
     levels = ("word",)
     other_levels_hint = " (grid needs token-level features; a pair task caches pooled vectors)"
 
-    def task_name(self) -> str:
-        return self.config.task
-
-    def source_lang(self, task: Task) -> str:
-        return self.config.source or task.default_source
-
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
         request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)

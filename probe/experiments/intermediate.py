@@ -94,12 +94,6 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
     levels = ("word", "pair")
     other_levels_hint = " (it has no labels to train on): use a word or pair task"
 
-    def task_name(self) -> str:
-        return self.config.task
-
-    def source_lang(self, task: Task) -> str:
-        return self.config.source or task.default_source
-
     @functools.cached_property
     def via(self) -> tuple[str, ...]:
         return resolve_via(self.config.via, get_task(self.config.task), self.config.paths.data_dir)

@@ -91,12 +91,6 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
         super().__init__(config, options)
         self.also = tuple(also)
 
-    def task_name(self) -> str:
-        return self.config.task
-
-    def source_lang(self, task: Task) -> str:
-        return self.config.source or task.default_source
-
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
         request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)

@@ -108,12 +108,6 @@ class MapExperiment(Experiment[MapConfig, Any]):
         self.no_uriel: list[str] = []
         self.view: MapView | None = None
 
-    def task_name(self) -> str:
-        return self.config.task
-
-    def source_lang(self, task: Task) -> str:
-        return self.config.source or task.default_source
-
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         """The task's languages and their Tatoeba pairs in one call: one cache key."""
         cfg = self.config
