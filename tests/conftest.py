@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,17 @@ def isolated_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_CACHE", str(tmp_path / "default-cache"))
     monkeypatch.setenv("PROBE_HASH_MEMO", str(tmp_path / "hash-memo.json"))
     monkeypatch.delenv("PROBE_DATA", raising=False)
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """Tiny matrices run on one torch thread: on a shared busy CPU intra-op threads made
+    toy training 25-30x slower, not faster. Opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    from probe.runtime.threads import limit_threads
+
+    with limit_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments import intermediate_seed
@@ -123,7 +121,8 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         """Only languages with a labelled evaluation split are scored (and recorded)."""
         ctx = super().context(task, source, cache)
         assert cache is not None
-        scored = tuple(lang for lang in ctx.langs if _labelled(cache, task, lang))
+        split = task.eval_split
+        scored = tuple(lang for lang in ctx.langs if cache.labelled(task.name, lang, split))
         if not scored:
             raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} "
                              "split")  # fmt: skip
@@ -185,12 +184,3 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
         return render_intermediate(ctx.task, rows, ctx.source, directory, ctx.model_key)
-
-
-def _labelled(cache: CacheHandle, task: Task, lang: str) -> bool:
-    """Scored languages have a labelled evaluation split (a hidden-label split is skipped)."""
-    with cache.open(task.name, lang, task.eval_split) as reader:
-        labelled = not np.any(reader.labels < 0)
-    if not labelled:
-        log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang, task.eval_split)
-    return labelled

@@ -76,31 +76,21 @@ class LayersResult:
 
 
 class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
-    """A linear probe per layer (plus control task and scalar mix): one job per probe.
-
-    `also`: more requests extracted in the same `ensure_cached` call, so under the same key
-    (map's Tatoeba pairs).
-    """
+    """A linear probe per layer (plus control task and scalar mix): one job per probe."""
 
     name = "layers"
     levels = ("word", "pair")
     other_levels_hint = " (parallel data has no labels to probe: use `probe map`)"
 
-    def __init__(self, config: LayersConfig, options: RunOptions | None = None,
-                 also: Sequence[ExtractRequest] = ()) -> None:  # fmt: skip
-        super().__init__(config, options)
-        self.also = tuple(also)
-
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
         request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)
-        return ensure_cached(cfg.spec, [request, *self.also], cfg.options, cfg.paths,
-                             progress=progress)  # fmt: skip
+        return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _LayerJob]]:
         task, source, cache = ctx.task, ctx.source, ctx.cache
         assert cache is not None
-        scored = [lang for lang in ctx.langs if _labelled(cache, task, lang)]
+        scored = [lang for lang in ctx.langs if cache.labelled(task.name, lang, task.eval_split)]
         if not scored:
             raise ProbeError(f"no language of {task.name!r} has a labelled {task.eval_split} "
                              "split")  # fmt: skip
@@ -145,29 +135,15 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
                              ctx.model_key)  # fmt: skip
 
 
-def run_layers(
-    config: LayersConfig,
-    options: RunOptions | None = None,
-    *,
-    also: Sequence[ExtractRequest] = (),
-) -> LayersResult:
+def run_layers(config: LayersConfig, options: RunOptions | None = None) -> LayersResult:
     """Extract what is missing, then probe every layer; write tables and plots."""
-    experiment = LayersExperiment(config, options, also)
+    experiment = LayersExperiment(config, options)
     result = experiment.run()
     mix = result.rows.filter(head="scalar_mix", metric="mix_weight")
     assert result.cache is not None
     return LayersResult(result.rows, result.directory, result.summary, [r.value for r in mix],
                         result.seconds["extract"], result.seconds["jobs"], result.settings,
                         result.cache)  # fmt: skip
-
-
-def _labelled(cache: CacheHandle, task: Task, lang: str) -> bool:
-    """Scored languages have a labelled evaluation split (a hidden-label split is skipped)."""
-    with cache.open(task.name, lang, task.eval_split) as reader:
-        labelled = not np.any(reader.labels < 0)
-    if not labelled:
-        log.warning("%s/%s/%s has unlabelled rows: not scored", task.name, lang, task.eval_split)
-    return labelled
 
 
 # --- jobs ------------------------------------------------------------------------------------

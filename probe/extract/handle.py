@@ -7,13 +7,18 @@ splits they need themselves; one handle is one cache key.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from probe._version import __version__
 from probe.cache import CacheSpec, SplitReader, open_shard
 from probe.extract.spec import ExtractSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,6 +94,14 @@ class CacheHandle:
 
     def open(self, task: str, lang: str, split: str) -> SplitReader:
         return SplitReader.open(self.root, self.key, task, lang, split)
+
+    def labelled(self, task: str, lang: str, split: str) -> bool:
+        """Whether every row of the split has a label (a hidden-label split is not scored)."""
+        with self.open(task, lang, split) as reader:
+            labelled = not np.any(reader.labels < 0)
+        if not labelled:
+            log.warning("%s/%s/%s has unlabelled rows: not scored", task, lang, split)
+        return labelled
 
     def identity(self) -> dict[str, Any]:
         """The cached features a run reads: cache key, each shard's source hash, toolkit

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from probe.errors import ProbeError
 from probe.experiments import finetune as finetune_module
@@ -17,14 +15,7 @@ from probe.experiments.finetune import FinetuneConfig, FinetuneExperiment
 from probe.results.rows import Row
 from tests.helpers import SENTENCES, make_ud
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one thread avoids spin-waiting on a busy machine (30x faster there)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> FinetuneConfig:

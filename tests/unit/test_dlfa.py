@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -37,14 +36,7 @@ def _repad(x: Tensor, mask: Tensor, total: int, seed: int) -> Tensor:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run on one thread: these tensors are tiny, and on a shared busy CPU intra-op
-    threads made the toy training 25x slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scramble(module: nn.Module, seed: int = 0) -> None:
