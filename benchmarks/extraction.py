@@ -302,8 +302,9 @@ def _timed(fn: Any, repeats: int) -> list[float]:
 
 def largest_split(settings: Settings) -> dict[str, Any]:
     """The task's largest local split (by file size) and its sentence count."""
+    from probe.data.discovery import expand_languages
     from probe.data.sources.records import TaggedSentence
-    from probe.data.tasks import expand_languages, get_task, read_split
+    from probe.data.tasks import get_task, read_split
     from probe.errors import ProbeError
 
     task = get_task(settings.task)
@@ -312,7 +313,7 @@ def largest_split(settings: Settings) -> dict[str, Any]:
     for lang in expand_languages(task, ("all",), data_dir):
         for split in ("train", "dev", "test"):
             try:
-                paths = task.locate(data_dir, lang, split)
+                paths = task.files(data_dir, lang, split)
             except (KeyError, ProbeError):  # no such split for this language
                 continue
             if paths and all(p.is_file() for p in paths):

@@ -51,7 +51,7 @@ def extract(cache_root: Path, data_dir: Path, model: Path) -> ExtractReport:
     spec = ExtractSpec(str(model), compute_dtype="float32", dtype="float16")
     options = ExtractOptions(device="cpu", batch_tokens=512, shard_rows=SHARD_ROWS,
                              block_bytes=BLOCK_BYTES)  # fmt: skip
-    request = ExtractRequest("pos", ("en",))
+    request = ExtractRequest("pos", ("en",), splits=("dev", "test"))
     return ensure_cached(spec, request, options, CachePaths(cache_root, data_dir),
                          progress=False).report  # fmt: skip
 

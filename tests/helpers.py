@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from probe.extract import (
     CachePaths,
     ExtractOptions,
@@ -39,8 +41,9 @@ def conllu_text(sentences: list[list[str]]) -> str:
 
 
 def make_ud(root: Path, sentences: list[list[str]] = SENTENCES) -> Path:
-    """A UD-shaped data dir: en dev+test and de test, enough for `pos` zero-shot."""
+    """A UD-shaped data dir: en train+dev+test and de test, enough for `pos` zero-shot."""
     files = {
+        "UD_English-EWT/en_ewt-ud-train.conllu": sentences,
         "UD_English-EWT/en_ewt-ud-dev.conllu": sentences,
         "UD_English-EWT/en_ewt-ud-test.conllu": sentences[::-1],
         "UD_German-GSD/de_gsd-ud-test.conllu": sentences[1:],
@@ -142,3 +145,12 @@ def make_tatoeba(root: Path) -> None:
     for code, (xx, eng) in TATOEBA.items():
         (folder / f"tatoeba.{code}-eng.{code}").write_text("\n".join(xx) + "\n", encoding="utf-8")
         (folder / f"tatoeba.{code}-eng.eng").write_text("\n".join(eng) + "\n", encoding="utf-8")
+
+
+def planted_pairs(n: int, d: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Translations = a shared meaning plus noise, each language with its own offset."""
+    rng = np.random.default_rng(seed)
+    meaning = rng.normal(size=(n, d))
+    x = meaning + noise * rng.normal(size=(n, d)) + rng.normal(size=d)
+    eng = meaning + noise * rng.normal(size=(n, d)) + rng.normal(size=d)
+    return x, eng

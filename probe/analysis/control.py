@@ -10,6 +10,12 @@ a uniform number that is mapped through the empirical label distribution's inver
 the same map holds across every split of one language and across processes, with nothing to
 store or pass between splits, and a type never seen in training simply gets its own draw
 from the same distribution (as Hewitt & Liang's map would when extended to new types).
+
+A type is what the model can tell apart: the tuple of the word's input ids, stored by the
+extraction as each word's `word_types` key (docs/cache-format.md). Case variants that an
+uncased tokenizer maps to the same ids ("The", "the" for MiniLM) are one type with one
+label; with word strings they would get independent labels that no probe on the model's
+vectors could learn, lowering control accuracy and inflating selectivity.
 """
 
 from __future__ import annotations
@@ -40,42 +46,39 @@ def _label_probabilities(
     return counts / counts.sum()
 
 
-def _uniform(seed: int, word_type: str) -> float:
-    """A reproducible uniform number in [0, 1) for (seed, type), the same in every process."""
-    digest = hashlib.blake2b(
-        word_type.encode("utf-8"), digest_size=8, key=str(int(seed)).encode("ascii")
-    ).digest()
+def _uniform(seed: int, word_type: str | int) -> float:
+    """A reproducible uniform number in [0, 1) for (seed, type), the same in every process:
+    a string type by its UTF-8, a type key by its 8 bytes."""
+    data = (
+        word_type.encode("utf-8")
+        if isinstance(word_type, str)
+        else int(word_type).to_bytes(8, "big", signed=True)
+    )
+    digest = hashlib.blake2b(data, digest_size=8, key=str(int(seed)).encode("ascii")).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 
 def control_labels(
-    words: Sequence[str],
+    types: Sequence[str] | np.ndarray,
     label_counts: Sequence[int] | np.ndarray | Mapping[int, int],
     seed: int,
-    *,
-    lowercase: bool = False,
 ) -> np.ndarray:
-    """The control label id of every word, shape (len(words),) int64.
+    """The control label id of every word, shape (len(types),) int64.
 
+    types: each word's type: the stored `word_types` keys (int64, what the model sees), or
+        strings where no model is involved.
     label_counts: the task's label counts in the training split of this language (e.g.
         `np.bincount(train_labels, minlength=n_classes)`); every split must use the same
         counts and seed so that all splits share one type -> label map.
-    lowercase: map "The" and "the" to one type (Hewitt & Liang use the word string as is).
     """
     probs = _label_probabilities(label_counts)
     cdf = np.cumsum(probs)
     # Guard the top against rounding so every u < 1 lands in a class of non-zero probability.
     cdf[np.flatnonzero(probs)[-1] :] = 1.0
-    cache: dict[str, int] = {}
-    out = np.empty(len(words), dtype=np.int64)
-    for i, word in enumerate(words):
-        t = word.lower() if lowercase else word
-        label = cache.get(t)
-        if label is None:
-            label = int(np.searchsorted(cdf, _uniform(seed, t), side="right"))
-            cache[t] = label
-        out[i] = label
-    return out
+    unique, inverse = np.unique(np.asarray(types), return_inverse=True)
+    draws = np.fromiter((_uniform(seed, t) for t in unique.tolist()), np.float64, len(unique))
+    labels = np.searchsorted(cdf, draws, side="right").astype(np.int64)
+    return labels[inverse.reshape(-1)]
 
 
 def selectivity(task_score: float, control_score: float) -> float:

@@ -18,7 +18,7 @@ class CacheSpec:
     """
 
     model_identity: str  # sha256 of weights, config and tokenizer files
-    pooling: str  # first | mean | last (word tasks); sentence tasks always mean per side
+    pooling: str  # first-content | first | mean | last (word tasks); sentences: the task's
     max_length: int
     window_stride: int
     dtype: str  # storage dtype

@@ -114,6 +114,23 @@ class Shard:
         """Word spans: sentence i is rows offsets[i]:offsets[i+1] (word-level shards)."""
         return self._small["offsets"]
 
+    @property
+    def word_types(self) -> np.ndarray:
+        """Each word's type key as the model sees it (int64; equal iff the words' input ids
+        are), read and checked on first use (word-level shards)."""
+        if "word_types" not in self._small:
+            if self.level != "word" or "word_types" not in self._file:
+                raise self._corrupt("it has no 'word_types' dataset (a word shard must)")
+            with self._reading("'word_types'"):
+                array = self._file["word_types"][()]
+            if zlib.crc32(np.ascontiguousarray(array).data) != self._checksums["word_types"][0]:
+                raise self._corrupt("dataset 'word_types' fails its checksum")
+            if array.shape != (self.n_rows,):
+                raise self._corrupt(f"{len(array)} word types for {self.n_rows} rows")
+            array.flags.writeable = False
+            self._small["word_types"] = array
+        return self._small["word_types"]
+
     def strings(self, name: str) -> list[str]:
         with self._reading(repr(name)):
             values = [s.decode() if isinstance(s, bytes) else s for s in self._file[name][()]]
@@ -129,7 +146,10 @@ class Shard:
             for layer in range(self.n_layers):
                 self.layer(layer, name)
         for name in self._checksums:
-            if name not in (*self.feature_names, *self._small, "attrs"):
+            if name == "word_types":
+                self._small.pop(name, None)  # read afresh: the check runs on first use
+                self.word_types  # noqa: B018 (read for its check)
+            elif name not in (*self.feature_names, *self._small, "attrs"):
                 self.strings(name)
 
     def check_structure(self) -> None:
@@ -278,6 +298,10 @@ class SplitReader:
     @property
     def labels(self) -> np.ndarray:
         return np.concatenate([s.labels for s in self.shards])
+
+    @property
+    def word_types(self) -> np.ndarray:
+        return np.concatenate([s.word_types for s in self.shards])
 
     @property
     def offsets(self) -> np.ndarray:

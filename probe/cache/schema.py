@@ -21,8 +21,11 @@ FORMAT_VERSION = 1
 # shards written by older extraction code are never reused: bump it with any change that can
 # alter a written feature, label or offset (docs/cache-format.md, "When to bump a version").
 # Read it as `schema.EXTRACTOR_VERSION` (at call time), so a test can set it.
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2
 WORD_FEATURES = ("features",)
+# Per-row arrays of word shards streamed with the features: each word's type key as the
+# model sees it (probe.data.alignment.WordPieces.type_keys), for control tasks.
+WORD_ROW_ARRAYS = {"word_types": "int64"}
 SENTENCE_FEATURES = ("sentence_features", "sentence_features_b")
 STR = h5py.string_dtype(encoding="utf-8")
 

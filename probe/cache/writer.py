@@ -95,10 +95,12 @@ class ShardWriter:
     """Writes one shard under a temporary name; `commit()` marks it complete and renames it.
 
     Feature rows must arrive in order (blocks of consecutive rows) so each layer's CRC32 can
-    be computed while streaming, without reading the file back; the other datasets get one
-    CRC32 each. Files use HDF5's v110 format, whose metadata (attrs, headers) carries its own
-    checksums. A failed write (disk full, file too large) removes the temporary file and
-    raises one CacheError line: a shard that exists under its final name is always complete.
+    be computed while streaming, without reading the file back; `row_arrays` (one value per
+    row, known only once a block is tokenised, such as `word_types`) stream with them, one
+    CRC32 each, as do the other datasets. Files use HDF5's v110 format, whose metadata
+    (attrs, headers) carries its own checksums. A failed write (disk full, file too large)
+    removes the temporary file and raises one CacheError line: a shard that exists under its
+    final name is always complete.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class ShardWriter:
         attrs: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray],
         strings: Mapping[str, Sequence[str]],
+        row_arrays: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,10 @@ class ShardWriter:
         self._next_row = 0
         self._n_rows = n_rows
         self._crc: dict[str, list[int]] = {name: [0] * n_layers for name in self._names}
+        self._row_arrays = dict(row_arrays or {})
+        self._crc.update({name: [0] for name in self._row_arrays})
         feature_bytes = len(self._names) * n_layers * n_rows * hidden * np.dtype(dtype).itemsize
+        feature_bytes += sum(n_rows * np.dtype(t).itemsize for t in self._row_arrays.values())
         size = feature_bytes + sum(np.asarray(a).nbytes for a in arrays.values())
         size += sum(48 * len(v) + sum(len(x.encode()) for x in v) for v in strings.values())
         self._file: h5py.File | None = None
@@ -141,6 +147,8 @@ class ShardWriter:
             file = self._file = h5py.File(self.tmp_path, "r+")
             for name in self._names:
                 file.create_dataset(name, shape=(n_layers, n_rows, hidden), dtype=dtype)
+            for name, row_dtype in self._row_arrays.items():
+                file.create_dataset(name, shape=(n_rows,), dtype=row_dtype)
             for name, array in arrays.items():
                 array = np.ascontiguousarray(array)
                 file.create_dataset(name, data=array)
@@ -156,24 +164,30 @@ class ShardWriter:
         return file
 
     def write_rows(self, start: int, blocks: Mapping[str, np.ndarray]) -> None:
-        """Write rows [start, start + n) of each feature dataset; blocks: (layers, n, hidden)."""
+        """Write rows [start, start + n) of each feature dataset, blocks (layers, n, hidden),
+        and of each row array, blocks (n,)."""
         if start != self._next_row:
             raise ValueError(
                 f"rows must be written in order: expected {self._next_row}, got {start}"
             )
-        n = None
+        n = int(np.shape(blocks[self._names[0]])[1])
         file = self._opened()
         try:
             for name in self._names:
                 block = np.ascontiguousarray(blocks[name])
-                n = block.shape[1]
                 file[name][:, start : start + n, :] = block
                 fault_point("write")
                 for layer in range(block.shape[0]):
                     self._crc[name][layer] = zlib.crc32(block[layer].data, self._crc[name][layer])
+            for name, row_dtype in self._row_arrays.items():
+                values = np.ascontiguousarray(blocks[name], dtype=row_dtype)
+                if values.shape != (n,):
+                    raise ValueError(f"{name}: {values.shape[0]} values for {n} rows")
+                file[name][start : start + n] = values
+                self._crc[name][0] = zlib.crc32(values.data, self._crc[name][0])
         except _WRITE_ERRORS as err:
             raise self._failed(err) from err
-        self._next_row += n or 0
+        self._next_row += n
 
     def set_attr(self, name: str, value: Any) -> None:
         """Set one attribute before `commit` (counts known only once every row is written)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,8 +53,14 @@ def _one_line(err: Exception) -> str:
 @click.option(
     "-v", "--verbose", count=True, help="-v: a line per job; -vv: debug, with tracebacks."
 )
+@click.option(
+    "--task-file", "task_files", multiple=True, metavar="TOML",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Register the task a TOML file defines (docs/guide.md; examples/tasks/); repeatable. "
+    "Also read from $PROBE_TASK_FILE.",
+)  # fmt: skip
 @click.pass_context
-def cli(ctx: click.Context, verbose: int) -> None:
+def cli(ctx: click.Context, verbose: int, task_files: tuple[Path, ...]) -> None:
     """Layer-wise probing of multilingual encoders for zero-shot cross-lingual transfer.
 
     \b
@@ -62,6 +69,13 @@ def cli(ctx: click.Context, verbose: int) -> None:
     """
     ctx.meta["probe.verbose"] = verbose
     _configure_logging(verbose)
+    if task_files:
+        from probe.data.taskfile import use_task_files
+
+        try:
+            use_task_files(list(task_files))
+        except ProbeError as err:
+            raise click.ClickException(str(err)) from err
 
 
 class _AboveProgressBars(logging.Handler):

@@ -29,6 +29,12 @@ from probe.cli.options import (
     **from_library(f"{EXTRACT_SPEC}:ExtractOptions.overwrite"),
 )
 @click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    **from_library(f"{EXTRACT_SPEC}:ExtractRequest.seed"),
+    help="Seed of the --max-sentences sample (recorded in the shards' source hash).",
+)
+@click.option(
     "--shard-rows",
     type=click.IntRange(min=1),
     **from_library(f"{EXTRACT_SPEC}:ExtractOptions.shard_rows"),
@@ -58,6 +64,8 @@ def extract(**opts: Any) -> None:
         splits=tuple(opts["splits"].split(",")) if opts["splits"] else None,
         source=opts["source"],
         max_sentences=fields["max_sentences"],
+        seed=opts["seed"],
+        treebanks=fields["treebanks"],
     )
     handle = ensure_cached(fields["spec"], request, fields["options"], fields["paths"])
     report = handle.report

@@ -156,7 +156,9 @@ def extraction_options(
         click.option("--langs", "-l", default="all", show_default=True,
                      help="Comma list of ISO codes, or all."),
         click.option("--pool", "pooling", type=LibraryChoice(f"{EXTRACT_SPEC}:POOLINGS"),
-                     **from_library(f"{spec}.pooling"), help="Subword-to-word pooling."),
+                     **from_library(f"{spec}.pooling"),
+                     help="Subword-to-word pooling (first-content: the first piece that is not "
+                     "a bare SentencePiece '▁', = first for WordPiece; first: XTREME's)."),
         click.option("--dtype", type=LibraryChoice(f"{EXTRACT_SPEC}:STORAGE_DTYPES"),
                      **from_library(f"{spec}.dtype"), help="Storage dtype."),
         click.option("--compute", "compute_dtype",
@@ -171,7 +173,9 @@ def extraction_options(
         click.option("--device", **from_library(f"{options}.device"),
                      help="auto, cpu, cuda, cuda:1, ..."),
         click.option("--max-sentences", type=click.IntRange(min=1), default=None,
-                     help="Use only the first N records of each split."),
+                     help="Use a seeded random sample of N records of each split "
+                     "(whole sentences, stratified by genre where ids carry it)."),
+        treebank_option(),
         data_dir_option(),
         cache_dir_option(),
     )(fn)  # fmt: skip
@@ -194,7 +198,32 @@ def cache_fields(opts: dict[str, Any], **option_overrides: Any) -> dict[str, Any
         "paths": CachePaths.resolve(opts["cache_dir"], opts["data_dir"]),
         "task": opts["task"], "langs": tuple(opts["langs"].split(",")),
         "max_sentences": opts["max_sentences"],
+        "treebanks": treebanks(opts),
     }  # fmt: skip
+
+
+def treebank_option() -> Decorator:
+    return click.option(
+        "--treebank", default="", metavar="TB[+TB][,TB...]",
+        help="UD tasks: the treebank(s) of a language, e.g. cs_pdt, or en_ewt+en_gum "
+        "(concatenated per split); ',' between languages. Default: the language's treebank "
+        "with a train split (largest), else its largest (see the task's description).",
+    )  # fmt: skip
+
+
+def treebanks(opts: dict[str, Any]) -> tuple[str, ...]:
+    """--treebank as the tuple ExtractRequest.treebanks takes."""
+    return tuple(x.strip() for x in (opts.get("treebank") or "").split(",") if x.strip())
+
+
+def train_split_option() -> Decorator:
+    """--train-split: the split the source trains on instead of the task's (e.g. dev, the
+    small-data setting; the dev set is then a seeded hold-out of it)."""
+    return click.option(
+        "--train-split", default=None,
+        help="Train on this split of the source instead of the task's (e.g. dev: the dev set "
+        "is then a seeded hold-out of it); evaluation splits are refused.",
+    )  # fmt: skip
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -205,8 +234,22 @@ def source_option(help: str = "Source language (default: the task's).") -> Decor
 
 
 def results_dir_option() -> Decorator:
-    return click.option("--results-dir", type=click.Path(path_type=Path, file_okay=False),
-                        **from_library(RESULTS_DIR))  # fmt: skip
+    """--results-dir, and --allow-overlap: every command that writes results runs the
+    leakage guard (probe.experiments.leakage)."""
+    return stack(
+        click.option("--results-dir", type=click.Path(path_type=Path, file_okay=False),
+                     **from_library(RESULTS_DIR)),
+        allow_overlap_option(),
+    )  # fmt: skip
+
+
+def allow_overlap_option() -> Decorator:
+    return click.option(
+        "--allow-overlap", is_flag=True, default=False,
+        help="Run even when training or dev sentences (or their translations) overlap the "
+        "evaluation splits; the overlap counts are recorded in settings.json either way "
+        "(docs/guide.md, Leakage guard).",
+    )  # fmt: skip
 
 
 def seed_option(ref: str = SEED) -> Decorator:
@@ -214,6 +257,9 @@ def seed_option(ref: str = SEED) -> Decorator:
 
 
 def max_train_words_option(help: str = "Cap the source training words.") -> Decorator:
+    """--max-train-words: a seeded random sample of whole sentences (genre-stratified), and
+    the only part of the training split that is extracted."""
+    help += " A seeded random sample of whole sentences; only it is extracted."
     return click.option("--max-train-words", type=click.IntRange(min=1), default=None, help=help)
 
 
@@ -296,6 +342,7 @@ def probe_options(config: str) -> Decorator:
                      help="Epoch cap of every head (default: {} for probes, {} for DLFA; "
                      "early stopping on dev loss)."),
         max_train_words_option("Cap each training language's words (whole sentences)."),
+        train_split_option(),
         results_dir_option(),
         seed_option(),
     )  # fmt: skip

@@ -19,6 +19,7 @@ from probe.cli.options import (
     results_dir_option,
     seed_option,
     source_option,
+    train_split_option,
 )
 
 GRID = "probe.experiments.grid:GridConfig"
@@ -34,6 +35,7 @@ NET = "probe.analysis.crosslingual.alignment:NetConfig"
 @click.option("--no-control", is_flag=True, help="Skip the control task (selectivity).")
 @click.option("--no-mix", is_flag=True, help="Skip the scalar mix.")
 @max_train_words_option()
+@train_split_option()
 @pool_options("probes")
 def layers(**opts: Any) -> None:
     """Linear probe per layer on the source language, zero-shot on every other language.
@@ -56,8 +58,11 @@ def layers(**opts: Any) -> None:
         control=not opts["no_control"],
         scalar_mix=not opts["no_mix"],
         max_train_words=opts["max_train_words"],
+        train_split=opts["train_split"],
     )
-    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    options = RunOptions(
+        opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
+    )
     result = run_layers(config, options)
     click.echo(result.table)
     weights = " ".join(f"{w:.2f}" for w in result.mix_weights)
@@ -97,6 +102,7 @@ def layers(**opts: Any) -> None:
     help="Epochs of the linearly decaying rate, with early stopping on dev loss.",
 )
 @max_train_words_option()
+@train_split_option()
 def grid(**opts: Any) -> None:
     """Fuse the last layer with each lower layer (DLFA) and score every language zero-shot.
 
@@ -119,8 +125,11 @@ def grid(**opts: Any) -> None:
         reduction=opts["reduction"],
         train=dlfa_training(opts),
         max_train_words=opts["max_train_words"],
+        train_split=opts["train_split"],
     )
-    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    options = RunOptions(
+        opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
+    )
     result = GridExperiment(config, options).run()
     click.echo(result.summary)
     click.echo(
@@ -148,7 +157,8 @@ def grid(**opts: Any) -> None:
     "--ridge",
     type=click.FloatRange(min=0),
     **from_library(f"{PARALLEL}.ridge"),
-    help="Least-squares ridge.",
+    help="Least-squares ridge (default: chosen by 5-fold cross-validation on the fitting pairs; "
+    "0 = plain least squares, which interpolates the fitting pairs when dimensions >= pairs).",
 )
 @click.option(
     "--net-steps",
@@ -162,9 +172,17 @@ def grid(**opts: Any) -> None:
     **from_library(f"{NET}.lr"),
     help="Alignment net lr.",
 )
+@click.option(
+    "--xtreme-layer",
+    type=click.IntRange(min=0),
+    **from_library(f"{PARALLEL}.xtreme_layer"),
+    help="Layer of XTREME's Tatoeba protocol (0 = embeddings; default: mBERT's 8 of 12 "
+    "scaled to the model's depth).",
+)
 @results_dir_option()
 @seed_option()
 @max_train_words_option()
+@train_split_option()
 @pool_options("probes and parallel scores")
 def map_command(**opts: Any) -> None:
     """Structural vs cross-lingual signal per layer, and transfer vs linguistic distance.
@@ -190,13 +208,24 @@ def map_command(**opts: Any) -> None:
         source=opts["source"],
         train=TrainConfig(seed=opts["seed"]),
         max_train_words=opts["max_train_words"],
+        train_split=opts["train_split"],
         parallel=ParallelConfig(
             fit_fraction=opts["fit_fraction"],
             ridge=opts["ridge"],
+            centre_seed=opts["seed"],
+            xtreme_layer=opts["xtreme_layer"],
             net=NetConfig(steps=opts["net_steps"], lr=opts["net_lr"], seed=opts["seed"]),
         ),
         extra_parallel=extra,
     )
-    result = run_map(config, RunOptions(opts["results_dir"], opts["workers"], opts["cluster"]))
+    result = run_map(
+        config,
+        RunOptions(
+            opts["results_dir"],
+            opts["workers"],
+            opts["cluster"],
+            allow_overlap=opts["allow_overlap"],
+        ),
+    )
     click.echo(result.table)
     click.echo(f"results in {result.directory}")

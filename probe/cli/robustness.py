@@ -36,9 +36,9 @@ def _comma_list(value: str) -> tuple[str, ...]:
 )
 @click.option("--no-genres", is_flag=True, help="Skip the per-genre scores (from sentence ids).")
 @click.option(
-    "--low-resource-words",
+    "--small-train-words",
     type=click.IntRange(min=1),
-    **from_library(f"{DOMAIN_SHIFT}.low_resource_words"),
+    **from_library(f"{DOMAIN_SHIFT}.small_train_words"),
     help="Flag languages whose training split has fewer words.",
 )
 @probe_options(DOMAIN_SHIFT)
@@ -48,8 +48,9 @@ def domain_shift(**opts: Any) -> None:
 
     \b
     Examples:
-      probe domain-shift --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
-          # en EWT -> GUM, PUD; de, fr GSD -> PUD; tr IMST -> PUD
+      probe domain-shift --task pos --model minilm --data-dir ../shared/data --fuse-layer 3 \
+          --train-split dev   # en EWT -> GUM, PUD; de, fr GSD -> PUD; tr IMST -> PUD
+          # (the shared data's GSD treebanks have no train split: train on dev, hold out 10%)
       probe domain-shift --task pos-gsd --langs zh,ru,id --model minilm --out-tasks pos-pud
       probe domain-shift --task pos-gum --model minilm --out-tasks pos,pos-pud   # GUM -> EWT
     Prints and saves scores, the drop (in minus out) per head, DLFA's drop beside the last
@@ -62,7 +63,8 @@ def domain_shift(**opts: Any) -> None:
         **cache_fields(opts), out_tasks=_comma_list(opts["out_tasks"]),
         fuse_layer=opts["fuse_layer"], reduction=opts["reduction"],
         genres=not opts["no_genres"], train=train, dlfa_train=dlfa_train,
-        max_train_words=opts["max_train_words"], low_resource_words=opts["low_resource_words"],
+        max_train_words=opts["max_train_words"], small_train_words=opts["small_train_words"],
+        train_split=opts["train_split"],
     )  # fmt: skip
     _report(DomainShiftExperiment(config, _run_options(opts)).run())
 
@@ -93,8 +95,8 @@ def calibration(**opts: Any) -> None:
 
     \b
     Examples:
-      probe calibration --task pos --model minilm --data-dir ../shared/data --fuse-layer 3
-          # heads on en vs en+de+fr; held-out targets es, tr
+      probe calibration --task pos --model minilm --data-dir ../shared/data --fuse-layer 3 \
+          --train-split dev   # heads on en vs en+de+fr (dev: GSD has no train split here)
       probe calibration --task pos --model me5-small --pooled en,de,fr,es --langs tr
     Temperature T is fitted per head on its own (source) dev data. Prints and saves ECE
     before/after T per layer and language, the two regimes on held-out languages,
@@ -109,6 +111,7 @@ def calibration(**opts: Any) -> None:
         match_size=not opts["no_match_size"], fuse_layer=opts["fuse_layer"],
         reduction=opts["reduction"], n_bins=opts["bins"],
         train=train, dlfa_train=dlfa_train, max_train_words=opts["max_train_words"],
+        train_split=opts["train_split"],
     )  # fmt: skip
     _report(CalibrationExperiment(config, _run_options(opts)).run())
 
@@ -116,7 +119,9 @@ def calibration(**opts: Any) -> None:
 def _run_options(opts: dict[str, Any]) -> RunOptions:
     from probe.experiments.base import RunOptions
 
-    return RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    return RunOptions(
+        opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
+    )
 
 
 def _report(result: RunResult) -> None:

@@ -24,6 +24,9 @@ from probe.cli.options import (
     seed_option,
     source_option,
     task_option,
+    train_split_option,
+    treebank_option,
+    treebanks,
 )
 from probe.errors import ProbeError
 
@@ -44,6 +47,8 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     help="Comma list of ISO codes to evaluate, or all.",
 )
 @source_option()
+@treebank_option()
+@train_split_option()
 @data_dir_option()
 @cache_dir_option("Cache root, for downloaded models (default: $PROBE_CACHE or ./cache).")
 @results_dir_option()
@@ -88,7 +93,8 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     "--max-train-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="Use only the first N source training sentences.",
+    help="Train on a seeded random sample of N source training sentences (stratified by genre "
+    "where ids carry it; ids in subsets.json).",
 )
 def finetune(**opts: Any) -> None:
     """Fine-tune the encoder with the last-layer (or DLFA) head on the source; zero-shot eval.
@@ -111,8 +117,11 @@ def finetune(**opts: Any) -> None:
         batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
         seed=opts["seed"], max_steps=opts["max_steps"],
         max_train_sentences=opts["max_train_sentences"],
+        treebanks=treebanks(opts), train_split=opts["train_split"],
     )  # fmt: skip
-    result = FinetuneExperiment(config, RunOptions(opts["results_dir"])).run()
+    result = FinetuneExperiment(
+        config, RunOptions(opts["results_dir"], allow_overlap=opts["allow_overlap"])
+    ).run()
     click.echo(result.summary)
     seconds = result.seconds["jobs"]
     click.echo(f"fine-tuning and evaluation {seconds:.1f} s; results in {result.directory}")
@@ -182,11 +191,13 @@ def finetune(**opts: Any) -> None:
     help="Most epochs per stage on cached features (early stopping on dev loss).",
 )
 @max_train_words_option("Cap every task's training words (pairs for pair tasks).")
+@train_split_option()
 @click.option(
     "--max-via-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="Extract only the first N sentences (pairs) of each intermediate split (it replaces "
+    help="Extract a seeded random sample of N sentences (pairs) of each intermediate split "
+    "(it replaces "
     "a full cached split of that task, as --max-sentences does).",
 )
 @results_dir_option()
@@ -220,13 +231,13 @@ def finetune(**opts: Any) -> None:
     "--max-train-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="--finetune: first N training sentences of every task.",
+    help="--finetune: a seeded random sample of N training sentences of every task.",
 )
 @click.option(
     "--max-eval-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="--finetune: score the first N test sentences of each language.",
+    help="--finetune: score a seeded random sample of N test sentences of each language.",
 )
 @pool_options("seeds")
 def intermediate(**opts: Any) -> None:
@@ -254,7 +265,9 @@ def intermediate(**opts: Any) -> None:
                                  param_hint="--seeds") from None  # fmt: skip
     lr = {"lr": opts["lr"]} if opts["lr"] else {}  # else: the library's, per mode
     via = (opts["via"],)
-    options = RunOptions(opts["results_dir"], opts["workers"], opts["cluster"])
+    options = RunOptions(
+        opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
+    )
     if opts["finetune_mode"]:
         from probe.cache import default_cache_root
         from probe.experiments.finetune import FinetuneConfig
@@ -273,7 +286,8 @@ def intermediate(**opts: Any) -> None:
             cache_root=default_cache_root(opts["cache_dir"]),
             epochs=opts["epochs"], batch_size=opts["batch_size"],
             device=opts["device"], seed=seeds[0], max_steps=opts["max_steps"],
-            max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"], **lr,
+            max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"],
+            treebanks=treebanks(opts), train_split=opts["train_split"], **lr,
         )  # fmt: skip
         config = IntermediateFinetuneConfig(
             finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],
@@ -294,6 +308,7 @@ def intermediate(**opts: Any) -> None:
             source=opts["source"], body=opts["body"], layer=opts["layer"], width=opts["width"],
             reduction=opts["reduction"], train=train, seeds=seeds,
             max_train_words=opts["max_train_words"], max_via_sentences=opts["max_via_sentences"],
+            train_split=opts["train_split"],
         )  # fmt: skip
         result = IntermediateExperiment(head_config, options).run()
         before = "extraction {:.1f} s, 0 when cached"

@@ -26,6 +26,44 @@ class WordPieces:
     n_words: int
     empty: int
 
+    def starts(self) -> np.ndarray:
+        """The position of every word's first piece (each word has at least one)."""
+        return np.flatnonzero(np.r_[True, self.word_of[1:] != self.word_of[:-1]])
+
+    def type_keys(self) -> np.ndarray:
+        """Each word's type key (`type_keys`, for this sentence alone)."""
+        return type_keys([self])[0]
+
+
+def type_keys(sentences: Sequence[WordPieces]) -> list[np.ndarray]:
+    """Each word's type as the model sees it, per sentence: a key of the tuple of its input
+    ids, so words the tokenizer normalises alike ("The" and "the" under an uncased
+    vocabulary) share a key and any other two words do not.
+
+    The key is sum_k (id_k + 1) * B^k mod 2^64 over the word's pieces (B = 2^21 + 1),
+    read as int64: for words of up to three pieces (with ids below 2^21) it is the
+    tuple's base-B digits, equal iff the tuples are; longer words wrap, a 64-bit hash.
+    Deterministic across processes and platforms (docs/cache-format.md); computed for all
+    sentences at once, since per-sentence numpy calls cost more than the arithmetic.
+    """
+    if not sentences:
+        return []
+    ids = np.concatenate([p.ids for p in sentences]).astype(np.uint64)
+    words = np.cumsum([0] + [p.n_words for p in sentences])
+    word = np.concatenate([p.word_of + base for p, base in zip(sentences, words, strict=False)])
+    starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
+    lengths = np.diff(np.r_[starts, len(ids)])
+    k = np.arange(len(ids)) - np.repeat(starts, lengths)
+    powers = np.cumprod(np.r_[np.uint64(1), np.full(int(lengths.max()) - 1, _TYPE_BASE)])
+    keys = np.add.reduceat((ids + np.uint64(1)) * powers[k], starts).view(np.int64)
+    return np.split(keys, words[1:-1])
+
+
+# The base of the word-type key: above any vocabulary's ids, odd so powers never vanish mod 2^64.
+_TYPE_BASE = np.uint64((1 << 21) + 1)
+# The word-boundary markers of SentencePiece ("▁") and byte-level BPE ("Ġ").
+BOUNDARY_MARKERS = ("\u2581", "\u0120")
+
 
 def pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -34,6 +72,25 @@ def pad_id(tokenizer: Any) -> int:
 def unk_id(tokenizer: Any) -> int:
     """The UNK id (the pad id, or 0, for a vocabulary without one)."""
     return tokenizer.unk_token_id if tokenizer.unk_token_id is not None else pad_id(tokenizer)
+
+
+def bare_marker_ids(tokenizer: Any) -> np.ndarray:
+    """The id of the tokenizer's bare word-boundary marker ("▁" alone for SentencePiece,
+    "Ġ" alone for byte-level BPE), or none (WordPiece: no marker, or one that is only text).
+
+    A marker counts only if this tokenizer prefixes words with it: the first piece of a
+    word ("a") must start with it, so a WordPiece vocabulary that lists "▁" as an ordinary
+    character never has its pieces skipped.
+    """
+    enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=False)
+    first = tokenizer.convert_ids_to_tokens(enc["input_ids"][0][:1])
+    marker = next((m for m in BOUNDARY_MARKERS if first and first[0].startswith(m)), None)
+    if marker is None:
+        return np.zeros(0, dtype=np.int64)
+    found = tokenizer.convert_tokens_to_ids(marker)
+    if found is None or tokenizer.convert_ids_to_tokens([found]) != [marker]:
+        return np.zeros(0, dtype=np.int64)  # the marker is never a piece on its own
+    return np.asarray([found], dtype=np.int64)
 
 
 def special_token_layout(tokenizer: Any) -> tuple[np.ndarray, np.ndarray]:

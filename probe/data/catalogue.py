@@ -7,14 +7,23 @@ defined elsewhere registers itself with `TASKS.register(task.name, task)` the sa
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from probe.data.sources.columns import read_token_tag
 from probe.data.sources.conllu import read_conllu
-from probe.data.sources.pairs import attach_labels, read_pair_tsv
+from probe.data.sources.hub import (
+    MASAKHANER_LANGS,
+    PANX_LANGS,
+    PAWSX_LANGS,
+    UDPOS_LANGS,
+    XNLI_LANGS,
+)
+from probe.data.sources.pairs import attach_genres, attach_labels, read_pair_tsv
 from probe.data.sources.parallel import TATOEBA_LANGUAGES, read_parallel
 from probe.data.tasks import TASKS, Records, Task
+from probe.data.ud import TreebankRule
 
 UPOS = (
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
@@ -29,70 +38,33 @@ def iob2(*types: str) -> tuple[str, ...]:
 
 # --- local layouts -----------------------------------------------------------------------
 
-UD_TREEBANKS: dict[str, str] = {
-    "en": "UD_English-EWT/en_ewt",
-    "de": "UD_German-GSD/de_gsd",
-    "fr": "UD_French-GSD/fr_gsd",
-    "es": "UD_Spanish-GSD/es_gsd",
-    "tr": "UD_Turkish-IMST/tr_imst",
-}
-
-
-def _ud_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
-    return (data_dir / "ud" / f"{UD_TREEBANKS[lang]}-ud-{split}.conllu",)
-
-
-# Other corpora of the same UPOS tag set ("domains"), for domain-shift experiments: each is
-# one more `pos-*` task, so it is extracted and cached like any split (the shard's source hash
-# is that treebank's file). A new corpus is one dict entry or one `ud_pos_task` call.
-UD_GUM = {"en": "UD_English-GUM/en_gum"}
-UD_GSD = {
-    lang: f"UD_{name}-GSD/{lang}_gsd"
-    for lang, name in {"de": "German", "fr": "French", "es": "Spanish", "zh": "Chinese",
-                       "ru": "Russian", "id": "Indonesian", "ja": "Japanese"}.items()
-}  # fmt: skip
-UD_PUD = {
-    lang: f"UD_{name}-PUD/{lang}_pud"
-    for lang, name in {"en": "English", "de": "German", "fr": "French", "tr": "Turkish",
-                       "zh": "Chinese", "ru": "Russian", "id": "Indonesian", "fi": "Finnish",
-                       "ko": "Korean", "ar": "Arabic", "hi": "Hindi", "th": "Thai"}.items()
-}  # fmt: skip
+# UD tasks read whatever treebanks lie under <data>/ud (probe.data.ud): `pos` every non-PUD
+# treebank (by default a language's largest with a train split, else its largest), and each
+# `pos-*` domain task the treebanks of one corpus name, for any language present. A new
+# treebank or domain needs no table here: copy the folder in, or add one `ud_pos_task`.
+UD_LAYOUT = "ud/UD_*/{lang}_<treebank>-ud-{split}.conllu"
 
 
 def ud_pos_task(
     name: str,
-    treebanks: dict[str, str],
+    rule: TreebankRule,
     description: str,
     *,
-    train_split: str = "dev",
+    languages: tuple[str, ...],
+    train_split: str | None = "train",
+    dev_split: str | None = "dev",
     eval_split: str = "test",
     default_source: str = "en",
+    trainable_splits: tuple[str, ...] | None = None,
 ) -> Task:
-    """A UPOS task over other UD treebanks: `pos`'s labels, reader and split conventions.
-
-    `treebanks` maps a language to `UD_<Name>/<prefix>` under `<data>/ud`, as UD names files.
-    """
-
-    def locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
-        return (data_dir / "ud" / f"{treebanks[lang]}-ud-{split}.conllu",)
-
+    """A UPOS task over UD treebanks chosen by `rule`: `pos`'s labels, reader and splits."""
     return Task(
         name=name, level="word", metric="accuracy", labels=UPOS,
-        languages=tuple(treebanks), default_source=default_source,
-        train_split=train_split, dev_split=None, eval_split=eval_split,
-        locate=locate, read=_read_conllu, description=description,
+        languages=languages, default_source=default_source,
+        train_split=train_split, dev_split=dev_split, eval_split=eval_split,
+        layout=UD_LAYOUT, treebanks=rule, read=_read_conllu, description=description,
+        trainable_splits=trainable_splits, extra_metrics=("pos_f1",),
     )  # fmt: skip
-
-
-def _xtreme_locate(folder: str) -> Callable[[Path, str, str], tuple[Path, ...]]:
-    def locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
-        return (data_dir / "xtreme" / folder / lang / f"{split}-{lang}.tsv",)
-
-    return locate
-
-
-def _masakhaner_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
-    return (data_dir / "masakhaner2" / lang / f"{split}.txt",)
 
 
 def _tatoeba_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
@@ -104,7 +76,8 @@ def _tatoeba_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
 
 
 def _read_conllu(paths: tuple[Path, ...]) -> Records:
-    return read_conllu(paths[0])
+    """One split of one or more treebanks (`--treebank en_ewt+en_gum`), in that order."""
+    return [sent for path in paths for sent in read_conllu(path)]
 
 
 def _read_columns(sep: str | None) -> Callable[[tuple[Path, ...]], Records]:
@@ -122,12 +95,15 @@ def _read_pairs(layout: Literal["xnli", "pawsx"]) -> Callable[[tuple[Path, ...]]
 
 
 def _read_xnli(paths: tuple[Path, ...]) -> Records:
-    """XTREME's English XNLI test file is unlabelled; its labels sit row-aligned in _myxnli."""
+    """XTREME's English XNLI test file is unlabelled; its labels sit row-aligned in _myxnli,
+    whose `genre` column also prefixes every pair id of the split (`fiction/dev-de.tsv:7`)."""
     pairs = read_pair_tsv(paths[0], "xnli")
     labels = paths[0].parent.parent / "_myxnli" / "my.genre.test.tsv"
     if paths[0].name == "test-en.tsv" and pairs[0].label is None and labels.is_file():
         pairs = attach_labels(pairs, labels)
-    return pairs
+    split = paths[0].name.partition("-")[0]  # `dev-de.tsv` -> dev
+    genres = paths[0].parent.parent / "_myxnli" / f"my.genre.{split}.tsv"
+    return attach_genres(pairs, genres) if genres.is_file() else pairs
 
 
 def _pawsx_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
@@ -142,17 +118,11 @@ def _read_parallel(paths: tuple[Path, ...]) -> Records:
     return read_parallel(paths[0], paths[1])
 
 
-XTREME_UDPOS_LANGS = (
-    "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko lt mr nl pl pt ro ru ta te th "
-    "tl tr uk ur vi wo yo zh"
-).split()
-PANX_LANGS = (
-    "af ar az bg bn de el en es et eu fa fi fr gu he hi hu id it ja jv ko lt ml mr ms nl pa pl "
-    "pt qu ro ru ta te tl tr uk ur vi zh"
-).split()
-XNLI_LANGS = "ar bg de el en es fr hi ru sw th tr ur vi zh".split()
-PAWSX_LANGS = "de en es fr ja ko zh".split()
-MASAKHANER_LANGS = "pcm swa hau ibo kin yor".split()
+# The catalogues (`Task.languages`: documentation, and `--langs all` on the hub) are the hub
+# sources' lists, defined once in probe.data.sources.hub; a local run discovers its languages.
+# UD languages with a treebank in the shared data, for the hub's list and documentation; a
+# local run reads every treebank under ud/ whatever its language.
+UD_LANGS = "ar de en es eu fi fr hi id ja ko ru th tr vi zh".split()
 
 
 def _register(task: Task) -> Task:
@@ -160,66 +130,84 @@ def _register(task: Task) -> Task:
     return TASKS.register(task.name, task)
 
 
-_register(Task(
-    name="pos", level="word", metric="accuracy", labels=UPOS,
-    languages=tuple(UD_TREEBANKS), default_source="en",
-    train_split="dev", dev_split=None, eval_split="test",
-    locate=_ud_locate, read=_read_conllu,
-    description="UPOS tagging on UD CoNLL-U treebanks (EWT, GSD, IMST); train on source dev",
+_register(ud_pos_task(
+    "pos", TreebankRule(), "UPOS tagging on UD CoNLL-U treebanks: train on the source's "
+    "train split, early-stop on dev, evaluate on test (XTREME). Treebank per language: "
+    "--treebank, else the non-PUD treebank with a train split (largest train file if "
+    "several), else the largest non-PUD treebank (English: EWT)",
+    languages=tuple(UD_LANGS),
 ))  # fmt: skip
 _register(ud_pos_task(
-    "pos-gum", UD_GUM, "UPOS on English GUM (another domain than pos's EWT); train on dev",
+    "pos-gum", TreebankRule("gum"), "UPOS on the *_gum treebanks (English GUM: another "
+    "domain than pos's EWT); train, dev, test",
+    languages=("en",),
 ))  # fmt: skip
 _register(ud_pos_task(
-    "pos-gsd", UD_GSD, "UPOS on the GSD treebanks (de fr es zh ru id ja); train on dev",
+    "pos-gsd", TreebankRule("gsd"), "UPOS on the *_gsd treebanks (de fr es zh ru id ja here); "
+    "train, dev, test", languages=("de", "fr", "es", "zh", "ru", "id", "ja"),
     default_source="de",
 ))  # fmt: skip
 _register(ud_pos_task(
-    "pos-pud", UD_PUD, "UPOS on the parallel PUD test sets (news/wiki, 1,000 sentences each); "
-    "test only: an evaluation domain (trained on, its source score would be in-sample)",
-    train_split="test",
+    "pos-pud", TreebankRule("pud", exclude=()), "UPOS on the parallel PUD test sets "
+    "(news/wiki, 1,000 sentences each): evaluation-only (XTREME's UD-POS test sets contain "
+    "them; trained on, every score would be in-sample)",
+    languages=("ar", "de", "en", "fi", "fr", "hi", "id", "ko", "ru", "th", "tr", "zh"),
+    train_split=None, dev_split=None, trainable_splits=(),
 ))  # fmt: skip
 _register(Task(
     name="udpos", level="word", metric="accuracy", labels=UPOS,
-    languages=tuple(XTREME_UDPOS_LANGS), default_source="en",
-    train_split="dev", dev_split=None, eval_split="test",
-    locate=_xtreme_locate("udpos"), read=_read_columns("\t"),
-    description="XTREME's UD-POS (word<TAB>UPOS); train on English dev, test elsewhere",
+    languages=UDPOS_LANGS, default_source="en",
+    train_split="train", dev_split="dev", eval_split="test",
+    layout="xtreme/udpos/{lang}/{split}-{lang}.tsv", read=_read_columns("\t"),
+    extra_metrics=("pos_f1",),
+    description="XTREME's UD-POS (word<TAB>UPOS): train on English train, early-stop on dev, "
+    "test everywhere",
 ))  # fmt: skip
 _register(Task(
     name="ner", level="word", metric="entity_f1", labels=iob2("PER", "ORG", "LOC", "DATE"),
-    languages=tuple(MASAKHANER_LANGS), default_source="pcm",
+    languages=MASAKHANER_LANGS, default_source="pcm",
     train_split="train", dev_split="dev", eval_split="test",
-    locate=_masakhaner_locate, read=_read_columns(" "),
+    layout="masakhaner2/{lang}/{split}.txt", read=_read_columns(" "),
     description="MasakhaNER 2.0 (IOB2 PER/ORG/LOC/DATE); source Nigerian Pidgin (pcm)",
 ))  # fmt: skip
 _register(Task(
     name="panx", level="word", metric="entity_f1", labels=iob2("PER", "ORG", "LOC"),
-    languages=tuple(PANX_LANGS), default_source="en",
+    languages=PANX_LANGS, default_source="en",
     train_split="train", dev_split=None, eval_split="dev",
-    locate=_xtreme_locate("panx"), read=_read_columns("\t"),
+    layout="xtreme/panx/{lang}/{split}-{lang}.tsv", read=_read_columns("\t"),
     description="PAN-X / WikiANN NER (IOB2 PER/ORG/LOC); test labels hidden: evaluate on dev",
 ))  # fmt: skip
 _register(Task(
     name="xnli", level="pair", metric="accuracy",
     labels=("entailment", "neutral", "contradiction"),
-    languages=tuple(XNLI_LANGS), default_source="en",
+    languages=XNLI_LANGS, default_source="en",
     train_split="test", dev_split=None, eval_split="dev",
-    locate=_xtreme_locate("xnli"), read=_read_xnli,
+    layout="xtreme/xnli/{lang}/{split}-{lang}.tsv", read=_read_xnli,
     description="XNLI; no English train set here: train on English test, evaluate on dev",
+    trainable_splits=("test",),
+    split_note="declared: XTREME's local XNLI has no English train set, so heads train on the "
+    "English test set and every language (English too) is evaluated on its dev set, whose "
+    "sentences are disjoint from the test set's (the leakage guard checks by hashing them)",
 ))  # fmt: skip
 _register(Task(
     name="pawsx", level="pair", metric="accuracy", labels=("0", "1"),
-    languages=tuple(PAWSX_LANGS), default_source="en",
+    languages=PAWSX_LANGS, default_source="en",
     train_split="dev", dev_split=None, eval_split="test",
-    locate=_pawsx_locate, read=_read_pairs("pawsx"),
+    layout="xtreme/pawsx/{lang}/{split}-{lang}.tsv", locate=_pawsx_locate,
+    read=_read_pairs("pawsx"),
     description="PAWS-X paraphrase; train on English dev, evaluate on labelled test (de, zh); "
     "the English test here has no labels, so the source is not scored",
 ))  # fmt: skip
-_register(Task(
+TATOEBA = _register(Task(
     name="tatoeba", level="parallel", metric="accuracy", labels=(),
     languages=TATOEBA_LANGUAGES, default_source="eng",
-    train_split="test", dev_split=None, eval_split="test",
-    locate=_tatoeba_locate, read=_read_parallel,
-    description="Tatoeba parallel sentences with English (XTREME retrieval), 3-letter codes",
+    train_split=None, dev_split=None, eval_split="test",
+    layout="tatoeba/tatoeba.{lang}-eng.{lang}", locate=_tatoeba_locate, read=_read_parallel,
+    description="Tatoeba parallel sentences with English (XTREME retrieval), 3-letter codes; "
+    "nothing trains on it",
+))  # fmt: skip
+_register(replace(
+    TATOEBA, name="tatoeba-xtreme", sentence_pooling="mean-with-specials",
+    description="Tatoeba's files pooled as XTREME's retrieval pools them: the mean over every "
+    "attended token, [CLS]/[SEP] included; nothing trains on it",
 ))  # fmt: skip

@@ -1,49 +1,116 @@
 """The task registry (TASKS) and the Task type: what a task reads, how it is scored, where it lives.
 
 The built-in tasks are defined in probe.data.catalogue, which the registry imports on its first
-lookup; this module keeps the language and data-directory resolution every task shares.
+lookup (then any task files named by $PROBE_TASK_FILE, probe.data.taskfile); this module keeps
+the split and data-directory resolution every task shares. Which languages a data directory
+holds is probe.data.discovery; the checks a split's records pass, probe.data.checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from probe.data.checks import check_records
+from probe.data.layout import PathPattern
 from probe.data.sources.records import TaggedSentence, TextPair
-from probe.errors import DataError, ProbeError, unknown_name
+from probe.data.ud import TreebankRule, parse_picks, ud_index
+from probe.errors import DataError, ProbeError
 from probe.registry import Registry
 
 Level = Literal["word", "pair", "parallel"]
+SentencePooling = Literal["mean", "mean-with-specials"]
+SENTENCE_POOLINGS: tuple[str, ...] = ("mean", "mean-with-specials")
 Records = list[TaggedSentence] | list[TextPair]
+Locate = Callable[[Path, str, str], tuple[Path, ...]]
 
 
 @dataclass(frozen=True)
 class Task:
     """One probing task: what is read, how it is scored, and how it is laid out on disk.
 
-    `locate(data_dir, lang, split)` gives the local file(s) of one split; `read(paths)` turns
-    them into records. `train_split` / `dev_split` are read in the source language (a None
-    dev split means: hold out part of the training split); `eval_split` in every language.
+    `layout` is the path pattern of its files (`xtreme/panx/{lang}/{split}-{lang}.tsv`): the
+    languages of a local directory are found with it. `locate(data_dir, lang, split)` gives
+    the file(s) of one split (default: the layout filled in); UD tasks instead pick their
+    treebanks by `treebanks` (probe.data.ud). `read(paths)` turns the files into records.
+
+    Splits: `train_split` / `dev_split` are read in the source language (a None dev split
+    means: hold out part of the training split), `eval_split` in every language. Only
+    `trainable_splits` may ever train or early-stop a head: an evaluation-only task
+    (`pos-pud`) has none and `train_split` None. `split_note` states a task's deliberate
+    departure from train/dev/test (XNLI here trains on English test).
     """
 
     name: str
     level: Level
     metric: Literal["accuracy", "entity_f1"]
     labels: tuple[str, ...]
-    languages: tuple[str, ...]
+    languages: tuple[str, ...]  # the known catalogue, not a gate on local files
     default_source: str
-    train_split: str
+    train_split: str | None
     dev_split: str | None
     eval_split: str
-    locate: Callable[[Path, str, str], tuple[Path, ...]]
+    layout: str | tuple[str, ...]  # path pattern(s) under the data directory
     read: Callable[[tuple[Path, ...]], Records]
     description: str
+    locate: Locate | None = None  # None: the layout filled in (or the UD treebank rule)
+    treebanks: TreebankRule | None = None  # UD tasks: which treebanks under ud/ they read
+    trainable_splits: tuple[str, ...] | None = None  # None: (train_split, dev_split)
+    split_note: str = ""
+    root: Path | None = None  # a task file's own data root, used instead of --data-dir
     label_map: dict[str, str] = field(default_factory=dict)  # e.g. MasakhaNER DATE -> O
+    # Parallel tasks: which tokens a sentence's vector averages. "mean": its subwords only;
+    # "mean-with-specials": every attended token, [CLS]/[SEP] (<s>/</s>) included, as
+    # XTREME's Tatoeba retrieval pools (docs/cache-format.md, sentence-level shards).
+    sentence_pooling: SentencePooling = "mean"
+    # Scored beside `metric` in every row, never the headline: ("pos_f1",) on UPOS tasks,
+    # XTREME's seqeval-0.0.12 F1 (names from probe.analysis.metrics.METRICS).
+    extra_metrics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sentence_pooling not in SENTENCE_POOLINGS:
+            raise ProbeError(
+                f"task {self.name!r}: sentence_pooling must be one of "
+                f"{', '.join(SENTENCE_POOLINGS)}, not {self.sentence_pooling!r}"
+            )
+        if self.sentence_pooling != "mean" and self.level != "parallel":
+            raise ProbeError(
+                f"task {self.name!r}: sentence_pooling {self.sentence_pooling!r} "
+                "needs a parallel task (pairs are encoded jointly)"
+            )
+        if self.trainable_splits is None:
+            own = tuple(s for s in (self.train_split, self.dev_split) if s)
+            object.__setattr__(self, "trainable_splits", own)
+        for split in (self.train_split, self.dev_split):
+            if split is not None and split not in self.may_train:
+                raise ProbeError(f"task {self.name!r}: split {split!r} trains but is not trainable")
+
+    @property
+    def patterns(self) -> tuple[PathPattern, ...]:
+        layouts = (self.layout,) if isinstance(self.layout, str) else self.layout
+        return tuple(PathPattern(text) for text in layouts)
+
+    def where(self, data_dir: Path | None) -> Path | None:
+        """Where this task's files are: its own root (a task file), else data_dir."""
+        return self.root or data_dir
+
+    @property
+    def may_train(self) -> tuple[str, ...]:
+        return self.trainable_splits or ()
+
+    @property
+    def evaluation_only(self) -> bool:
+        return self.train_split is None
+
+    @property
+    def known_splits(self) -> tuple[str, ...]:
+        every = (self.train_split, self.dev_split, self.eval_split, *self.may_train)
+        return tuple(dict.fromkeys(s for s in every if s))
 
     def splits_for(self, lang: str, source: str | None = None) -> tuple[str, ...]:
         """The splits a zero-shot run needs in one language: all three for the source."""
@@ -53,21 +120,85 @@ class Task:
             )
         return (self.eval_split,)
 
-    def check_language(self, lang: str) -> None:
-        if lang not in self.languages:
-            raise unknown_name(f"language for task {self.name!r}", lang, self.languages)
+    def check_trainable(self, split: str) -> None:
+        """Refuse training (or early stopping) on a split the task keeps for evaluation."""
+        if split in self.may_train:
+            return
+        if not self.may_train:
+            raise ProbeError(
+                f"task {self.name!r} is evaluation-only (its {self.eval_split} sets are "
+                "test data): it cannot be trained on; train on another task and evaluate here"
+            )
+        what = "its evaluation split" if split == self.eval_split else "not a training split"
+        raise ProbeError(
+            f"task {self.name!r} cannot train on {split!r} ({what}); trainable: "
+            f"{', '.join(self.may_train)}"
+        )
+
+    def training_split(self) -> str:
+        """The split heads train on, or the one-line refusal of an evaluation-only task."""
+        if self.train_split is None:
+            self.check_trainable(self.eval_split)
+        assert self.train_split is not None
+        return self.train_split
+
+    def training_on(self, split: str | None) -> Task:
+        """This task trained on `split` instead (None: unchanged). Training on the dev split
+        makes the dev set a seeded hold-out of it (`probe.train.splits.train_dev`)."""
+        if split is None or split == self.train_split:
+            return self
+        self.check_trainable(split)
+        dev = None if split == self.dev_split else self.dev_split
+        return dataclasses.replace(self, train_split=split, dev_split=dev)
+
+    def files(
+        self, data_dir: Path, lang: str, split: str, treebanks: Sequence[str] = ()
+    ) -> tuple[Path, ...]:
+        """The file(s) of one split; for UD tasks those of the picked (or default) treebanks,
+        concatenated in that order (a split shipped in parts: its parts, sorted)."""
+        if self.treebanks is None:
+            if treebanks:
+                raise ProbeError(f"--treebank: task {self.name!r} reads no UD treebanks")
+            if self.locate is not None:
+                return self.locate(data_dir, lang, split)
+            return (self.patterns[0].path(data_dir, lang, split),)
+        chosen = self.treebanks.select(ud_index(data_dir), lang, parse_picks(treebanks))
+        have = tuple(part for tb in chosen for part in tb.files.get(split, ()))
+        if have:
+            return have
+        first = next(iter(chosen[0].files.values()))[0]  # names the missing file
+        return (first.parent / f"{chosen[0].name}-ud-{split}.conllu",)
+
+    def treebanks_used(
+        self, data_dir: Path, lang: str, treebanks: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """The UD treebank names one language reads (() for other tasks)."""
+        if self.treebanks is None:
+            return ()
+        chosen = self.treebanks.select(ud_index(data_dir), lang, parse_picks(treebanks))
+        return tuple(tb.name for tb in chosen)
+
+
+def _load_tasks() -> None:
+    importlib.import_module("probe.data.catalogue")
+    from probe.data.taskfile import register_env_task_files
+
+    register_env_task_files()
 
 
 # The catalogue reads Tatoeba's language table from its reader, so it loads on the first
 # lookup rather than here: `import probe.data.tasks` (the Task type) pays for no reader.
-TASKS: Registry[Task] = Registry(
-    "task", load=lambda: importlib.import_module("probe.data.catalogue")
-)
+TASKS: Registry[Task] = Registry("task", load=_load_tasks)
 
 
 def get_task(name: str) -> Task:
     """Look a task up by name; unknown names fail with the close matches and the full list."""
     return TASKS.get(name)
+
+
+def run_task(name: str, train_split: str | None = None) -> Task:
+    """The task as one run uses it: looked up, trained on `train_split` when given."""
+    return get_task(name).training_on(train_split)
 
 
 def default_data_dir(explicit: Path | None = None) -> Path | None:
@@ -78,35 +209,11 @@ def default_data_dir(explicit: Path | None = None) -> Path | None:
     return Path(env) if env else None
 
 
-def available_languages(task: Task, data_dir: Path) -> tuple[str, ...]:
-    """The task's languages whose evaluation split exists under data_dir (`--langs all`)."""
-    return tuple(
-        lang for lang in task.languages
-        if all(p.is_file() for p in task.locate(data_dir, lang, task.eval_split))
-    )  # fmt: skip
-
-
-def expand_languages(task: Task, langs: Sequence[str], data_dir: Path | None) -> tuple[str, ...]:
-    """Resolve `all` and comma lists against the task's languages (and the local data)."""
-    wanted: list[str] = []
-    for item in langs:
-        wanted.extend(x.strip() for x in item.split(",") if x.strip())
-    if wanted == ["all"]:
-        if data_dir is None:
-            return task.languages
-        found = available_languages(task, data_dir)
-        if not found:
-            raise ProbeError(f"no data for task {task.name!r} under {data_dir}")
-        return found
-    for lang in wanted:
-        task.check_language(lang)
-    return tuple(dict.fromkeys(wanted))
-
-
-def local_files(task: Task, data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
+def local_files(
+    task: Task, data_dir: Path, lang: str, split: str, treebanks: Sequence[str] = ()
+) -> tuple[Path, ...]:
     """The files of one split, with a clear error when a split is missing."""
-    task.check_language(lang)
-    paths = task.locate(data_dir, lang, split)
+    paths = task.files(task.where(data_dir) or data_dir, lang, split, treebanks)
     for path in paths:
         if not path.is_file():
             raise DataError(
@@ -117,76 +224,27 @@ def local_files(task: Task, data_dir: Path, lang: str, split: str) -> tuple[Path
     return paths
 
 
-def read_split(task: Task, data_dir: Path, lang: str, split: str) -> Records:
+def read_split(
+    task: Task, data_dir: Path, lang: str, split: str, treebanks: Sequence[str] = ()
+) -> Records:
     """Read one split from local files and check every tag against the task's label set."""
-    paths = local_files(task, data_dir, lang, split)
-    records = task.read(paths)
-    if not records:
-        raise DataError(paths[0], None, f"no {task.level} records in split {split!r}")
-    allowed = set(task.labels)
-    if task.level == "word":
-        fixed: list[TaggedSentence] = []
-        for sent in records:
-            assert isinstance(sent, TaggedSentence)
-            if not sent.words:
-                raise DataError(paths[0], None, f"sentence {sent.sent_id!r} has no words")
-            tags = tuple(task.label_map.get(t, t) for t in sent.tags)
-            for i, tag in enumerate(tags):
-                if tag not in allowed:
-                    raise DataError(
-                        paths[0], _word_line(paths[0], sent, i),
-                        f"sentence {sent.sent_id!r}, word {sent.words[i]!r}: tag {tag!r} is not "
-                        f"in the {task.name} label set ({', '.join(task.labels)})",
-                    )  # fmt: skip
-            fixed.append(
-                TaggedSentence(sent.sent_id, sent.words, tags) if tags != sent.tags else sent
-            )
-        return fixed
-    if task.level == "pair":
-        for pair in records:
-            assert isinstance(pair, TextPair)
-            if pair.label is not None and pair.label not in allowed:
-                raise DataError(
-                    paths[0],
-                    None,
-                    f"pair {pair.pair_id!r}: label {pair.label!r} not in {task.labels}",
-                )
-    return records
+    paths = local_files(task, data_dir, lang, split, treebanks)
+    return check_records(task, task.read(paths), paths, split)
 
 
-def _word_line(path: Path, sent: TaggedSentence, word: int) -> int | None:
-    """The line of word `word` of `sent` in its CoNLL-U or token-per-line file, or None.
+def training_size(records: Sequence[TaggedSentence] | Sequence[TextPair]) -> int:
+    """Words (word tasks) or items a list of records holds: the training size a summary prints."""
+    return sum(len(r.words) if isinstance(r, TaggedSentence) else 1 for r in records)
 
-    Only for error messages, so the file is read again only when one is raised. The sentence
-    is found by its `file:line` id or its `# sent_id` comment; CoNLL-U multiword-token and
-    empty-node lines (`1-2`, `1.1`) are skipped as the reader skips them.
-    """
-    from probe.data.sources.columns import read_lines
 
-    lines = read_lines(path)
-    head, _, number = sent.sent_id.rpartition(":")
-    if head == path.name and number.isdigit():
-        start = int(number) - 1
-    else:
-        marks = [
-            i for i, line in enumerate(lines)
-            if line.startswith("#") and [p.strip() for p in line[1:].partition("=")[::2]]
-            == ["sent_id", sent.sent_id]
-        ]  # fmt: skip
-        if len(marks) != 1:
-            return None
-        start = marks[0]
-    seen = -1
-    for i in range(start, len(lines)):
-        line = lines[i]
-        if not line.strip():
-            if seen >= 0:
-                return None
-            continue
-        cols = line.split("\t")
-        if line.startswith("#") or (len(cols) == 10 and re.fullmatch(r"\d+[-.]\d+", cols[0])):
-            continue
-        seen += 1
-        if seen == word:
-            return i + 1 if sent.words[word] in line else None
-    return None
+def treebank_settings(
+    task: Task, data_dir: Path | None, langs: Sequence[str], treebanks: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """{language: UD treebanks read} for settings.json ({} for other tasks)."""
+    if task.treebanks is None:
+        return {}
+    if data_dir is None:
+        from probe.data.hub_tasks import hub_treebanks
+
+        return {lang: list(hub_treebanks(task, lang, treebanks)) for lang in langs}
+    return {lang: list(task.treebanks_used(data_dir, lang, treebanks)) for lang in langs}

@@ -4,9 +4,9 @@ An experiment declares what is specific to it: its name, the task levels it acce
 to extract, its jobs, how one job runs, how job rows aggregate, its settings and how its
 results render. `Experiment.run()` owns the rest, once for all of them: resolving the task,
 the source and the languages, refusing torchrun, one `ensure_cached` call (one cache key by
-construction), the results directory, the job pool (`--workers` / `--cluster`) with its
-journal (a killed run resumes with only the missing jobs), the results files and the
-summary.
+construction), the leakage guard (probe.experiments.leakage), the results directory, the
+job pool (`--workers` / `--cluster`) with its journal (a killed run resumes with only the
+missing jobs), the results files and the summary.
 """
 
 from __future__ import annotations
@@ -19,11 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from probe.data.tasks import Task, get_task
+from probe.data.discovery import check_language
+from probe.data.tasks import (
+    Task,
+    default_data_dir,
+    get_task,
+    treebank_settings,
+)
 from probe.errors import ProbeError
 from probe.experiments.backends import PoolConfig
+from probe.experiments.dtypes import compute_dtypes
 from probe.experiments.journal import Journal, fingerprint
+from probe.experiments.leakage import (
+    LeakageReport,
+    SplitUse,
+    cache_sentences,
+    check_leakage,
+    file_sentences,
+    leakage_lines,
+)
 from probe.experiments.pool import run_jobs
+from probe.experiments.subset_record import extracted_subsets, training_subsets, write_subsets
 from probe.registry import Registry
 from probe.results.report import provenance, run_directory
 from probe.results.rows import Row
@@ -36,7 +52,8 @@ C = TypeVar("C")
 J = TypeVar("J")
 
 # Settings that say how a run went, not what it computed: left out of the directory hash.
-BASE_VOLATILE = ("seconds", "provenance", "workers", "cluster")
+# `leakage` is a check of the data, recorded either way (an --allow-overlap run included).
+BASE_VOLATILE = ("seconds", "provenance", "workers", "cluster", "leakage")
 
 
 def _load_experiments() -> None:
@@ -60,6 +77,7 @@ class RunOptions:
     workers: int | None = 1  # None: one per core; 1: in this process
     cluster: str | None = None  # a Dask or Ray address (probe.experiments.pool)
     progress: bool = True
+    allow_overlap: bool = False  # run even when training data overlaps evaluation data
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,26 @@ class Experiment(ABC, Generic[C, J]):
         fine-tuning run's per-step losses), from the finished jobs (default: none)."""
         return {}
 
+    def split_use(self, ctx: Context) -> SplitUse:
+        """The splits this run trains or early-stops on and those it scores, for the leakage
+        guard (default: the source's train and dev splits, every language's evaluation
+        split; splits with hidden labels are not scored and the guard skips them)."""
+        return SplitUse.zero_shot(ctx.task, (ctx.source,), ctx.langs)
+
+    def subsets(self, ctx: Context) -> dict[str, Any]:
+        """The subsets the run used, by sentence id, for subsets.json: what extraction sampled
+        and the source's training subset (`max_train_words`, the dev hold-out) when the config
+        has those fields; experiments that train several languages extend it."""
+        if ctx.cache is None:
+            return {}
+        out = extracted_subsets(ctx.cache)
+        fraction = getattr(self.config, "dev_fraction", None)
+        if fraction is not None and ctx.task.level in ("word", "pair"):
+            cap = getattr(self.config, "max_train_words", None)
+            out.update(training_subsets(ctx.task, ctx.cache, [(ctx.source, cap)], fraction,
+                                        _data_seed(self.config)))  # fmt: skip
+        return out
+
     def identity(self) -> Any:
         """What the journal's fingerprint is computed from, besides the cache (default: the
         config, which holds no run-location fields)."""
@@ -176,15 +214,40 @@ class Experiment(ABC, Generic[C, J]):
 
     # --- owned by the base ------------------------------------------------------------------
 
+    def leakage(self, ctx: Context) -> LeakageReport:
+        """The leakage guard (probe.experiments.leakage) over `split_use`: texts from the
+        cache, or for a run that reads none from where each task lives (files or hub)."""
+        if ctx.cache is not None:
+            read = cache_sentences(ctx.cache.root, ctx.cache.key)
+        else:
+            read = file_sentences(self.task_data_dir(), {ctx.task.name: self.data_choice()[1]})
+        return check_leakage(self.split_use(ctx), read, self.options.allow_overlap)
+
+    def task_data_dir(self) -> Path | None:
+        """Where the run reads task data (the config's paths, or its own `data_dir`)."""
+        paths = getattr(self.config, "paths", None)
+        if paths is not None:
+            return paths.data_dir  # type: ignore[no-any-return]
+        return default_data_dir(getattr(self.config, "data_dir", None))
+
+    def data_choice(self) -> tuple[str | None, tuple[str, ...]]:
+        """The run's `--train-split` and `--treebank` picks (default: the config's fields)."""
+        config = self.config
+        return getattr(config, "train_split", None), tuple(getattr(config, "treebanks", ()))
+
     def resolve(self) -> tuple[Task, str]:
-        task = get_task(self.task_name())
+        # `--train-split` (the config's `train_split`) is checked against what may train.
+        train_split, treebanks = self.data_choice()
+        task = get_task(self.task_name()).training_on(train_split)
         if task.level not in self.levels:
             raise ProbeError(
                 f"`probe {self.name}` takes {' or '.join(self.levels)}-level tasks; "
                 f"{task.name!r} is {task.level}-level{self.other_levels_hint}"
             )
+        if task.level != "parallel":  # heads train on it: an evaluation-only task is refused
+            task.training_split()
         source = self.source_lang(task)
-        task.check_language(source)
+        check_language(task, source, self.task_data_dir(), treebanks)
         return task, source
 
     def run(self) -> RunResult:
@@ -207,10 +270,12 @@ class Experiment(ABC, Generic[C, J]):
         extracted = time.perf_counter()
         ctx = self.context(task, source, cache)
         jobs = self.jobs(ctx)
+        leakage = self.leakage(ctx)  # before any job or file: a leaking run writes nothing
         pool = PoolConfig(self.options.workers, self.options.cluster)
         settings = {**self.base_settings(ctx), **self.settings(ctx)}
         settings["workers"] = pool.local_workers(len(jobs)) if pool.cluster is None else None
         settings["cluster"] = pool.cluster
+        settings["leakage"] = leakage.settings()
         directory = run_directory(self.results_base(ctx), self.directory_name(ctx), settings,
                                   volatile=(*BASE_VOLATILE, *self.volatile))  # fmt: skip
         cache_identity = cache.identity() if cache is not None else None
@@ -225,7 +290,10 @@ class Experiment(ABC, Generic[C, J]):
         seconds = {"extract": extracted - started, "jobs": time.perf_counter() - extracted}
         settings["seconds"] = {k: round(v, 3) for k, v in seconds.items()}
         rows.write(directory, settings)
-        summary = self.render(ctx, rows, directory)
+        write_subsets(directory, self.subsets(ctx), _data_seed(self.config))
+        summary = training_lines(settings) + self.render(ctx, rows, directory)
+        found = leakage_lines(settings["leakage"])  # only when the guard found any overlap
+        summary += f"\n\n{found}" if found else ""
         (directory / "summary.txt").write_text(summary + "\n")
         journal.clear()  # every output is written: a rerun recomputes with the current code
         extras = self.extras(ctx, parts)
@@ -251,11 +319,52 @@ class Experiment(ABC, Generic[C, J]):
             "train_split": ctx.task.train_split,
             "dev_split": ctx.task.dev_split,
             "eval_split": ctx.task.eval_split,
+            "split_note": ctx.task.split_note or None,
+            "treebanks": treebank_settings(ctx.task, self.task_data_dir(), ctx.langs,
+                                           self.data_choice()[1]) or None,
+            "train_size": self.training_sizes(ctx),
+            "train_unit": "words" if ctx.task.level == "word" else "pairs",
             "provenance": provenance(_seed(self.config)),
-        }
+        }  # fmt: skip
         if ctx.cache is not None:
             settings.update(ctx.cache.settings())
+        extraction = ctx.cache.cache_spec.compute_dtype if ctx.cache is not None else None
+        settings["compute_dtype"] = compute_dtypes(self.config, extraction)
         return settings
+
+    def training_sizes(self, ctx: Context) -> dict[str, int]:
+        """{"<lang> <split>": words (pairs)} the heads train on, after every cap and hold-out
+        (default: each `training_languages` split as `train_dev` keeps it)."""
+        from probe.train.splits import opener, train_dev
+
+        if ctx.cache is None or ctx.task.train_split is None:
+            return {}
+        cfg = self.config
+        open_split = opener(ctx.cache.root, ctx.cache.key, ctx.task)
+        sizes = {}
+        for lang in self.training_languages(ctx):
+            train, dev = train_dev(ctx.task, open_split, lang,
+                                   getattr(cfg, "max_train_words", None),
+                                   getattr(cfg, "dev_fraction", 0.1), _seed(cfg))  # fmt: skip
+            sizes[f"{lang} {ctx.task.train_split}"] = len(train.labels)
+            train.reader.close()
+            dev.reader.close()
+        return sizes
+
+    def training_languages(self, ctx: Context) -> tuple[str, ...]:
+        """The languages whose training split trains heads (default: the source)."""
+        return (ctx.source,)
+
+
+def training_lines(settings: Mapping[str, Any]) -> str:
+    """The summary's first lines: what trained, and how much ("trained on en train: 204,585
+    words"), and the task's declared split choice where it has one."""
+    unit = settings.get("train_unit", "words")
+    sizes = settings.get("train_size") or {}
+    lines = [f"trained on {where}: {n:,} {unit}" for where, n in sizes.items()]
+    if settings.get("split_note"):
+        lines.append(f"splits: {settings['split_note']}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _stamped(row: Row, stamp: Mapping[str, str]) -> Row:
@@ -268,6 +377,12 @@ def _stamped(row: Row, stamp: Mapping[str, str]) -> Row:
 def _seed(config: Any) -> int:
     train = getattr(config, "train", None)
     return int(getattr(train, "seed", getattr(config, "seed", 0)))
+
+
+def _data_seed(config: Any) -> int:
+    """The seed subsets and hold-outs are drawn with: a multi-seed run's first seed."""
+    seeds = getattr(config, "seeds", None)
+    return int(seeds[0]) if seeds else _seed(config)
 
 
 def run_experiment(name: str, config: Any, options: RunOptions | None = None) -> RunResult:

@@ -37,9 +37,12 @@ from probe.analysis.calibration import (
     reliability,
 )
 from probe.analysis.metrics import score
-from probe.data.tasks import Task, expand_languages, get_task
+from probe.data.discovery import check_language, expand_languages
+from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
+from probe.experiments.leakage import SplitUse
+from probe.experiments.subset_record import training_subsets
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -48,7 +51,7 @@ from probe.extract import (
     ExtractSpec,
     ensure_cached,
 )
-from probe.results.render.calibration import bin_rows, is_bin, render_calibration
+from probe.results.render.calibration import bin_rows, design_line, is_bin, render_calibration
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig
@@ -62,10 +65,11 @@ from probe.train.select import (
     resolve_fuse_layer,
     train_head,
 )
-from probe.train.splits import CachedSplit, opener, train_dev
+from probe.train.splits import CachedSplit, opener, train_caps, train_dev
 
-# Config fields recorded elsewhere: the cache handle's settings, or the base (the source).
-_NOT_SETTINGS = ("spec", "options", "paths", "task", "langs", "source")
+# Config fields recorded elsewhere: the cache handle's settings, or the base (the source, the
+# resolved train split).
+_NOT_SETTINGS = ("spec", "options", "paths", "task", "langs", "source", "train_split")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class CalibrationConfig:
     dlfa_train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
+    # --train-split; None = the task's own. `dev` is the small-data setting the shared data
+    # needs for GSD (de/fr have no train split there); the dev set is then a hold-out.
+    train_split: str | None = None
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank)
 
 
 @dataclass(frozen=True)
@@ -113,20 +121,22 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
     other_levels_hint = (" (calibration trains token-level heads, linear and DLFA: use a "
                          "word-level task such as pos, ner, panx, udpos)")  # fmt: skip
     bins = Table()  # the jobs' reliability bins, set aside by `aggregate` for `render`
+    pooled_cap: int | None = None  # each pooled language's training words (set by `jobs`)
 
     @functools.cached_property
     def plan(self) -> _Plan:
         cfg = self.config
-        task = get_task(cfg.task)
+        task = run_task(cfg.task, cfg.train_split)
         source = cfg.source or task.default_source
         pooled = tuple(dict.fromkeys(cfg.pooled))
+        data_dir = cfg.paths.data_dir  # None: the hub; a task file's root wins
         for lang in (source, *pooled):
-            task.check_language(lang)
+            check_language(task, lang, data_dir, cfg.treebanks)
         if len(pooled) < 2:
             raise ProbeError(f"--pooled needs two or more languages, got {','.join(pooled)}")
-        data_dir = cfg.paths.require_data_dir("calibration")
         train_langs = tuple(dict.fromkeys((source, *pooled)))
-        langs = tuple(dict.fromkeys((*train_langs, *expand_languages(task, cfg.langs, data_dir))))
+        found = expand_languages(task, cfg.langs, data_dir, cfg.treebanks)
+        langs = tuple(dict.fromkeys((*train_langs, *found)))
         held_out = tuple(lang for lang in langs if lang not in train_langs)
         return _Plan(source, pooled, train_langs, langs, held_out)
 
@@ -138,16 +148,32 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
         splits = tuple(
             dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
         )
-        cap = cfg.max_sentences
-        requests = [ExtractRequest(task.name, plan.train_langs, splits, max_sentences=cap)]
+        cap, seed = cfg.max_sentences, cfg.train.seed
+        requests = [
+            ExtractRequest(
+                task.name,
+                plan.train_langs,
+                splits,
+                max_sentences=cap,
+                split_caps=train_caps(task, cfg.max_train_words),
+                seed=seed,
+                treebanks=cfg.treebanks,
+            )
+        ]
         if plan.held_out:
             requests.append(ExtractRequest(task.name, plan.held_out, (task.eval_split,),
-                                           max_sentences=cap))  # fmt: skip
+                                           treebanks=cfg.treebanks,
+                                           max_sentences=cap, seed=seed))  # fmt: skip
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         assert cache is not None
         return Context(task, source, self.plan.eval_langs, cache, cache.n_layers)
+
+    def split_use(self, ctx: Context) -> SplitUse:
+        """Both regimes' training languages, against every scored language (the leakage
+        guard)."""
+        return SplitUse.zero_shot(ctx.task, self.plan.train_langs, ctx.langs)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _HeadJob]]:
         """Per regime, a job per layer's probe and one for DLFA; the regime's first job also
@@ -159,6 +185,7 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
         cap = cfg.max_train_words
         if cfg.match_size:  # the pooled head gets as many words as the source's, split evenly
             cap = max(1, _words(ctx.task, root, cache.key, plan.source, cfg) // len(plan.pooled))
+        self.pooled_cap = cap
         regimes = (
             (plan.source, (plan.source,), cfg.max_train_words),
             (plan.regimes[1], plan.pooled, cap),
@@ -185,6 +212,15 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
         rows = list(every.filter(metric=lambda m: not is_bin(m)))
         return rows + _held_out_means(ctx.task, rows, self.plan.held_out)
 
+    def subsets(self, ctx: Context) -> dict[str, Any]:
+        """The source regime's subsets (the base's) and each pooled language's size-matched
+        sample."""
+        assert ctx.cache is not None
+        cfg, pooled = self.config, [(lang, self.pooled_cap) for lang in self.plan.pooled]
+        return {**super().subsets(ctx),
+                **training_subsets(ctx.task, ctx.cache, pooled, cfg.dev_fraction,
+                                   cfg.train.seed)}  # fmt: skip
+
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg, task = self.config, ctx.task
         return {
@@ -194,12 +230,17 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
             "dev_split": task.dev_split or f"{cfg.dev_fraction:.0%} of {task.train_split}",
             "temperature_fit": "one T per head, NLL on that head's own dev split(s), LBFGS on "
             "log T",
+            "subsets": "seeded random samples of whole sentences, stratified by genre where ids "
+            "carry it (probe.data.subsets); ids in subsets.json",
         }
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
-        return render_calibration(ctx.task, rows, self.bins, self.plan.regimes, ctx.langs,
-                                  self.plan.held_out, ctx.n_layers, directory,
-                                  ctx.model_key)  # fmt: skip
+        cfg, plan = self.config, self.plan
+        design = design_line(ctx.task, plan.source, plan.pooled, self.pooled_cap,
+                             cfg.match_size, cfg.max_train_words)  # fmt: skip
+        return render_calibration(ctx.task, rows, self.bins, plan.regimes, ctx.langs,
+                                  plan.held_out, ctx.n_layers, directory, ctx.model_key,
+                                  design=design)  # fmt: skip
 
 
 def _words(task: Task, root: Path, key: str, source: str, cfg: CalibrationConfig) -> int:
@@ -236,7 +277,8 @@ class _HeadJob:
 def run_head_job(job: _HeadJob) -> list[Row]:
     """Train one head on its regime's data; fit its T on the regime's dev data; score it on
     every language before and after scaling."""
-    cfg, task = job.config, get_task(job.task)
+    cfg = job.config
+    task = run_task(job.task, cfg.train_split)
     open_split = opener(job.root, job.key, task)
     pairs = [train_dev(task, open_split, lang, job.max_train_words, cfg.dev_fraction,
                        cfg.train.seed) for lang in job.train_langs]  # fmt: skip
@@ -284,7 +326,8 @@ def _evaluate(
         probs = predict(spec, head, [split])
         scaled = apply_temperature(log_probs(probs), temperature)
         for metric, value in score(task.metric, probs, split.labels, offsets=split.offsets,
-                                   label_names=task.labels).items():  # fmt: skip
+                                   label_names=task.labels,
+                                   extra=task.extra_metrics).items():  # fmt: skip
             rows.append(Row(name, spec.name, lang, metric, value, **typed))
         before = reliability(probs, split.labels, n_bins)
         after = reliability(scaled, split.labels, n_bins)
@@ -301,7 +344,7 @@ def _held_out_means(task: Task, rows: Sequence[Row], held_out: Sequence[str]) ->
     """The mean of each head's metrics over the held-out languages (all of them scored)."""
     if not held_out:
         return []
-    metrics = {task.metric, "accuracy", "ece", "ece_ts", "nll", "nll_ts"}
+    metrics = {task.metric, *task.extra_metrics, "accuracy", "ece", "ece_ts", "nll", "nll_ts"}
     scored = Table(rows).filter(lang=lambda lang: lang in held_out, metric=lambda m: m in metrics,
                                 subset="", group="")  # fmt: skip
     groups: dict[tuple[str, tuple[int, ...], str], list[Row]] = {}

@@ -7,8 +7,11 @@ of every out-of-domain task that has the language (`pos-gum`: English GUM; `pos-
 PUD treebanks). Heads: a linear probe per layer, and DLFA fusing the last layer with layer k.
 The drop is the in-domain score minus the out-of-domain score of the same head; comparing
 DLFA's drop with the last-layer probe's asks whether fusion makes a head more robust to
-domain shift. A language whose training split has fewer than `low_resource_words` words is
-flagged low-resource (`--max-train-words` simulates a small training set anywhere).
+domain shift. A language whose training data (train plus dev) has fewer than
+`small_train_words` words is flagged `small_train`: the flag is about the training-set size
+here, not about how well-resourced the language is (`--max-train-words` simulates a small
+training set anywhere: a seeded, genre-stratified random sample of whole sentences,
+`probe.data.subsets`, whose ids subsets.json records).
 Where sentence ids encode a genre (EWT, GUM, PUD) every evaluation set is also scored per
 genre, a finer-grained shift read from the same predictions. One job per language.
 
@@ -17,7 +20,7 @@ the out-of-domain task scored ("" in-domain), `subset` a genre, `layers` (i,) or
 (k, last); the legacy `lang` column spells the set `<lang>:<task>` (`en:pos-gum`) or
 `<lang>:<task>#<genre>`.
 `drop_<metric>` rows sit on the out-of-domain set and hold in-domain minus out-of-domain; per
-language, `train_words` and `low_resource` (1/0) rows have layer "-", and DLFA's `dev_loss`
+language, `train_words` and `small_train` (1/0) rows have layer "-", and DLFA's `dev_loss`
 rows give the loss of every k tried.
 """
 
@@ -33,10 +36,18 @@ from typing import Any
 import numpy as np
 
 from probe.analysis.metrics import score
+from probe.data.discovery import expand_languages, languages_for
+from probe.data.reading import has_split
 from probe.data.sources.conllu import genre_of
-from probe.data.tasks import Task, expand_languages, get_task, local_files
+from probe.data.tasks import (
+    Task,
+    get_task,
+    run_task,
+)
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
+from probe.experiments.leakage import SplitRef, SplitUse
+from probe.experiments.subset_record import extracted_subsets, training_subsets
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -59,18 +70,20 @@ from probe.train.select import (
     resolve_fuse_layer,
     train_head,
 )
-from probe.train.splits import CachedSplit, opener, subset, train_dev
+from probe.train.splits import CachedSplit, opener, subset, train_caps, train_dev
 
 log = logging.getLogger(__name__)
 
-# Config fields that pick the cache: recorded by the cache handle's settings, not again here.
-_CACHE_PART = ("spec", "options", "paths", "task", "langs")
+# Config fields recorded elsewhere: by the cache handle's settings, or by the base (the
+# resolved train split).
+_CACHE_PART = ("spec", "options", "paths", "task", "langs", "train_split")
 
 
 @dataclass(frozen=True)
 class DomainShiftConfig:
     """What one `probe domain-shift` run computes. `task` is the in-domain task, `langs` the
-    languages to run (those without an out-of-domain corpus are skipped, with a warning)."""
+    languages to run (those without an out-of-domain corpus or one of the task's splits are
+    skipped: settings.json `skipped` and the summary say which and why)."""
 
     spec: ExtractSpec
     task: str
@@ -86,7 +99,11 @@ class DomainShiftConfig:
     dlfa_train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
-    low_resource_words: int = 15_000
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank) of the in-domain task
+    small_train_words: int = 15_000
+    # --train-split; None = the task's own. `dev` is the small-data setting the shared data
+    # needs for GSD (de/fr/es have no train split there); the dev set is then a hold-out.
+    train_split: str | None = None
 
 
 class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
@@ -97,13 +114,29 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
     other_levels_hint = " (the heads compared tag words: pos, pos-gum, pos-gsd, ner, ...)"
 
     @functools.cached_property
-    def plan(self) -> dict[str, tuple[str, ...]]:
-        """Language -> the out-of-domain tasks with data for it (languages with none are
-        skipped); a bad setup is refused here, before anything is extracted."""
-        task = get_task(self.config.task)
-        data_dir = self.config.paths.require_data_dir("domain-shift")
+    def planned(self) -> Planned:
+        """Language -> the out-of-domain tasks with data for it, and the languages skipped
+        with the reason; a bad setup is refused here, before anything is extracted."""
+        task = run_task(self.config.task, self.config.train_split)
+        data_dir = self.config.paths.data_dir  # None: the hub; a task file's root wins
         outs = _out_tasks(task, self.config.out_tasks)
-        return _plan(task, outs, expand_languages(task, self.config.langs, data_dir), data_dir)
+        picks = self.config.treebanks
+        langs = expand_languages(task, self.config.langs, data_dir, picks)
+        return _plan(task, outs, langs, data_dir, picks)
+
+    @property
+    def plan(self) -> dict[str, tuple[str, ...]]:
+        """Language -> the out-of-domain tasks it is scored on (the languages that run)."""
+        return self.planned.langs
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Language -> why it does not run (settings.json `skipped`, the summary's `skipped:`)."""
+        return self.planned.skipped
+
+    def training_languages(self, ctx: Context) -> tuple[str, ...]:
+        """Every planned language trains its own heads (size-matched by --max-train-words)."""
+        return ctx.langs
 
     def source_lang(self, task: Task) -> str:
         """No language is the source here (each trains its own heads): the first one planned
@@ -117,16 +150,35 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
         splits = tuple(
             dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
         )
-        requests = [ExtractRequest(task.name, tuple(plan), splits, max_sentences=cfg.max_sentences)]
+        cap, seed = cfg.max_sentences, cfg.train.seed
+        requests = [
+            ExtractRequest(
+                task.name,
+                tuple(plan),
+                splits,
+                max_sentences=cap,
+                split_caps=train_caps(task, cfg.max_train_words),
+                seed=seed,
+                treebanks=cfg.treebanks,
+            )
+        ]
         for name in dict.fromkeys(o for outs in plan.values() for o in outs):
             langs = tuple(lang for lang, outs in plan.items() if name in outs)
             requests.append(ExtractRequest(name, langs, (get_task(name).eval_split,),
-                                           max_sentences=cfg.max_sentences))  # fmt: skip
+                                           max_sentences=cap, seed=seed))  # fmt: skip
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         assert cache is not None
         return Context(task, source, tuple(self.plan), cache, cache.n_layers)
+
+    def split_use(self, ctx: Context) -> SplitUse:
+        """Every planned language's in-domain train/dev, against its in-domain and each
+        out-of-domain evaluation split (the leakage guard)."""
+        use = SplitUse.zero_shot(ctx.task, tuple(self.plan), tuple(self.plan))
+        outs = tuple(SplitRef(name, lang, get_task(name).eval_split)
+                     for lang, names in self.plan.items() for name in names)  # fmt: skip
+        return use + SplitUse((), outs)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _LanguageJob]]:
         assert ctx.cache is not None
@@ -142,6 +194,15 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
         rows = [row for lang in self.plan for row in parts[lang]]
         return rows + drops(rows, ctx.task, self.plan)
 
+    def subsets(self, ctx: Context) -> dict[str, Any]:
+        """What extraction sampled and every language's training subset (cap, hold-out)."""
+        assert ctx.cache is not None
+        cfg = self.config
+        trains = [(lang, cfg.max_train_words) for lang in self.plan]
+        return {**extracted_subsets(ctx.cache),
+                **training_subsets(ctx.task, ctx.cache, trains, cfg.dev_fraction,
+                                   cfg.train.seed)}  # fmt: skip
+
     def settings(self, ctx: Context) -> dict[str, Any]:
         own = {k: v for k, v in asdict(self.config).items() if k not in _CACHE_PART}
         outs = dict.fromkeys(self.config.out_tasks)
@@ -149,8 +210,11 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
             **own,
             "source": None,  # every language trains its own heads
             "languages": {lang: list(names) for lang, names in self.plan.items()},
+            "skipped": dict(self.skipped),  # asked for (or found) but not run, with the reason
             "in_domain_split": ctx.task.eval_split,
             "out_domain_splits": {name: get_task(name).eval_split for name in outs},
+            "subsets": "seeded random samples of whole sentences, stratified by genre where ids "
+            "carry it (probe.data.subsets); ids in subsets.json",
         }
 
     def directory_name(self, ctx: Context) -> str:
@@ -159,7 +223,9 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
         return render_domain_shift(ctx.task, rows, self.plan, ctx.n_layers, directory,
                                    ctx.model_key, dev_fraction=self.config.dev_fraction,
-                                   low_resource_words=self.config.low_resource_words)  # fmt: skip
+                                   small_train_words=self.config.small_train_words,
+                                   max_train_words=self.config.max_train_words,
+                                   skipped=self.skipped)  # fmt: skip
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -186,37 +252,53 @@ def _out_tasks(task: Task, names: tuple[str, ...]) -> list[Task]:
     return outs
 
 
-def _has_split(task: Task, data_dir: Path, lang: str, split: str) -> bool:
-    try:
-        local_files(task, data_dir, lang, split)
-    except ProbeError:
-        return False
-    return True
+@dataclass(frozen=True)
+class Planned:
+    """The languages that run (-> their out-of-domain tasks) and those skipped (-> why)."""
+
+    langs: dict[str, tuple[str, ...]]
+    skipped: dict[str, str]
 
 
 def _plan(
-    task: Task, outs: list[Task], langs: tuple[str, ...], data_dir: Path
-) -> dict[str, tuple[str, ...]]:
+    task: Task,
+    outs: list[Task],
+    langs: tuple[str, ...],
+    data_dir: Path | None,
+    treebanks: tuple[str, ...] = (),
+) -> Planned:
     plan: dict[str, tuple[str, ...]] = {}
+    skipped: dict[str, str] = {}
+    on_disk = {o.name: languages_for(o, data_dir) for o in outs}  # found locally (or hub)
     for lang in langs:
-        found = tuple(o.name for o in outs if lang in o.languages
-                      and _has_split(o, data_dir, lang, o.eval_split))  # fmt: skip
+        found = tuple(o.name for o in outs if lang in on_disk[o.name])
         if not found:
-            log.warning("%s: no out-of-domain corpus among %s; skipped", lang,
-                        ", ".join(o.name for o in outs))  # fmt: skip
+            skipped[lang] = f"no out-of-domain corpus among {', '.join(o.name for o in outs)}"
+            log.warning("%s: %s; skipped", lang, skipped[lang])
             continue
         missing = [s for s in (task.train_split, task.dev_split, task.eval_split)
-                   if s and not _has_split(task, data_dir, lang, s)]  # fmt: skip
+                   if s and not has_split(task, data_dir, lang, s, treebanks)]  # fmt: skip
         if missing:
-            log.warning("%s: %s has no %s split here; skipped", lang, task.name, missing[0])
+            skipped[lang] = _missing_reason(task, missing)
+            log.warning("%s: %s; skipped", lang, skipped[lang])
             continue
         plan[lang] = found
     if not plan:
+        why = "; ".join(f"{lang}: {reason}" for lang, reason in skipped.items())
         raise ProbeError(
             f"no language of {', '.join(langs)} has both {task.name!r} training data and an "
-            f"out-of-domain corpus among {', '.join(o.name for o in outs)}"
+            f"out-of-domain corpus among {', '.join(o.name for o in outs)} ({why})"
         )
-    return plan
+    return Planned(plan, skipped)
+
+
+def _missing_reason(task: Task, missing: Sequence[str]) -> str:
+    """Why a language without one of the task's splits is skipped, and the way round it
+    when the missing split is the training split and the dev split is there to train on."""
+    reason = f"{task.name} has no {missing[0]} split here"
+    if missing[0] == task.train_split and task.dev_split and task.dev_split not in missing:
+        reason += f" (--train-split {task.dev_split} trains on its {task.dev_split} split)"
+    return reason
 
 
 # --- one language: training and scoring --------------------------------------------------------
@@ -237,7 +319,8 @@ class _LanguageJob:
 def run_language_job(job: _LanguageJob) -> list[Row]:
     """Train every layer's probe and DLFA on the language's in-domain data; score each on the
     in-domain and every out-of-domain evaluation set (and their genres)."""
-    cfg, lang, task = job.config, job.lang, get_task(job.task)
+    cfg, lang = job.config, job.lang
+    task = run_task(job.task, cfg.train_split)
     open_in = opener(job.root, job.key, task)
     train, dev = train_dev(task, open_in, lang, cfg.max_train_words, cfg.dev_fraction,
                            cfg.train.seed)  # fmt: skip
@@ -248,7 +331,7 @@ def run_language_job(job: _LanguageJob) -> list[Row]:
     words = n_words([train, dev])
     rows = [
         Row("data", "-", lang, "train_words", float(words), config=lang),
-        Row("data", "-", lang, "low_resource", float(words < cfg.low_resource_words), config=lang),
+        Row("data", "-", lang, "small_train", float(words < cfg.small_train_words), config=lang),
     ]
     n_layers = train.reader.n_layers
     n_classes = len(task.labels)
@@ -299,7 +382,8 @@ def score_sets(
         }
         probs = predict(spec, head, [split])
         for metric, value in score(task.metric, probs, split.labels, offsets=split.offsets,
-                                   label_names=task.labels).items():  # fmt: skip
+                                   label_names=task.labels,
+                                   extra=task.extra_metrics).items():  # fmt: skip
             rows.append(Row(spec.kind, spec.name, f"{lang}:{name}", metric, value, **where))
         for genre, items in (genre_groups(split) if genres else {}).items():
             part = subset(split, items)

@@ -25,7 +25,10 @@ import torch
 from probe._version import __version__
 from probe.analysis.metrics import score
 from probe.cache import default_cache_root
-from probe.data.tasks import Task, default_data_dir, expand_languages, get_task, read_split
+from probe.data.discovery import expand_languages
+from probe.data.reading import read_task_split
+from probe.data.subsets import sample_sentences
+from probe.data.tasks import Task, default_data_dir, get_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
 from probe.heads.registry import HEADS
@@ -52,12 +55,12 @@ DEFAULT_EPOCHS = 10
 
 # What the job reports besides its results, as rows that `aggregate` leaves out of
 # results.csv: facts of the run (settings.json) and the loss of every step (RunResult.extras).
-_FACTS = ("train_sentences", "dev_sentences", "steps", "truncated_train_words",
+_FACTS = ("train_sentences", "train_words", "dev_sentences", "steps", "truncated_train_words",
           "train_seconds", "eval_seconds")  # fmt: skip
 _STEP_LOSS = "step_loss"
 # FinetuneConfig fields that are not settings of their own (the base records the task, the
-# languages and the source; the directories change no number).
-_NOT_SETTINGS = ("task", "langs", "source", "data_dir", "cache_root")
+# languages, the source and the treebanks read; the directories change no number).
+_NOT_SETTINGS = ("task", "langs", "source", "data_dir", "cache_root", "treebanks")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class FinetuneConfig:
     reduction: int = 4  # DLFA bottleneck ratio
     max_steps: int | None = None
     max_train_sentences: int | None = None
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
+    train_split: str | None = None  # --train-split; None = the task's own
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class _FinetuneJob:
     task: str
     source: str
     langs: tuple[str, ...]
-    data_dir: Path
+    data_dir: Path | None  # None: the hub (probe.data.reading)
     model: ModelRef
     max_length: int  # the config's, capped at the model's position embeddings
     epochs: int
@@ -124,11 +129,9 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         return resolve_model(self.config.model, default_cache_root(self.config.cache_root))
 
     @functools.cached_property
-    def data_dir(self) -> Path:
-        data_dir = default_data_dir(self.config.data_dir)
-        if data_dir is None:
-            raise ProbeError("finetune reads local data: pass --data-dir or set PROBE_DATA")
-        return data_dir
+    def data_dir(self) -> Path | None:
+        """The run's data directory; None reads the hub (a task file's own root wins)."""
+        return default_data_dir(self.config.data_dir)
 
     @functools.cached_property
     def _encoder_config(self) -> Any:
@@ -148,7 +151,7 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
     def context(self, task: Task, source: str, cache: Any) -> Context:
         """The languages with data (source first) and the encoder's depth (from its config)."""
         cfg = self.config
-        langs = expand_languages(task, cfg.langs, self.data_dir)
+        langs = expand_languages(task, cfg.langs, self.data_dir, cfg.treebanks)
         if self.epochs < 1 or cfg.batch_size < 1:
             raise ProbeError("epochs and batch_size must be >= 1")
         n_layers = int(self._encoder_config.num_hidden_layers) + 1
@@ -170,11 +173,11 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
         rows = [r for r in parts["finetune"] if r.metric not in (_STEP_LOSS, *_FACTS)]
-        metric = ctx.task.metric
-        scores = Table(rows).filter(metric=metric, subset="", lang=lambda x: x != ctx.source)
-        if scores:
-            mean = float(np.mean([r.value for r in scores]))
-            rows.append(replace(scores[0], lang="targets", value=mean, group="targets"))
+        for metric in (ctx.task.metric, *ctx.task.extra_metrics):
+            scores = Table(rows).filter(metric=metric, subset="", lang=lambda x: x != ctx.source)
+            if scores:
+                mean = float(np.mean([r.value for r in scores]))
+                rows.append(replace(scores[0], lang="targets", value=mean, group="targets"))
         return [replace(r, model=self.model.slug) for r in rows]
 
     def settings(self, ctx: Context) -> dict[str, Any]:
@@ -194,7 +197,8 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         reported = {r.metric: r.value for r in parts["finetune"] if r.metric in _FACTS}
         self.facts = {k: round(v, 3) if k.endswith("seconds") else int(v)
                       for k, v in reported.items()}  # fmt: skip
-        return self.facts
+        where = f"{ctx.source} {ctx.task.train_split}"
+        return {**self.facts, "train_size": {where: self.facts["train_words"]}}
 
     def extras(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
         return {"losses": [r.value for r in parts["finetune"] if r.metric == _STEP_LOSS]}
@@ -215,7 +219,8 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
 
 def run_finetune_job(job: _FinetuneJob) -> list[Row]:
     """Fine-tune encoder + head on the source, select on source dev, score every language."""
-    cfg, task, source = job.config, get_task(job.task), job.source
+    cfg, source = job.config, job.source
+    task = get_task(job.task).training_on(cfg.train_split)
     device = resolve_device(cfg.device)
     encoder, tokenizer = load_encoder(job.model, str(device))
     last, k = int(encoder.config.num_hidden_layers), cfg.fuse_layer
@@ -249,6 +254,7 @@ def run_finetune_job(job: _FinetuneJob) -> list[Row]:
                              layer)  # fmt: skip
     rows += [replace(r, layers=layers) for r in scored]
     facts = {"train_sentences": len(train), "dev_sentences": len(dev), "steps": trained.steps,
+             "train_words": sum(len(e.gold) for e in train),
              "truncated_train_words": cut, "train_seconds": trained.seconds,
              "eval_seconds": time.perf_counter() - t_eval}  # fmt: skip
     rows += [row(name, float(value)) for name, value in facts.items()]
@@ -256,22 +262,26 @@ def run_finetune_job(job: _FinetuneJob) -> list[Row]:
 
 
 def score_languages(
-    model: FinetuneModel, tok: WordTokenizer, task: Task, data_dir: Path, langs: Sequence[str],
-    prior: np.ndarray, config: FinetuneConfig, device: torch.device, head: str, layer: str,
-    max_sentences: int | None = None,
+    model: FinetuneModel, tok: WordTokenizer, task: Task, data_dir: Path | None,
+    langs: Sequence[str], prior: np.ndarray, config: FinetuneConfig, device: torch.device,
+    head: str, layer: str, max_sentences: int | None = None,
 ) -> list[Row]:  # fmt: skip
-    """The task's metrics on every language's evaluation split (its first `max_sentences`
-    sentences when given), plus how many words lay past max_length (predicted as `prior`)."""
+    """The task's metrics on every language's evaluation split (a seeded, genre-stratified
+    sample of `max_sentences` sentences when given, `probe.data.subsets`), plus how many words
+    lay past max_length (predicted as `prior`)."""
     rows: list[Row] = []
     for lang in langs:
-        sents = word_records(read_split(task, data_dir, lang, task.eval_split))
+        split = read_task_split(task, data_dir, lang, task.eval_split, config.treebanks)
+        sents = word_records(split.records)
         if max_sentences:
-            sents = sents[:max_sentences]
+            keep = sample_sentences([s.sent_id for s in sents], max_sentences, config.seed)
+            sents = [sents[i] for i in keep]
         encoded = tok.encode(sents)
         probs = word_probabilities(model, encoded, prior, tok.pad_id, device, config)
         gold = np.concatenate([e.gold for e in encoded])
         offsets = np.concatenate([[0], np.cumsum([len(e.gold) for e in encoded])])
-        scores = score(task.metric, probs, gold, offsets=offsets, label_names=task.labels)
+        scores = score(task.metric, probs, gold, offsets=offsets, label_names=task.labels,
+                       extra=task.extra_metrics)  # fmt: skip
         rows += [Row(head, layer, lang, m, v) for m, v in scores.items()]
         n_cut = sum(e.truncated for e in encoded)
         rows.append(Row(head, layer, lang, "truncated_words", float(n_cut)))

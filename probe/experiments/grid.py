@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from probe.analysis.metrics import score
-from probe.data.tasks import Task, get_task
+from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError, unknown_name
 from probe.experiments.base import Context, Experiment
 from probe.extract import (
@@ -34,10 +34,9 @@ from probe.results.gains import gains_over
 from probe.results.render.grid import pair_name, render_grid
 from probe.results.rows import Row
 from probe.results.table import Table
-from probe.runtime.precision import autocast, pick_compute_dtype
 from probe.train import TrainConfig, fit, predict_proba
 from probe.train.select import DLFA_TRAINING
-from probe.train.splits import as_data, opener, train_dev
+from probe.train.splits import as_data, opener, train_caps, train_dev
 
 # GridConfig fields that are not settings of their own: the base records the cache, the task,
 # the languages and the source; extraction options and paths change no number.
@@ -62,6 +61,8 @@ class GridConfig:
     train: TrainConfig = DLFA_TRAINING
     dev_fraction: float = 0.1
     max_train_words: int | None = None
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
+    train_split: str | None = None  # --train-split; None = the task's own
 
     def __post_init__(self) -> None:
         if self.head not in pair_heads():
@@ -110,7 +111,9 @@ class GridExperiment(Experiment[GridConfig, _PairJob]):
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
-        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)
+        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
+                                 train_caps(task, cfg.max_train_words), cfg.train.seed,
+                                 cfg.treebanks)  # fmt: skip
         return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _PairJob]]:
@@ -157,7 +160,7 @@ def _head(config: GridConfig, hidden: int, n_classes: int) -> Any:
 
 def run_pair(job: _PairJob) -> list[Row]:
     """Train the head on one pair (k, l) on the source and score every language."""
-    task = get_task(job.task)
+    task = run_task(job.task, job.config.train_split)
     k, high = job.pair
     open_split = opener(job.root, job.key, task)
     cfg = job.config
@@ -178,10 +181,10 @@ def run_pair(job: _PairJob) -> list[Row]:
         split = open_split(lang, task.eval_split)
         data = as_data(task, split, layers)
         probs = predict_proba(result.head, data.sentences(order),
-                              batch_size=cfg.train.eval_batch_size,
-                              precision=cfg.train.precision)  # fmt: skip
+                              batch_size=cfg.train.eval_batch_size)  # fmt: skip
         for metric, value in score(task.metric, probs, data.labels, offsets=split.offsets,
-                                   label_names=task.labels).items():  # fmt: skip
+                                   label_names=task.labels,
+                                   extra=task.extra_metrics).items():  # fmt: skip
             rows.append(row(lang, metric, value))
         if HEADS.get(cfg.head).has_gate and lang == job.source:
             rows.append(row(lang, "gate_mean", _mean_gate(result.head, data, order, cfg.train)))
@@ -198,9 +201,8 @@ def _mean_gate(head: Any, data: Any, order: tuple[int, int], train: TrainConfig)
     head.eval()
     values, weights = [], []
     device = next(head.parameters()).device
-    compute = pick_compute_dtype(train.precision, device)
     batches = data.sentences(order).batches(train.eval_batch_size, generator=None, device=device)
-    with torch.inference_mode(), autocast(device, compute):
+    with torch.inference_mode():  # float32, as every evaluation
         for batch in batches:
             _, gate = head(*batch.inputs, return_gate=True)
             mask = batch.inputs[-1]

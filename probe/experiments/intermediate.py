@@ -29,6 +29,7 @@ from probe.experiments import intermediate_seed
 from probe.experiments.base import Context, Experiment
 from probe.experiments.intermediate_plan import Configuration, plan_configurations, resolve_via
 from probe.experiments.intermediate_seed import TRAINING, SeedJob
+from probe.experiments.leakage import SplitUse
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -45,6 +46,7 @@ from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig
 from probe.train.schedules import SCHEDULES
+from probe.train.splits import train_caps
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class IntermediateConfig:
     seeds: tuple[int, ...] = (0,)
     dev_fraction: float = 0.1
     max_train_words: int | None = None  # per task's training split (pairs for pair tasks)
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
+    train_split: str | None = None  # --train-split; None = the task's own
     max_via_sentences: int | None = None  # extraction cap on the intermediate tasks' splits
 
 
@@ -109,13 +113,25 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         if len(set(cfg.seeds)) != len(cfg.seeds):
             raise ProbeError(f"--seeds lists a seed twice: {','.join(map(str, cfg.seeds))}")
         log.info("configurations: %s", ", ".join(c.name for c in self.plan))  # checks --sets
-        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)]
+        seed = cfg.seeds[0]  # the seed the jobs draw hold-outs and subsets with
+        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
+                                   train_caps(task, cfg.max_train_words), seed,
+                                   cfg.treebanks)]  # fmt: skip
         cap = cfg.max_via_sentences or cfg.max_sentences
         for via in map(get_task, self.via):
             splits = tuple(s for s in (via.train_split, via.dev_split) if s)
             requests.append(ExtractRequest(via.name, (via.default_source,), splits,
-                                           via.default_source, cap))  # fmt: skip
+                                           via.default_source, cap,
+                                           train_caps(via, cfg.max_train_words), seed))  # fmt: skip
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
+
+    def split_use(self, ctx: Context) -> SplitUse:
+        """The target's source train/dev and each intermediate task's, against the target's
+        evaluation splits (the leakage guard)."""
+        use = super().split_use(ctx)
+        for via in map(get_task, self.via):
+            use += SplitUse.zero_shot(via, (via.default_source,), ())
+        return use
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         """Only languages with a labelled evaluation split are scored (and recorded)."""

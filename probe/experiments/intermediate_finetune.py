@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from probe._version import __version__
-from probe.data.tasks import Task, get_task
+from probe.data.tasks import Task, default_data_dir, get_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
 from probe.experiments.finetune import FinetuneConfig
 from probe.experiments.intermediate_plan import Configuration
 from probe.experiments.intermediate_session import FinetuneSession, data_digest
+from probe.experiments.leakage import SplitUse
 from probe.extract import CacheHandle
 from probe.results.gains import gains_over, per_family_gains
 from probe.results.render.intermediate import render_intermediate
@@ -75,6 +76,12 @@ class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_Co
     def source_lang(self, task: Task) -> str:
         return self.config.finetune.source or task.default_source
 
+    def task_data_dir(self) -> Path | None:
+        return default_data_dir(self.config.finetune.data_dir)
+
+    def data_choice(self) -> tuple[str | None, tuple[str, ...]]:
+        return self.config.finetune.train_split, self.config.finetune.treebanks
+
     def resolve(self) -> tuple[Task, str]:
         target = get_task(self.task_name())
         if target.level != "word":
@@ -88,6 +95,14 @@ class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_Co
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         return Context(task, source, self.session.langs, None, self.session.n_layers)
+
+    def split_use(self, ctx: Context) -> SplitUse:
+        """The target's source train/dev and each intermediate task's, against the target's
+        evaluation splits (the leakage guard reads them from the files)."""
+        use = super().split_use(ctx)
+        for via in map(get_task, self.session.via):
+            use += SplitUse.zero_shot(via, (via.default_source,), ())
+        return use
 
     def jobs(self, ctx: Context) -> list[tuple[str, _ConfigJob]]:
         return [(_job_name(c.name), _ConfigJob(self.session, c)) for c in self.session.plan]

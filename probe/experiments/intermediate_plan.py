@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from probe.data.reading import has_split
 from probe.data.tasks import TASKS, Task, get_task
 from probe.errors import ProbeError
 from probe.results.gains import BASELINE
@@ -43,18 +44,24 @@ def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tup
 
     `all` means every word- or pair-level task in the registry other than the target whose
     source training split exists under the data directory, so a newly registered task joins
-    without code changes here.
+    without code changes here. Evaluation-only tasks (`pos-pud`) never train: `all` skips
+    them (saying so) and naming one is refused.
     """
     wanted = [x.strip() for item in spec for x in item.split(",") if x.strip()]
     if wanted == ["all"]:
-        found = []
+        found, skipped = [], []
         for name in TASKS.names():
             task = get_task(name)
             if name == target.name or task.level not in ("word", "pair"):
                 continue
-            paths = task.locate(data_dir, task.default_source, task.train_split) if data_dir else ()
-            if data_dir is None or all(p.is_file() for p in paths):
+            if task.train_split is None:
+                skipped.append(name)
+                continue
+            if _has_training_data(task, data_dir):
                 found.append(name)
+        if skipped:
+            log.warning("--via all skips the evaluation-only task(s) %s: they are never trained "
+                        "on", ", ".join(skipped))  # fmt: skip
         if not found:
             raise ProbeError(f"--via all found no intermediate task with data under {data_dir}")
         return tuple(found)
@@ -69,9 +76,16 @@ def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tup
                 f"--via {name}: a {task.level} task has no labels to train on; use a word or "
                 "pair task"
             )
+        task.training_split()  # an evaluation-only task is refused here
     if len(set(wanted)) != len(wanted):
         raise ProbeError(f"--via lists a task twice: {','.join(wanted)}")
     return tuple(wanted)
+
+
+def _has_training_data(task: Task, data_dir: Path | None) -> bool:
+    """The task's default source has its training split where the task lives (its root,
+    data_dir, or the hub: `probe.data.reading`)."""
+    return has_split(task, data_dir, task.default_source, task.training_split())
 
 
 def plan_configurations(

@@ -56,7 +56,8 @@ def run_seed(job: SeedJob) -> list[Row]:
 
     Every job draws the dev hold-outs with the run's first seed (as one process running all
     seeds did), so only training depends on the job's seed."""
-    cfg, target, layers = job.config, get_task(job.task), job.layers
+    cfg, layers = job.config, job.layers
+    target = get_task(job.task).training_on(cfg.train_split)
     holdout_seed = cfg.seeds[0]
     open_target = opener(job.root, job.key, target)
     train, dev = train_dev(target, open_target, job.source, cfg.max_train_words,
@@ -131,7 +132,8 @@ def _score_configuration(
         probs = predict_proba(head, _view(target, data, job.layers))
         offsets = data.offsets if target.level == "word" else None
         for metric, value in score(target.metric, probs, data.labels, offsets=offsets,
-                                   label_names=target.labels).items():  # fmt: skip
+                                   label_names=target.labels,
+                                   extra=target.extra_metrics).items():  # fmt: skip
             rows.append(row(lang, metric, value))
     for stage in stages[:-1]:
         for task_name in stage.tasks:

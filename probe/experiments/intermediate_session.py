@@ -7,6 +7,7 @@ a prefix of stages shared by several configurations (A in A and A>B) is trained 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from dataclasses import dataclass, replace
@@ -17,8 +18,8 @@ import torch
 from torch import nn
 
 from probe.cache import default_cache_root
-from probe.data.tasks import Task, default_data_dir, expand_languages, get_task
-from probe.errors import ProbeError
+from probe.data.discovery import expand_languages
+from probe.data.tasks import Task, default_data_dir, get_task
 from probe.experiments.finetune import DEFAULT_EPOCHS, FinetuneConfig, score_languages
 from probe.experiments.intermediate_plan import (
     Configuration,
@@ -64,11 +65,9 @@ class FinetuneSession:
                  progress: bool) -> None:  # fmt: skip
         ft = self.ft = config.finetune
         self.config, self.target, self.source, self.progress = config, target, source, progress
-        data_dir = default_data_dir(ft.data_dir)
-        if data_dir is None:
-            raise ProbeError("--finetune reads local data: pass --data-dir or set PROBE_DATA")
-        self.data_dir = data_dir
-        langs = expand_languages(target, ft.langs, data_dir)
+        # None reads the hub; a task file's own root wins (probe.data.reading).
+        self.data_dir = data_dir = default_data_dir(ft.data_dir)
+        langs = expand_languages(target, ft.langs, data_dir, ft.treebanks)
         self.langs = (source, *(lang for lang in langs if lang != source))
         self.via = word_tasks(resolve_via(config.via, target, data_dir), config.via)
         self.plan = plan_configurations(self.via, config.sets, ("sequential",))
@@ -84,8 +83,13 @@ class FinetuneSession:
         self.max_length = min(ft.max_length, limit) if limit else ft.max_length
         sources = {**{name: get_task(name).default_source for name in self.via},
                    target.name: source}  # fmt: skip
-        self.tasks = {name: _task_data(get_task(name), src, tokenizer, self.max_length, data_dir,
-                                       ft) for name, src in sources.items()}  # fmt: skip
+        # --treebank and --train-split are the target's; intermediate tasks use their own.
+        via_ft = dataclasses.replace(ft, treebanks=(), train_split=None)
+        self.tasks = {
+            name: _task_data(target if name == target.name else get_task(name), src, tokenizer,
+                             self.max_length, data_dir, ft if name == target.name else via_ft)
+            for name, src in sources.items()
+        }  # fmt: skip
         counts = np.bincount(np.concatenate([e.gold for e in self.tasks[target.name].train]),
                              minlength=len(target.labels))  # fmt: skip
         self.prior = counts / counts.sum()

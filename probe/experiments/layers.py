@@ -20,7 +20,7 @@ import numpy as np
 
 from probe.analysis.control import control_labels, selectivity
 from probe.analysis.metrics import score
-from probe.data.tasks import Task, get_task
+from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment, RunOptions
 from probe.extract import (
@@ -38,7 +38,7 @@ from probe.results.render.layers import render_layers
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig, fit, predict_proba
-from probe.train.splits import CachedSplit, as_data, as_view, opener, train_dev
+from probe.train.splits import CachedSplit, as_data, as_view, opener, train_caps, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class LayersConfig:
     scalar_mix: bool = True
     dev_fraction: float = 0.1  # held out of the training split when the task has no dev split
     max_train_words: int | None = None  # cap the training rows (whole sentences kept)
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
+    train_split: str | None = None  # --train-split; None = the task's own
 
 
 @dataclass
@@ -84,7 +86,9 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
-        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)
+        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
+                                 train_caps(task, cfg.max_train_words), cfg.train.seed,
+                                 cfg.treebanks)  # fmt: skip
         return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _LayerJob]]:
@@ -167,7 +171,7 @@ class _LayerJob:
 
 def run_layer_job(job: _LayerJob) -> list[Row]:
     """Open the splits one probe needs, train and score it, close them."""
-    task = get_task(job.task)
+    task = run_task(job.task, job.config.train_split)
     cfg = job.config
     open_split = opener(job.root, job.key, task)
     train, dev = train_dev(task, open_split, job.source, cfg.max_train_words, cfg.dev_fraction,
@@ -195,7 +199,8 @@ def _scores(
     task: Task, head: Any, data: Any, view_layers: Any, split: CachedSplit
 ) -> dict[str, float]:
     probs = predict_proba(head, as_view(task, data, view_layers))
-    return score(task.metric, probs, data.labels, offsets=split.offsets, label_names=task.labels)
+    return score(task.metric, probs, data.labels, offsets=split.offsets, label_names=task.labels,
+                 extra=task.extra_metrics)  # fmt: skip
 
 
 def _probe_layer(
@@ -238,10 +243,9 @@ def _control_rows(
     seed = config.train.seed
 
     def ctrl(split: CachedSplit) -> np.ndarray:
-        words = split.reader.strings("words")
-        if split.rows is not None:
-            words = [words[i] for i in split.rows]
-        return control_labels(words, counts, seed)
+        """Labels per type as the model sees it (the stored input-id keys, not the strings)."""
+        types = split.reader.word_types
+        return control_labels(types if split.rows is None else types[split.rows], counts, seed)
 
     y_train, y_dev, y_eval = ctrl(train), ctrl(dev), ctrl(source_eval)
     rows = []

@@ -3,9 +3,10 @@
 Structural: the source-language score of a linear probe per layer and its selectivity over
 a control task (the jobs of `probe layers`, control on and scalar mix off). Cross-lingual:
 the zero-shot transfer ratio (target score / source score at the same layer), and per
-language with Tatoeba pairs one job scoring parallel-sentence retrieval, linear CKA with
-English, and retrieval on held-out pairs before and after a learned linear map onto English
-(probe.experiments.map_parallel). Linguistic distances from URIEL are set against the
+language with Tatoeba pairs one job scoring parallel-sentence retrieval (centred by a
+disjoint half of the pairs, every layer; and XTREME's protocol at its one layer), linear CKA
+with English, and retrieval on held-out pairs before and after a learned linear map onto
+English (probe.experiments.map_parallel). Linguistic distances from URIEL are set against the
 transfer scores, layer by layer.
 
 Outputs, in `results/<task>/<model-key>/map-<source>-<hash>/`: results.csv/json (every
@@ -23,17 +24,21 @@ from pathlib import Path
 from typing import Any
 
 from probe.analysis.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
+from probe.data.discovery import check_language, expand_languages, languages_for
 from probe.data.sources.parallel import tatoeba_code
-from probe.data.tasks import Task, available_languages, expand_languages, get_task, local_files
+from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment, RunOptions
 from probe.experiments.layers import LayersConfig, LayersExperiment
 from probe.experiments.map_parallel import (
     TATOEBA_SPLIT,
+    TATOEBA_TASK,
+    XTREME_TASK,
     ParallelConfig,
     ParallelJob,
     pair_count,
     parallel_job_rows,
+    xtreme_layer,
 )
 from probe.extract import (
     CacheHandle,
@@ -47,6 +52,7 @@ from probe.results.render.map import CorrelationRow, MapInputs, MapView, render_
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig
+from probe.train.splits import train_caps
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,8 @@ class MapConfig:
     source: str | None = None  # default: the task's default source language
     train: TrainConfig = field(default_factory=TrainConfig)
     max_train_words: int | None = None
+    treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
+    train_split: str | None = None  # --train-split; None = the task's own
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     extra_parallel: tuple[str, ...] = ()  # more Tatoeba languages (retrieval/CKA only), or all
     distance_kinds: tuple[str, ...] = DISTANCE_KINDS
@@ -107,18 +115,23 @@ class MapExperiment(Experiment[MapConfig, Any]):
         self.distances: dict[tuple[str, str], float] = {}
         self.no_uriel: list[str] = []
         self.view: MapView | None = None
+        self.xtreme_layer: int | None = None  # resolved in jobs(), from the model's depth
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
-        """The task's languages and their Tatoeba pairs in one call: one cache key."""
+        """The task's languages and their Tatoeba pairs (pooled both ways) in one call: one
+        cache key."""
         cfg = self.config
-        expected = sorted(expand_languages(task, cfg.langs, cfg.paths.data_dir),
+        expected = sorted(expand_languages(task, cfg.langs, cfg.paths.data_dir, cfg.treebanks),
                           key=lambda x: (x != source, x))  # fmt: skip
         self.codes, self.no_parallel = _parallel_codes(expected, cfg)
-        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences)]
+        caps = train_caps(task, cfg.max_train_words)
+        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
+                                   caps, cfg.train.seed, cfg.treebanks)]  # fmt: skip
         if self.codes:
             codes = tuple(dict.fromkeys(self.codes.values()))
-            requests.append(ExtractRequest("tatoeba", codes, (TATOEBA_SPLIT,),
-                                           max_sentences=cfg.max_sentences))  # fmt: skip
+            requests += [ExtractRequest(name, codes, (TATOEBA_SPLIT,),
+                                        max_sentences=cfg.max_sentences)
+                         for name in (TATOEBA_TASK, XTREME_TASK)]  # fmt: skip
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, Any]]:
@@ -129,8 +142,13 @@ class MapExperiment(Experiment[MapConfig, Any]):
                       for label, code in self.codes.items()}  # fmt: skip
         self.distances, self.no_uriel = _distances(ctx.source, ctx.targets,
                                                    self.config.distance_kinds)  # fmt: skip
+        chosen = self.config.parallel.xtreme_layer
+        self.xtreme_layer = xtreme_layer(ctx.n_layers - 1) if chosen is None else chosen
+        if not 0 <= self.xtreme_layer < ctx.n_layers:
+            raise ProbeError(f"--xtreme-layer {chosen} is not a layer of this model (0.."
+                             f"{ctx.n_layers - 1}, 0 = embeddings)")  # fmt: skip
         parallel = [(f"parallel-{label}", ParallelJob(root, cache.key, label, code,
-                                                      self.config.parallel))
+                                                      self.config.parallel, self.xtreme_layer))
                     for label, code in self.codes.items()]  # fmt: skip
         return [*self.layers.jobs(ctx), *parallel]
 
@@ -166,14 +184,23 @@ class MapExperiment(Experiment[MapConfig, Any]):
             "no_uriel_vector": self.no_uriel,
             "distance_kinds": list(cfg.distance_kinds),
             "distance_definition": "cosine distance of lang2vec URIEL vectors (see typology.py)",
-            "retrieval": "mean-pooled subwords, each language centred by its own mean, cosine NN",
+            "xtreme_layer": self.xtreme_layer,
+            "retrieval": {
+                "retrieval-centred": "every layer; sentence = mean of its subwords (special "
+                "tokens excluded); pairs split into two seeded halves (centre_seed), each half "
+                "centred per language by the other half's means, cosine NN within the half; "
+                "xx2en, en2xx and their mean over all pairs",
+                "retrieval-xtreme": "XTREME's protocol at xtreme_layer: sentence = mean of "
+                "every token incl. [CLS]/[SEP], no centring, unit vectors, English queries "
+                "search the other language's sentences (en2xx), all pairs",
+            },
         }
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
         inputs = MapInputs(ctx.task.name, ctx.task.metric, ctx.model_key, ctx.source,
                            ctx.targets, tuple(self.codes), self.distances,
                            self.config.distance_kinds, tuple(self.no_parallel),
-                           tuple(self.no_uriel), ctx.n_layers)  # fmt: skip
+                           tuple(self.no_uriel), ctx.n_layers, self.xtreme_layer)  # fmt: skip
         summary, self.view = render_map(rows, inputs, directory)
         return summary
 
@@ -206,17 +233,14 @@ def _parallel_codes(langs: list[str], config: MapConfig) -> tuple[dict[str, str]
     data_dir = config.paths.data_dir
     wanted = [lang for lang in langs if lang not in ENGLISH]
     extra = list(config.extra_parallel)
-    if extra == ["all"]:
-        if data_dir is None:
-            raise ProbeError("--parallel-langs all needs --data-dir (or PROBE_DATA)")
-        extra = list(available_languages(tatoeba, data_dir))
+    if extra == ["all"]:  # the local Tatoeba sets, or with no data directory the hub's
+        extra = list(languages_for(tatoeba, data_dir))
     codes: dict[str, str] = {}
     missing: list[str] = []
     for lang in [*wanted, *extra]:
         try:
             code = tatoeba_code(lang)
-            if data_dir is not None:
-                local_files(tatoeba, data_dir, code, TATOEBA_SPLIT)
+            check_language(tatoeba, code, data_dir)  # its test files, or the hub's list
         except ProbeError as err:
             if lang in extra:
                 raise

@@ -113,6 +113,7 @@ def prepared(
     pooling: str,
     batch_tokens: int,
     pad_id: int,
+    markers: np.ndarray | None = None,
 ) -> Iterator[PreparedBatch]:
     """Every batch of `units` ready for the encoder: `batches`, with a unit over the budget
     (always a batch of its own there) run as the pieces of `split`, one batch each.
@@ -124,16 +125,25 @@ def prepared(
         if len(batch) == 1:
             (index,) = batch
             for piece in split(units[index], batch_tokens):
-                yield prepare([piece], [row_base[index]], pooling, pad_id)
+                yield prepare([piece], [row_base[index]], pooling, pad_id, markers)
         else:
             yield prepare([units[i] for i in batch], [row_base[i] for i in batch], pooling,
-                          pad_id)  # fmt: skip
+                          pad_id, markers)  # fmt: skip
 
 
 def prepare(
-    units: Sequence[Unit], row_base: Sequence[int], pooling: str, pad_id: int
+    units: Sequence[Unit],
+    row_base: Sequence[int],
+    pooling: str,
+    pad_id: int,
+    markers: np.ndarray | None = None,
 ) -> PreparedBatch:
-    """One batch's padded inputs and the token positions each output row is read from."""
+    """One batch's padded inputs and the token positions each output row is read from.
+
+    `first-content` reads a word's first piece that is not a bare boundary marker (one of
+    `markers`, the tokenizer's "▁"), the marker itself where the word has nothing else;
+    without markers it is `first`, the same positions.
+    """
     windows = [w for u in units for w in u.windows]
     lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
     width = int(lengths.max())
@@ -163,8 +173,14 @@ def prepare(
     inverse = counts = None
     if pooling == "mean":
         uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    elif pooling == "first-content" and markers is not None and markers.size:
+        # Per row, its pieces in order with the bare markers last; np.unique keeps the first.
+        bare = np.isin(input_ids[positions], markers)
+        order = np.lexsort((np.arange(len(rows)), bare, rows))
+        uniq, first_index = np.unique(rows[order], return_index=True)
+        positions = positions[order[first_index]]
     else:
-        pick_from = rows if pooling == "first" else rows[::-1]
+        pick_from = rows[::-1] if pooling == "last" else rows  # first, first-content
         uniq, first_index = np.unique(pick_from, return_index=True)
         if pooling == "last":
             first_index = len(rows) - 1 - first_index

@@ -28,8 +28,10 @@ class PreparedBlock:
     out_rows: int  # rows of the block's feature array (pairs fill two per record)
     batches: list[PreparedBatch]
     empty_words: int
+    bare_first: int  # words whose first piece is the bare boundary marker
     truncated: int
     last: bool  # the shard's last block
+    word_types: np.ndarray  # word tasks: each row's type key, (n_rows,) int64; else empty
 
 
 class BlockBuffers:
@@ -75,8 +77,9 @@ def prepared_blocks(
 ) -> Iterator[PreparedBlock]:
     """Every block of every shard, tokenised and batched, in the order they are extracted.
 
-    The builder's counters of empty words and truncations are read per block here, on the
-    one thread that tokenises. Word tasks pool with `pooling`; sentence tasks always mean.
+    The builder's counters of empty words, bare first pieces and truncations are read per
+    block here, on the one thread that tokenises. Word tasks pool with `pooling`; sentence
+    tasks always mean (with or without the special tokens: the task's `sentence_pooling`).
     """
     for item in items:
         job = item.job
@@ -88,16 +91,21 @@ def prepared_blocks(
         ranges = shard_ranges(per_record, rows_per_block)
         row = 0
         for number, (b_lo, b_hi) in enumerate(ranges):
-            empty, truncated = units.empty_words, units.truncated
+            empty, bare, truncated = units.empty_words, units.bare_first, units.truncated
             block, bases, out_rows = units.block(
-                job.task.level, records[b_lo:b_hi], per_record[b_lo:b_hi]
-            )
+                job.task.level, records[b_lo:b_hi], per_record[b_lo:b_hi],
+                job.task.sentence_pooling,
+            )  # fmt: skip
             batches = list(prepared(block, bases, pooling if word_level else "mean",
-                                    batch_tokens, units.pad_id))  # fmt: skip
+                                    batch_tokens, units.pad_id, units.markers))  # fmt: skip
             n_rows = sum(per_record[b_lo:b_hi])
+            types = np.zeros(0, dtype=np.int64)
+            if word_level:
+                types = np.concatenate([u.word_types for u in block if u.word_types is not None])
             yield PreparedBlock(
                 item.index, row, n_rows, out_rows, batches, units.empty_words - empty,
-                units.truncated - truncated, last=number == len(ranges) - 1,
+                units.bare_first - bare, units.truncated - truncated,
+                last=number == len(ranges) - 1, word_types=types,
             )  # fmt: skip
             row += n_rows
 

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from probe import cache as store
-from probe.data.tasks import Task, expand_languages, get_task, local_files, read_split
+from probe.data.discovery import check_language, expand_languages
+from probe.data.reading import read_task_split
+from probe.data.subsets import sample_sentences, sample_tag
+from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.extract.spec import CachePaths, ExtractRequest
-from probe.runtime.fileid import files_sha256
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class SplitJob:
     split: str
     records: list[Any]
     source_hash: str
-    files: tuple[Path, ...]
+    sources: tuple[str, ...]  # the local files, or the hub split (the shard's source_files)
 
     @property
     def rows_per_record(self) -> list[int]:
@@ -40,23 +42,46 @@ class SplitJob:
 def plan_jobs(request: ExtractRequest, paths: CachePaths) -> list[SplitJob]:
     """Read every split of one request (fast) so bad data fails before the encoder loads."""
     task = get_task(request.task)
-    data_dir = paths.require_data_dir("extraction")
-    langs = expand_languages(task, request.langs, data_dir)
+    data_dir = paths.data_dir  # the task's own root wins; neither: the hub (probe.data.reading)
+    picks = request.treebanks
+    langs = expand_languages(task, request.langs, data_dir, picks)
     if request.source:
-        task.check_language(request.source)
-    cap = request.max_sentences
+        check_language(task, request.source, data_dir, picks)
     jobs = []
     for lang in langs:
         for split in request.splits or task.splits_for(lang, request.source):
-            files = local_files(task, data_dir, lang, split)
-            records = read_split(task, data_dir, lang, split)
-            if cap:
-                records = records[:cap]
-            source_hash = files_sha256(files)
-            if cap:
-                source_hash += f":first{cap}"
-            jobs.append(SplitJob(task, lang, split, records, source_hash, files))
+            # Another treebank choice is other files, so another source hash: re-extracted.
+            data = read_task_split(task, data_dir, lang, split, picks)
+            records, sampled = sample_records(task, data.records, request, lang, split)
+            jobs.append(SplitJob(task, lang, split, records, data.source_hash + sampled,
+                                 data.sources))  # fmt: skip
     return jobs
+
+
+def sample_records(
+    task: Task, records: list[Any], request: ExtractRequest, lang: str, split: str
+) -> tuple[list[Any], str]:
+    """The records a request keeps of one split and the source-hash suffix naming the sample:
+    `max_sentences` records, then the split's cap in `split_caps` (in the training language)
+    as words or pairs; both seeded random samples of whole records (`probe.data.subsets`)."""
+    tag = ""
+    if request.max_sentences:
+        keep = sample_sentences(_record_ids(records), request.max_sentences, request.seed)
+        records = [records[i] for i in keep]
+        tag += sample_tag(request.seed, request.max_sentences)
+    trains = request.source is None or lang == request.source
+    for capped, budget in request.split_caps:
+        if capped == split and trains:
+            sizes = [len(r.words) for r in records] if task.level == "word" else None
+            keep = sample_sentences(_record_ids(records), budget, request.seed, sizes)
+            records = [records[i] for i in keep]
+            tag += sample_tag(request.seed, budget, "w" if task.level == "word" else "p")
+    return records, tag
+
+
+def _record_ids(records: Sequence[Any]) -> list[str]:
+    """Sentence ids (TaggedSentence) or pair ids (TextPair): what the cache stores."""
+    return [str(getattr(r, "sent_id", None) or getattr(r, "pair_id", "")) for r in records]
 
 
 def plan_requests(requests: Sequence[ExtractRequest], paths: CachePaths) -> list[SplitJob]:

@@ -25,7 +25,7 @@ import torch
 from probe.cache import CacheSpec, writer
 from probe.cache.manifest import update_manifest, write_spec
 from probe.cache.reader import shard_is_current
-from probe.cache.schema import SENTENCE_FEATURES, WORD_FEATURES, base_attrs
+from probe.cache.schema import SENTENCE_FEATURES, WORD_FEATURES, WORD_ROW_ARRAYS, base_attrs
 from probe.data.tasks import Task
 from probe.errors import ProbeError
 from probe.extract.background import ShardWrites, prefetch, trim_heap
@@ -235,9 +235,9 @@ def _extract_shard(
         level=task.level, task=task.name, lang=job.lang, split=job.split,
         model=spec.model, model_identity=run.ref.identity, cache_key=run.cache_spec.key(),
         n_layers=encoder.n_layers, hidden=encoder.hidden, pooling=spec.pooling if word_level
-        else "mean", dtype=spec.dtype, compute_dtype=run.cache_spec.compute_dtype,
+        else task.sentence_pooling, dtype=spec.dtype, compute_dtype=run.cache_spec.compute_dtype,
         max_length=encoder.max_length, window_stride=encoder.stride,
-        source_hash=job.source_hash, source_files=[str(f) for f in job.files],
+        source_hash=job.source_hash, source_files=list(job.sources),
         label_names=list(task.labels), shard_index=0 if item.n_shards == 1 else lo,
         record_range=[lo, hi], n_shards=item.n_shards,
     )  # fmt: skip
@@ -252,9 +252,10 @@ def _extract_shard(
         attrs=attrs,
         arrays=arrays,
         strings=strings,
+        row_arrays=WORD_ROW_ARRAYS if word_level else None,
     )
     writes.open(shard, lock.pop_all())  # the lock now belongs to the shard's commit
-    tokens = pad = empty = truncated = 0
+    tokens = pad = empty = bare = truncated = 0
     for block in blocks:
         if block.item != item.index:
             raise RuntimeError(f"prepared block of shard {block.item} while at {item.index}")
@@ -265,17 +266,21 @@ def _extract_shard(
             pad += batch.pad_tokens
             bar.update(batch.progress)
         features = (
-            {"features": out}
+            {"features": out, "word_types": block.word_types}
             if word_level
             else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
         )
         writes.block(shard, block.row, features)
         trim_heap()
         empty += block.empty_words
+        bare += block.bare_first
         truncated += block.truncated
         if block.last:
             break
-    writes.commit(shard, {"empty_words": empty, "truncated": truncated})
+    last_attrs: dict[str, Any] = {"empty_words": empty, "truncated": truncated}
+    if word_level:  # the share of words whose first piece is a bare "▁" (0 for WordPiece)
+        last_attrs["bare_marker_share"] = bare / max(item.rows, 1)
+    writes.commit(shard, last_attrs)
     seconds = time.perf_counter() - start
     return ShardReport(path, item.rows, seconds, skipped=False, tokens=tokens, pad_tokens=pad)
 

@@ -21,8 +21,12 @@ from probe.runtime.precision import PRECISIONS
 if TYPE_CHECKING:
     from probe.models import ModelRef
 
-Pooling = Literal["first", "mean", "last"]
-POOLINGS: tuple[str, ...] = ("first", "mean", "last")
+# How a word's subwords become its vector. `first-content` is the first piece that is not a
+# bare word-boundary marker (SentencePiece's "▁" alone, which is most zh/ja words' first
+# piece with me5/XLM-R), the marker only where the word has nothing else; with WordPiece it
+# is `first`, bit for bit. It is the default everywhere; `first` is XTREME's choice.
+Pooling = Literal["first-content", "first", "mean", "last"]
+POOLINGS: tuple[str, ...] = ("first-content", "first", "mean", "last")
 STORAGE_DTYPES: tuple[str, ...] = ("float16", "float32")
 COMPUTE_DTYPES: tuple[str, ...] = PRECISIONS
 OVERWRITE: tuple[str, ...] = ("never", "missing", "always")
@@ -39,7 +43,7 @@ class ExtractSpec:
     concrete compute dtype it becomes the `CacheSpec` whose hash is the cache key."""
 
     model: str  # alias, hub id or local directory
-    pooling: Pooling = "first"  # subwords to a word (word tasks; sentence tasks: mean)
+    pooling: Pooling = "first-content"  # subwords to a word (word tasks; sentence tasks: mean)
     dtype: str = "float16"  # storage dtype
     compute_dtype: str = "auto"  # forward precision; "auto" resolves on the device
     max_length: int = 512
@@ -69,14 +73,23 @@ class ExtractSpec:
 class ExtractRequest:
     """Which data to extract under a spec: a task's languages and splits.
 
-    `max_sentences` is part of the data's identity (each shard's source hash), not of the key.
+    `max_sentences` and `split_caps` are part of the data's identity (each shard's source
+    hash), not of the key. Both are seeded random samples of whole records, stratified by
+    genre (`probe.data.subsets`), drawn with `seed`: `max_sentences` records per split, then
+    each `(split, budget)` of `split_caps` keeps at most `budget` words (pairs for pair tasks)
+    of that split in the language that trains (`source`; every language when it is None),
+    the very sample `probe.train.splits.train_dev` draws with the same budget and seed, so a
+    capped run never encodes a whole training split.
     """
 
     task: str
     langs: tuple[str, ...] = ("all",)
     splits: tuple[str, ...] | None = None  # None: the splits a zero-shot run from `source` needs
     source: str | None = None
-    max_sentences: int | None = None  # cap per split (first N records)
+    max_sentences: int | None = None  # cap per split (a seeded sample of N records)
+    split_caps: tuple[tuple[str, int], ...] = ()  # (split, words or pairs) of the source
+    seed: int = 0  # the seed of every sample above
+    treebanks: tuple[str, ...] = ()  # UD picks, e.g. ("en_ewt+en_gum", "cs_pdt"); () = default
 
 
 @dataclass(frozen=True)
@@ -108,12 +121,3 @@ class CachePaths:
         """`--cache-dir` beats $PROBE_CACHE, which beats ./cache; `--data-dir` beats
         $PROBE_DATA (neither: the hub)."""
         return cls(default_cache_root(cache_dir), default_data_dir(data_dir))
-
-    def require_data_dir(self, command: str) -> Path:
-        """The data directory, or the error that says how to give one."""
-        if self.data_dir is None:
-            raise ProbeError(
-                f"{command}: no data directory: pass --data-dir or set PROBE_DATA (reading "
-                "from the HF hub is available through probe.data.sources.hub when online)"
-            )
-        return self.data_dir

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from probe.data.alignment import align_words, pad_id, special_token_layout, unk_id
+from probe.data.alignment import (
+    align_words,
+    bare_marker_ids,
+    pad_id,
+    special_token_layout,
+    type_keys,
+    unk_id,
+)
 from probe.data.sources.records import TaggedSentence, TextPair
 from probe.errors import ProbeError
 
@@ -26,7 +33,8 @@ class Unit:
     """One record as encoder input: one or more windows, each a row of token ids.
 
     `targets[w][t]` is the unit-local output row that token t of window w is pooled into, or
-    -1 (special tokens, and window overlaps assigned to another window).
+    -1 (special tokens, and window overlaps assigned to another window). A sentence of a word
+    task also carries each word's type key (`WordPieces.type_keys`).
     """
 
     windows: list[np.ndarray]
@@ -34,6 +42,7 @@ class Unit:
     type_ids: list[np.ndarray] | None
     n_targets: int
     progress: int  # records (words for word tasks) this unit completes, for the progress bar
+    word_types: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -43,8 +52,9 @@ class Unit:
 class UnitBuilder:
     """Tokenises records into units for one tokenizer, window length and stride.
 
-    `empty_words` and `truncated` count, over the builder's life, words that got an UNK and
-    records cut to fit; the extraction reads their change per block into the shard's attrs.
+    `empty_words`, `bare_first` and `truncated` count, over the builder's life, words that
+    got an UNK, words whose first piece is the bare boundary marker (`markers`), and records
+    cut to fit; the extraction reads their change per block into the shard's attrs.
     """
 
     def __init__(self, tokenizer: Any, max_length: int, window_stride: int | None) -> None:
@@ -57,14 +67,21 @@ class UnitBuilder:
             raise ProbeError(f"window stride must be in 1..{self.window}, not {self.stride}")
         self.pad_id = pad_id(tokenizer)
         self.unk_id = unk_id(tokenizer)
+        self.markers = bare_marker_ids(tokenizer)
         self.empty_words = 0
+        self.bare_first = 0
         self.truncated = 0
 
     def block(
-        self, level: str, records: Sequence[Any], per_record: Sequence[int]
+        self,
+        level: str,
+        records: Sequence[Any],
+        per_record: Sequence[int],
+        sentence_pooling: str = "mean",
     ) -> tuple[list[Unit], list[int], int]:
         """Units of one block, the first output row of each, and the block's output rows
-        (pairs and parallel sentences fill rows 2i and 2i+1)."""
+        (pairs and parallel sentences fill rows 2i and 2i+1). `sentence_pooling` is the
+        task's (parallel tasks: "mean-with-specials" also averages the special tokens)."""
         if level == "word":
             units = self.words(records)
             bases = np.concatenate([[0], np.cumsum(per_record)[:-1]]).astype(int).tolist()
@@ -72,8 +89,9 @@ class UnitBuilder:
         n = len(records)
         if level == "pair":
             return self.pairs(records), [2 * i for i in range(n)], 2 * n
-        src = self.sentences([p.text_a for p in records], side=0)
-        eng = self.sentences([p.text_b for p in records], side=1)
+        specials = sentence_pooling == "mean-with-specials"
+        src = self.sentences([p.text_a for p in records], side=0, specials=specials)
+        eng = self.sentences([p.text_b for p in records], side=1, specials=specials)
         return src + eng, [2 * i for i in range(n)] * 2, 2 * n
 
     def words(self, sentences: Sequence[TaggedSentence]) -> list[Unit]:
@@ -81,15 +99,22 @@ class UnitBuilder:
         units = []
         no_target = -np.ones(len(self.prefix), dtype=np.int64)
         tail = -np.ones(len(self.suffix), dtype=np.int64)
-        for pieces in align_words(self.tokenizer, [s.words for s in sentences]):
+        aligned = align_words(self.tokenizer, [s.words for s in sentences])
+        keys = type_keys(aligned)
+        for pieces, word_types in zip(aligned, keys, strict=True):
             self.empty_words += pieces.empty
             ids, word_ids, n_words = pieces.ids, pieces.word_of, pieces.n_words
             if len(ids) <= self.window:  # the common case: one window, every subword its own
                 window = np.concatenate([self.prefix, ids, self.suffix])
                 targets = np.concatenate([no_target, word_ids, tail])
-                units.append(Unit([window], [targets], None, n_words, n_words))
+                unit = Unit([window], [targets], None, n_words, n_words)
             else:
-                units.append(self.windowed(ids, word_ids, n_words))
+                unit = self.windowed(ids, word_ids, n_words)
+            unit.word_types = word_types
+            units.append(unit)
+        if self.markers.size and aligned:  # one vectorised count per block
+            firsts = np.concatenate([p.ids[p.starts()] for p in aligned])
+            self.bare_first += int(np.isin(firsts, self.markers).sum())
         return units
 
     def windowed(self, ids: np.ndarray, targets: np.ndarray, n_targets: int) -> Unit:
@@ -141,19 +166,23 @@ class UnitBuilder:
             units.append(Unit([ids], [seq], type_ids, 2, 1))
         return units
 
-    def sentences(self, texts: Sequence[str], side: int) -> list[Unit]:
-        """One text per unit, mean-pooled into row `side` of its pair (for parallel data)."""
+    def sentences(self, texts: Sequence[str], side: int, specials: bool = False) -> list[Unit]:
+        """One text per unit, mean-pooled into row `side` of its pair (for parallel data):
+        over its subwords, or with `specials` over every token of the window, [CLS] and
+        [SEP] included (XTREME's retrieval pools over the attention mask)."""
         enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False)
         units = []
+        special_target = side if specials else -1
         for i in range(len(texts)):
             ids = np.asarray(enc["input_ids"][i], dtype=np.int64)
             seq = np.asarray(
-                [-1 if s is None else side for s in enc.sequence_ids(i)], dtype=np.int64
+                [special_target if s is None else side for s in enc.sequence_ids(i)],
+                dtype=np.int64,
             )
-            if len(ids) > self.max_length:
+            if len(ids) > self.max_length:  # XTREME's cut too: the first max_length - 2 pieces
                 keep = self.max_length - len(self.suffix)
                 ids = np.concatenate([ids[:keep], self.suffix])
-                seq = np.concatenate([seq[:keep], -np.ones(len(self.suffix), dtype=np.int64)])
+                seq = np.concatenate([seq[:keep], np.full(len(self.suffix), special_target)])
                 self.truncated += 1
             units.append(Unit([ids], [seq], None, 2, 1 - side))
         return units

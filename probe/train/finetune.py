@@ -25,8 +25,10 @@ from torch import Tensor, nn
 from probe.analysis.metrics import IGNORE_INDEX, score
 from probe.data.alignment import align_words, first_subword, pad_id, special_token_layout
 from probe.data.holdout import holdout
+from probe.data.reading import read_task_split
 from probe.data.sources.records import TaggedSentence
-from probe.data.tasks import Task, read_split
+from probe.data.subsets import sample_sentences
+from probe.data.tasks import Task
 from probe.errors import ProbeError
 from probe.runtime.precision import autocast, pick_compute_dtype
 
@@ -56,6 +58,8 @@ class FineTuning(Protocol):
     def max_train_sentences(self) -> int | None: ...
     @property
     def dev_fraction(self) -> float: ...
+    @property
+    def treebanks(self) -> tuple[str, ...]: ...  # UD picks (--treebank)
 
 
 @dataclass
@@ -104,14 +108,23 @@ def word_records(records: Any) -> list[TaggedSentence]:
 
 
 def source_sentences(
-    task: Task, data_dir: Path, source: str, config: FineTuning
+    task: Task, data_dir: Path | None, source: str, config: FineTuning
 ) -> tuple[list[TaggedSentence], list[TaggedSentence]]:
-    """Source train (first max_train_sentences) and dev (the dev split, or a seeded hold-out)."""
-    train = word_records(read_split(task, data_dir, source, task.train_split))
+    """Source train (a seeded, genre-stratified sample of `max_train_sentences` whole
+    sentences, `probe.data.subsets`) and dev (the dev split, or a seeded hold-out), read
+    from where the task lives (`probe.data.reading`: its root, data_dir, or the hub)."""
+    picks = config.treebanks
+
+    def read(split: str) -> list[TaggedSentence]:
+        return word_records(read_task_split(task, data_dir, source, split, picks).records)
+
+    train = read(task.training_split())
     if config.max_train_sentences:
-        train = train[: config.max_train_sentences]
+        keep = sample_sentences([s.sent_id for s in train], config.max_train_sentences,
+                                config.seed)  # fmt: skip
+        train = [train[i] for i in keep]
     if task.dev_split:
-        return train, word_records(read_split(task, data_dir, source, task.dev_split))
+        return train, read(task.dev_split)
     train_idx, dev_idx = holdout(len(train), config.dev_fraction, config.seed, "source sentences")
     return [train[i] for i in train_idx], [train[i] for i in dev_idx]
 
@@ -286,8 +299,7 @@ def _dev_scores(
     total_loss, n_tokens = 0.0, 0
     for batch in _batches(dev, config.batch_size * 2):
         ids, mask, labels = _collate([dev[i] for i in batch], pad, device)
-        with _autocast(device, config.precision):
-            logits = model(ids, mask)
+        logits = model(ids, mask)  # evaluation runs in float32, whatever trained
         n = int((labels != IGNORE_INDEX).sum())
         total_loss += float(loss_fn(logits.float().flatten(0, 1), labels.flatten())) * n
         n_tokens += n
@@ -324,8 +336,7 @@ def word_probabilities(
     per_sentence: list[np.ndarray] = [np.empty(0)] * len(items)
     for batch in _batches(items, config.batch_size * 2):
         ids, mask, _ = _collate([items[i] for i in batch], pad, device)
-        with _autocast(device, config.precision):
-            logits = model(ids, mask)
+        logits = model(ids, mask)  # float32: every number reported is an fp32 evaluation
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         for row, i in enumerate(batch):
             e = items[i]

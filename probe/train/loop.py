@@ -96,19 +96,17 @@ def _head_device(head: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def evaluate(
-    head: nn.Module, data: Feed, *, batch_size: int = EVAL_BATCH, precision: str = "float32"
-) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over the labelled items of `data`, in eval mode."""
+def evaluate(head: nn.Module, data: Feed, *, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over the labelled items of `data`, in eval mode, in
+    float32 whatever precision trained the head (so dev losses compare across devices)."""
     device = _head_device(head)
-    compute = pick_compute_dtype(precision, device)
     was_training = head.training
     head.eval()
     loss = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     count = torch.zeros((), device=device, dtype=torch.int64)
     try:
-        with torch.inference_mode(), autocast(device, compute):
+        with torch.inference_mode():
             for batch in data.batches(batch_size, generator=None, device=device):
                 logits = head(*batch.inputs)
                 batch_loss, batch_count = _loss_sum(logits, batch.labels)
@@ -124,23 +122,20 @@ def evaluate(
     return float(loss) / total, int(correct) / total
 
 
-def predict_proba(
-    head: nn.Module, data: Feed, *, batch_size: int = EVAL_BATCH, precision: str = "float32"
-) -> np.ndarray:
+def predict_proba(head: nn.Module, data: Feed, *, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Class probabilities per item, (n_items, classes) float32, in data order.
 
     Items are words for word and token-labelled sentence views (padding dropped), pairs for
-    pair views, sequences for sequence views. Runs on the head's device, in eval mode, with
-    matrix products in `precision` ("auto" as in `TrainConfig`).
+    pair views, sequences for sequence views. Runs on the head's device, in eval mode, in
+    float32 whatever precision trained the head: every reported number is an fp32 evaluation.
     """
     device = _head_device(head)
-    compute = pick_compute_dtype(precision, device)
     was_training = head.training
     head.eval()
     chunks: list[Tensor] = []
     items: list[np.ndarray] = []
     try:
-        with torch.inference_mode(), autocast(device, compute):
+        with torch.inference_mode():
             for batch in data.batches(batch_size, generator=None, device=device):
                 logits = head(*batch.inputs)
                 if batch.mask is not None and logits.dim() == batch.mask.dim() + 1:
@@ -217,8 +212,7 @@ def fit(
             train_loss = float(total) / max(int(count), 1)
             dev_loss = dev_acc = None
             if dev is not None:
-                dev_loss, dev_acc = evaluate(head, dev, batch_size=config.eval_batch_size,
-                                             precision=config.precision)  # fmt: skip
+                dev_loss, dev_acc = evaluate(head, dev, batch_size=config.eval_batch_size)
             history.append(EpochLog(epoch, train_loss, dev_loss, dev_acc, time.perf_counter() - t0))
             log.debug("epoch %d: train loss %.4f, dev loss %s, dev acc %s",
                       epoch, train_loss, dev_loss, dev_acc)  # fmt: skip

@@ -124,7 +124,8 @@ def train_stage(
     """Train one stage: a fresh body (loaded with `warm` when given) and new classifiers.
 
     One task trains a `TaskHead` on its own views; several train a `MultiTaskHead` on a
-    `MixedFeed` of their views, early-stopping on the summed dev loss of all of them.
+    `MixedFeed` of their views, early-stopping on their pooled dev loss: the mean over every
+    dev item of all of them (word tasks' words outnumber pair tasks' pairs, and dominate it).
     """
     if not tasks:
         raise ValueError("a stage needs at least one task")

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from probe.cache import SplitReader
-from probe.data.holdout import holdout
+from probe.data.holdout import holdout, premise_groups
+from probe.data.subsets import sample_sentences
 from probe.data.tasks import Task
 from probe.train import PairData, WordData
 
@@ -24,13 +25,15 @@ class CachedSplit:
     """A split's reader plus what every layer shares (labels, offsets), read once.
 
     `rows` (None = all) index the reader's full arrays; labels and offsets always describe
-    the selected rows themselves.
+    the selected rows themselves; `items` (None = all) are the reader's sentences or pairs
+    the split keeps (what `subset_ids` records).
     """
 
     reader: SplitReader
     labels: np.ndarray
     offsets: np.ndarray | None
     rows: np.ndarray | None = None
+    items: np.ndarray | None = None
 
 
 def opener(root: Path, key: str, task: Task) -> Callable[[str, str], CachedSplit]:
@@ -50,21 +53,50 @@ def train_dev(
     dev_fraction: float,
     seed: int,
 ) -> tuple[CachedSplit, CachedSplit]:
-    """The source's training split (capped at whole sentences) and its dev split, or a seeded
-    hold-out (`probe.data.holdout`) of its sentences or pairs."""
-    train = open_split(source, task.train_split)
-    if max_train_words and train.offsets is not None:
-        keep = int(np.searchsorted(train.offsets, max_train_words, side="right")) - 1
-        train = subset(train, np.arange(max(1, keep)))
-    elif max_train_words:
-        train = subset(train, np.arange(min(n_items(train), max_train_words)))
+    """The source's training split and its dev split, or a seeded hold-out
+    (`probe.data.holdout`) of its sentences or whole premise groups of pairs.
+
+    `max_train_words` (pairs for pair tasks) keeps a seeded, genre-stratified random sample
+    of whole sentences (`probe.data.subsets.sample_sentences`, seed `seed`): the sample
+    extraction draws for a request with the same cap, so on a capped extraction this keeps
+    everything, and on a full one it picks the same sentences.
+    """
+    train = open_split(source, task.training_split())
+    if max_train_words:
+        train = subset(train, sample_split(train, max_train_words, seed))
     if task.dev_split:
         dev = open_split(source, task.dev_split)
     else:
         what = "source sentences" if train.offsets is not None else "source pairs"
-        train_items, dev_items = holdout(n_items(train), dev_fraction, seed, what)
+        groups = (
+            None if train.offsets is not None else premise_groups(item_strings(train, "text_a"))
+        )
+        train_items, dev_items = holdout(n_items(train), dev_fraction, seed, what, groups)
         train, dev = subset(train, train_items), subset(train, dev_items)
     return train, dev
+
+
+def train_caps(task: Task, max_train_words: int | None) -> tuple[tuple[str, int], ...]:
+    """`ExtractRequest.split_caps` for a run that trains with `max_train_words`: extraction
+    then encodes only the sample `train_dev` keeps (pass the same seed as the request's)."""
+    return ((task.training_split(), max_train_words),) if max_train_words else ()
+
+
+def sample_split(split: CachedSplit, budget: int, seed: int) -> np.ndarray:
+    """Local item indices of the split's seeded sample of at most `budget` words (pairs)."""
+    sizes = None if split.offsets is None else np.diff(split.offsets)
+    return sample_sentences(item_strings(split, "sentence_ids"), budget, seed, sizes)
+
+
+def item_strings(split: CachedSplit, name: str) -> list[str]:
+    """A per-item string dataset (`sentence_ids`, `text_a`) of the items the split keeps."""
+    every = split.reader.strings(name)
+    return every if split.items is None else [every[i] for i in split.items]
+
+
+def subset_ids(split: CachedSplit) -> list[str]:
+    """The sentence (pair) ids a split keeps, in file order: what subsets.json records."""
+    return item_strings(split, "sentence_ids")
 
 
 def n_items(split: CachedSplit) -> int:
@@ -82,7 +114,8 @@ def subset(split: CachedSplit, items: np.ndarray) -> CachedSplit:
         local = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         offsets = np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64)
     rows = local if split.rows is None else split.rows[local]
-    return CachedSplit(split.reader, split.labels[local], offsets, rows)
+    kept = items if split.items is None else split.items[items]
+    return CachedSplit(split.reader, split.labels[local], offsets, rows, kept)
 
 
 def layer_array(split: CachedSplit, layer: int, name: str | None = None) -> np.ndarray:

@@ -558,9 +558,9 @@ def test_stale_cache_is_never_reused(
     assert second.key == fresh.key
     if change == "source":
         assert second.key == first.key
-        assert [s.path.name for s in second.extracted] == ["dev.h5"]  # rebuilt, test.h5 kept
+        assert [s.path.name for s in second.extracted] == ["dev.h5"]  # rebuilt, the rest kept
     else:
-        assert second.key != first.key and len(second.extracted) == 2
+        assert second.key != first.key and len(second.extracted) == 3  # en train, dev, test
     with (
         SplitReader.open(tmp_path / "cache", first.key, "pos", "en", "dev") as old_split,
         SplitReader.open(tmp_path / "cache", second.key, "pos", "en", "dev") as new_split,
@@ -649,9 +649,12 @@ def _assert_one_error_line(result: Any, pattern: str) -> None:
 def test_language_the_task_or_the_data_lacks(tmp_path: Path, tiny_bert: Path) -> None:
     data = make_ud(tmp_path / "data")
     result = _probe_extract(tmp_path, tiny_bert, data, "--langs", "xx")
-    _assert_one_error_line(result, r"unknown language for task 'pos' 'xx'.*Available: de, en")
-    result = _probe_extract(tmp_path, tiny_bert, data, "--langs", "fr")  # known, no file here
-    _assert_one_error_line(result, r"fr_gsd-ud-test\.conllu: missing split 'test'.*'fr'")
+    _assert_one_error_line(result, r"task 'pos' has no files for language 'xx'.*found: de, en")
+    # Catalogued but absent here: the files decide, not the catalogue.
+    result = _probe_extract(tmp_path, tiny_bert, data, "--langs", "fr")
+    _assert_one_error_line(result, r"task 'pos' has no files for language 'fr'.*found: de, en")
+    result = _probe_extract(tmp_path, tiny_bert, data, "--langs", "de", "--splits", "train")
+    _assert_one_error_line(result, r"de_gsd-ud-train\.conllu: missing split 'train'.*'de'")
 
 
 def test_unknown_model_name(tmp_path: Path) -> None:

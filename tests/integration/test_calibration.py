@@ -126,7 +126,7 @@ def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> CalibrationConfig:
     make_treebanks(tmp_path / "data", CALIBRATION_DATA)
     ex = cache_fields(tmp_path, tiny_bert, langs=("en", "tr"), compute_dtype="float32")
     base: dict[str, object] = dict(
-        **ex, pooled=("en", "de", "fr"), fuse_layer=1,
+        **ex, pooled=("en", "de", "fr"), fuse_layer=1, train_split="dev",
         train=TrainConfig(max_epochs=3), dlfa_train=TrainConfig(max_epochs=2, lr=2e-3),
     )  # fmt: skip
     base.update(kw)
@@ -166,6 +166,12 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     en_words = rows.one(config="en", metric="train_words", subset="dev")
     pooled_words = rows.one(config="en+de+fr", metric="train_words", subset="dev")
     assert 0.5 * en_words <= pooled_words <= 1.2 * en_words
+    # ...as a seeded random sample of whole sentences per pooled language, ids recorded.
+    subsets = json.loads((result.directory / "subsets.json").read_text())["subsets"]
+    for lang in ("de", "fr"):
+        (entry,) = [v for k, v in subsets.items() if k.startswith(f"pos/{lang}/dev (max ")]
+        assert entry["train_ids"] and set(entry["train_ids"]).isdisjoint(entry["dev_ids"])
+        assert entry["cap"] == 6 * 26 // 3 and entry["seed"] == 0  # en's words / 3 languages
     # The reliability diagram agrees with the ECE row.
     diagrams = json.loads((result.directory / "reliability.json").read_text())
     entry = diagrams["linear@en"]["2"]["de"]
@@ -175,6 +181,11 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
                  "ece_per_layer.png"):  # fmt: skip
         assert (result.directory / name).stat().st_size > 0, name
     assert "held-out targets (tr)" in result.summary
+    # The size-matched design and the split that trained, in one line of the summary.
+    design = ("design: the en-only head against the en+de+fr head, each on pos/dev "
+              "(--train-split dev; the task's own is train); size-matched: the pooled head "
+              "trains on as many words as the en head, 52 per pooled language")  # fmt: skip
+    assert design in result.summary
     assert not rows.filter(metric=lambda m: m.startswith("bin_"))  # bins: reliability.json only
 
 
@@ -216,5 +227,5 @@ def test_calibration_resumes_with_only_the_missing_heads(
 def test_calibration_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> None:
     with pytest.raises(ProbeError, match="two or more"):
         run_calibration(_config(tmp_path, tiny_bert, pooled=("en",)), tmp_path)
-    with pytest.raises(ProbeError, match="unknown language"):
+    with pytest.raises(ProbeError, match="no files for language 'xx'"):
         run_calibration(_config(tmp_path, tiny_bert, pooled=("en", "xx")), tmp_path)

@@ -24,7 +24,12 @@ from probe.analysis.crosslingual.alignment import (
 )
 from probe.analysis.crosslingual.cka import linear_cka
 from probe.analysis.crosslingual.correlation import correlate
-from probe.analysis.crosslingual.retrieval import retrieval_accuracy, retrieval_both_ways
+from probe.analysis.crosslingual.retrieval import (
+    centred_retrieval,
+    retrieval_accuracy,
+    retrieval_both_ways,
+    xtreme_accuracy,
+)
 from probe.analysis.crosslingual.typology import (
     DISTANCE_KINDS,
     cosine_distance,
@@ -50,9 +55,9 @@ def test_retrieval_is_perfect_on_identical_embeddings() -> None:
     x = RNG.normal(size=(300, 32))
     assert retrieval_accuracy(x, x) == 1.0
     assert retrieval_both_ways(x, x.copy()) == {"xx2en": 1.0, "en2xx": 1.0, "mean": 1.0}
-    # A language offset and a per-sentence scale change nothing once centred and cosine-compared
-    assert retrieval_accuracy(x + 50.0, x) == 1.0
-    assert retrieval_accuracy(x * RNG.uniform(0.5, 2.0, size=(300, 1)), x, centred=False) == 1.0
+    # A language offset changes nothing once centred, a per-sentence scale nothing for cosine
+    assert centred_retrieval(x + 50.0, x, seed=0) == {"xx2en": 1.0, "en2xx": 1.0, "mean": 1.0}
+    assert retrieval_accuracy(x * RNG.uniform(0.5, 2.0, size=(300, 1)), x) == 1.0
 
 
 def test_retrieval_on_shuffled_pairs_scores_only_the_fixed_points() -> None:
@@ -74,13 +79,8 @@ def test_centring_removes_a_shared_language_offset() -> None:
     x = RNG.normal(size=(200, 16))
     y = x + 0.3 * RNG.normal(size=(200, 16))
     offset = np.full(16, 40.0)
-    assert retrieval_accuracy(x + offset, y - offset) > 0.95
-    assert retrieval_accuracy(x + offset, y - offset, centred=False) < 0.5
-
-
-def test_retrieval_rejects_unpaired_inputs() -> None:
-    with pytest.raises(ValueError, match="row i must translate row i"):
-        retrieval_accuracy(np.zeros((3, 4)), np.zeros((4, 4)))
+    assert centred_retrieval(x + offset, y - offset, seed=0)["mean"] > 0.95
+    assert retrieval_accuracy(x + offset, y - offset) < 0.5
 
 
 # --- CKA -------------------------------------------------------------------------------------
@@ -297,15 +297,20 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert torch.get_num_threads() == threads  # capped while scoring, then restored
     heads = {(r.head, r.metric) for r in result.rows}
     for pair in [("linear", "accuracy"), ("linear", "selectivity"), ("transfer", "ratio"),
-                 ("retrieval", "xx2en"), ("retrieval", "en2xx"), ("cka", "linear_cka"),
+                 ("retrieval-centred", "xx2en"), ("retrieval-centred", "en2xx"),
+                 ("retrieval-xtreme", "en2xx"), ("cka", "linear_cka"),
                  ("align-none", "mean"), ("align-procrustes", "mean"), ("align-net", "mean"),
                  ("distance", "syntactic")]:  # fmt: skip
         assert pair in heads, pair
-    retrieval_langs = {r.lang for r in result.rows if r.head == "retrieval"}
+    retrieval_langs = {r.lang for r in result.rows if r.head == "retrieval-centred"}
     assert retrieval_langs == {"de", "tur"}
     assert {r.layer for r in result.rows if r.head == "cka"} == {"0", "1", "2"}
+    # XTREME's protocol: one row per language, at mBERT's layer 8 of 12 scaled to 2 layers
+    xtreme = {r.lang: r for r in result.rows if r.head == "retrieval-xtreme"}
+    assert set(xtreme) == {"de", "tur"}
+    assert {(r.layer, r.layers, r.metric) for r in xtreme.values()} == {("1", (1,), "en2xx")}
     for r in result.rows:
-        if r.head in ("retrieval", "cka") or r.head.startswith("align-"):
+        if r.head.startswith(("retrieval", "align-")) or r.head == "cka":
             assert 0.0 <= r.value <= 1.0 + 1e-9, r
     de_ratio = {r.layer: r.value for r in result.rows if r.head == "transfer"}
     acc = {(r.layer, r.lang): r.value for r in result.rows
@@ -322,9 +327,55 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     settings = json.loads((result.directory / "settings.json").read_text())
     assert settings["tatoeba_codes"] == {"de": "deu", "tur": "tur"}
     assert settings["tatoeba_pairs"] == {"de": 10, "tur": 10}
-    assert "most language-neutral layer" in result.table
+    assert settings["xtreme_layer"] == 1
+    assert "most language-neutral layer: " in result.table
+    assert "(centred Tatoeba retrieval, mean of xx->en and en->xx" in result.table
+    assert "XTREME's protocol (layer 1 of 2" in result.table
+    assert "Tatoeba, XTREME's protocol (en->xx, layer 1): " in result.table
+    # the cross-validated least-squares ridge, per layer and language, in the summary
+    ridge = {(r.layer, r.lang): r.value for r in result.rows
+             if r.head == "align-lstsq" and r.metric == "ridge"}  # fmt: skip
+    assert set(ridge) == {(str(layer), lang) for layer in range(3) for lang in ("de", "tur")}
+    lines = result.table.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith("least-squares ridge alpha")))
+    assert lines[at + 1].split() == ["layer", "de", "tur"]
+    for layer in range(3):
+        expected = [str(layer), *(f"{ridge[(str(layer), lang)]:.3g}" for lang in ("de", "tur"))]
+        assert lines[at + 2 + layer].split() == expected
     header = (result.directory / "map.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["layer", "source_score", "selectivity", "target_score"]
+
+
+def test_map_xtreme_rows_are_xtremes_search_on_the_specials_cache(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """The `retrieval-xtreme` rows are XTREME's accuracy (English queries) on the pairs pooled
+    with [CLS]/[SEP] at the chosen layer, not on the subword-only pairs."""
+    from probe.cache import SplitReader
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
+    from probe.train import TrainConfig
+
+    data = make_ud(tmp_path / "data", SENTENCES * 4)
+    make_tatoeba(data)
+    ex = cache_fields(tmp_path, tiny_bert, data_dir=data, compute_dtype="float32")
+    parallel = ParallelConfig(net=NetConfig(steps=5), xtreme_layer=2)
+    config = MapConfig(**ex, train=TrainConfig(max_epochs=1), parallel=parallel)
+    result = run_map(config, RunOptions(results_dir=tmp_path / "results", progress=False))
+    row = result.rows.filter(head="retrieval-xtreme")
+    assert [(r.lang, r.layer) for r in row] == [("de", "2")]
+    root, key = ex["paths"].cache_root, row[0].model
+    with SplitReader.open(root, key, "tatoeba-xtreme", "deu", "test") as reader:
+        assert reader.attrs["pooling"] == "mean-with-specials"
+        x, eng = reader.layer(2, "sentence_features"), reader.layer(2, "sentence_features_b")
+    with SplitReader.open(root, key, "tatoeba", "deu", "test") as reader:
+        plain = reader.layer(2, "sentence_features")
+    assert not np.allclose(x, plain)  # the special tokens are in XTREME's vectors
+    assert row[0].value == xtreme_accuracy(x.astype(np.float64), eng.astype(np.float64))
+    with pytest.raises(ProbeError, match="--xtreme-layer 3 is not a layer"):
+        run_map(MapConfig(**ex, parallel=ParallelConfig(xtreme_layer=3)),
+                RunOptions(results_dir=tmp_path / "bad", progress=False))  # fmt: skip
 
 
 def test_map_killed_after_its_first_job_resumes_with_only_the_missing_jobs(
@@ -392,7 +443,7 @@ def test_map_real_minilm_small(tmp_path: Path, shared_data: Path) -> None:
     result = run_map(MapConfig(**ex, extra_parallel=("tr",), train=TrainConfig(max_epochs=3)),
                      RunOptions(results_dir=tmp_path / "res", progress=False))  # fmt: skip
     retrieval = {(r.layer, r.lang): r.value for r in result.rows
-                 if r.head == "retrieval" and r.metric == "mean"}  # fmt: skip
+                 if r.head == "retrieval-centred" and r.metric == "mean"}  # fmt: skip
     assert set(retrieval) == {(str(i), lang) for i in range(7) for lang in ("de", "tr")}
     # German shares far more with English than Turkish does, even for an English-only model,
     # and both beat the 1/n chance level at their best layer.

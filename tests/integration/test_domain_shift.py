@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> DomainShiftConfig:
     ex = cache_fields(tmp_path, tiny_bert, langs=("all",), compute_dtype="float32")
     base: dict[str, object] = dict(
         **ex, fuse_layer=1, train=TrainConfig(max_epochs=3),
-        dlfa_train=TrainConfig(max_epochs=2, lr=2e-3), low_resource_words=120,
+        dlfa_train=TrainConfig(max_epochs=2, lr=2e-3), small_train_words=120, train_split="dev",
     )  # fmt: skip
     base.update(kw)
     return DomainShiftConfig(**base)  # type: ignore[arg-type]
@@ -76,6 +77,14 @@ def test_drop_is_in_domain_minus_out_of_domain() -> None:
 def test_domain_shift_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     result = run_domain_shift(_config(tmp_path, tiny_bert), tmp_path)
     assert result.settings["languages"] == {"en": ["pos-gum", "pos-pud"], "de": ["pos-pud"]}
+    # A language that does not run is said, with its reason, in settings.json and the summary.
+    reason = "no out-of-domain corpus among pos-gum, pos-pud"
+    assert result.settings["skipped"] == {"es": reason}
+    saved = json.loads((result.directory / "settings.json").read_text())
+    assert saved["skipped"] == {"es": reason}
+    assert f"skipped: es ({reason})" in result.summary.splitlines()
+    assert ("design: every language's heads train on its own pos/dev (--train-split dev; the "
+            "task's own is train); not size-matched") in result.summary  # fmt: skip
     rows = result.rows
 
     def value(head: str, layers: tuple[int, ...], lang: str, metric: str, eval_task: str = "",
@@ -109,13 +118,39 @@ def test_domain_shift_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     # The legacy lang column still names the set and its genre.
     (news,) = rows.filter(head="linear", layers=(2,), subset="news", eval_task="pos-pud")
     assert (news.lang, news.layer) == ("en:pos-pud#news", "2")
-    # Training data sizes and the low-resource flag (threshold 120 words: en has 156, de 104).
-    assert value("data", (), "en", "low_resource") == 0.0
-    assert value("data", (), "de", "low_resource") == 1.0
+    # Training data sizes and the small-training-set flag (threshold 120 words: en has 156, de 104).
+    assert value("data", (), "en", "small_train") == 0.0
+    assert value("data", (), "de", "small_train") == 1.0
     assert value("data", (), "de", "train_words") == sum(len(s) for s in SENTENCES * 4)
     for name in ("results.csv", "summary.txt", "domain_shift.png", "drop_per_layer.png"):
         assert (result.directory / name).stat().st_size > 0, name
     assert "last-D" in result.summary and "per genre" in result.summary
+
+
+def test_language_without_the_training_split_is_skipped_with_the_way_round(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """pos trains on train by default: German GSD (dev and test only here) does not run, and
+    settings.json and the summary say so and name --train-split dev; with --max-train-words
+    the design line says the languages are size-matched."""
+    data = {**DATA, "UD_English-EWT/en_ewt-ud-train.conllu": (6, EWT)}
+    make_treebanks(tmp_path / "data", data)
+    cfg = _config(tmp_path, tiny_bert, train_split=None, genres=False, max_train_words=40)
+    from dataclasses import replace
+
+    cfg = replace(cfg, langs=("en", "de"))
+    result = run_domain_shift(cfg, tmp_path)
+    why = "pos has no train split here (--train-split dev trains on its dev split)"
+    assert result.settings["skipped"] == {"de": why}
+    assert list(result.settings["languages"]) == ["en"]
+    lines = result.summary.splitlines()
+    assert f"skipped: de ({why})" in lines
+    assert any(line.startswith("design: every language's heads train on its own pos/train; "
+                               "size-matched") and "40 words" in line
+               for line in lines)  # fmt: skip
+    # With no language left, the one-line error carries every reason.
+    with pytest.raises(ProbeError, match=r"de: pos has no train split here \(--train-split dev"):
+        run_domain_shift(replace(cfg, langs=("de",)), tmp_path)
 
 
 def test_domain_shift_best_k_picks_lowest_dev_loss(tmp_path: Path, tiny_bert: Path) -> None:
@@ -133,9 +168,10 @@ def test_domain_shift_best_k_picks_lowest_dev_loss(tmp_path: Path, tiny_bert: Pa
 def test_domain_shift_resumes_with_only_the_missing_languages(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run killed after its first job (en) reruns only de, and gives the same results."""
+    """A run killed after its first job reruns only the second, and gives the same results."""
     cfg = _config(tmp_path, tiny_bert, genres=False)
     whole = run_domain_shift(cfg, tmp_path)
+    first, second = whole.settings["languages"]  # de and en, in the planned order
     real = domain_shift_module.run_language_job
     ran: list[str] = []
 
@@ -148,7 +184,7 @@ def test_domain_shift_resumes_with_only_the_missing_languages(
     monkeypatch.setattr(domain_shift_module, "run_language_job", flaky)
     with pytest.raises(RuntimeError, match="worker lost"):
         run_domain_shift(cfg, tmp_path)
-    assert Journal(whole.directory / "jobs", "").saved() == ["en"]
+    assert Journal(whole.directory / "jobs", "").saved() == [first]
     ran.clear()
 
     def counted(job: domain_shift_module._LanguageJob) -> list[Row]:
@@ -157,7 +193,7 @@ def test_domain_shift_resumes_with_only_the_missing_languages(
 
     monkeypatch.setattr(domain_shift_module, "run_language_job", counted)
     resumed = run_domain_shift(cfg, tmp_path)
-    assert ran == ["de"]
+    assert ran == [second]
     assert resumed.directory == whole.directory
     assert list(resumed.rows) == list(whole.rows)
     assert resumed.summary == whole.summary

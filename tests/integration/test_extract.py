@@ -48,7 +48,7 @@ def direct_word_features(model_dir: Path, words: list[str], pooling: str) -> np.
 def test_shapes_offsets_labels(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
     report = extract(config(tmp_path, tiny_bert), progress=False)
     paths = sorted(s.path.relative_to(report.cache_dir).as_posix() for s in report.shards)
-    assert paths == ["pos/de/test.h5", "pos/en/dev.h5", "pos/en/test.h5"]
+    assert paths == ["pos/de/test.h5", "pos/en/dev.h5", "pos/en/test.h5", "pos/en/train.h5"]
     with SplitReader.open(tmp_path / "cache", report.key, "pos", "en", "dev") as split:
         n_words = sum(len(s) for s in SENTENCES)
         assert split.n_layers == 3  # embeddings + 2 layers
@@ -206,14 +206,14 @@ def test_rerun_makes_no_encoder_call(
     tmp_path: Path, tiny_bert: Path, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = extract(config(tmp_path, tiny_bert), progress=False)
-    assert len(first.extracted) == 3
+    assert len(first.extracted) == 4  # en train, dev, test; de test
 
     def boom(*a: object, **k: object) -> None:
         raise AssertionError("the encoder must not be loaded for a cached run")
 
     monkeypatch.setattr("probe.extract.run.load_encoder", boom)
     second = extract(config(tmp_path, tiny_bert), progress=False)
-    assert second.key == first.key and not second.extracted and len(second.shards) == 3
+    assert second.key == first.key and not second.extracted and len(second.shards) == 4
 
 
 def test_resume_after_crash_equals_clean_run(
@@ -238,8 +238,8 @@ def test_resume_after_crash_equals_clean_run(
 
     resumed = extract(config(tmp_path, tiny_bert), progress=False)
     assert len([s for s in resumed.shards if s.skipped]) == 1
-    assert len(resumed.extracted) == 2
-    for rel in ("pos/de/test.h5", "pos/en/dev.h5", "pos/en/test.h5"):
+    assert len(resumed.extracted) == 3
+    for rel in ("pos/de/test.h5", "pos/en/train.h5", "pos/en/dev.h5", "pos/en/test.h5"):
         with open_shard(clean.cache_dir / rel) as a, open_shard(resumed.cache_dir / rel) as b:
             np.testing.assert_array_equal(a.layer(1), b.layer(1))
 
@@ -285,7 +285,7 @@ def test_changed_model_weights_change_the_key(tmp_path: Path, tiny_bert: Path, d
 
 
 def test_bad_input_errors(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
-    with pytest.raises(ProbeError, match="unknown language.*'xx'"):
+    with pytest.raises(ProbeError, match="no files for language 'xx'.*found: de, en"):
         extract(config(tmp_path, tiny_bert, langs=("xx",)), progress=False)
     with pytest.raises(DataError, match="missing split 'train'"):
         extract(config(tmp_path, tiny_bert, langs=("de",), splits=("train",)), progress=False)

@@ -38,14 +38,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def make_data(root: Path) -> Path:
     """UD pos (en, de) as the target, plus XTREME-layout udpos (word) and pawsx (pair) in en."""
     make_ud(root, SENTENCES * 4)
-    udpos = root / "xtreme" / "udpos" / "en" / "dev-en.tsv"
-    udpos.parent.mkdir(parents=True, exist_ok=True)
-    udpos.write_text(
-        "\n\n".join(
-            "\n".join(f"{w}\t{UDPOS_TAGS[i % 4]}" for i, w in enumerate(s)) for s in SENTENCES * 3
+    for split in ("train", "dev"):  # udpos trains on train and early-stops on dev
+        udpos = root / "xtreme" / "udpos" / "en" / f"{split}-en.tsv"
+        udpos.parent.mkdir(parents=True, exist_ok=True)
+        udpos.write_text(
+            "\n\n".join(
+                "\n".join(f"{w}\t{UDPOS_TAGS[i % 4]}" for i, w in enumerate(s))
+                for s in SENTENCES * 3
+            )
+            + "\n"
         )
-        + "\n"
-    )
     pawsx = root / "xtreme" / "pawsx" / "en" / "dev-en.tsv"
     pawsx.parent.mkdir(parents=True, exist_ok=True)
     pairs = zip(SENTENCES * 4, SENTENCES[1:] * 5, strict=False)

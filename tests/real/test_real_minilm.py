@@ -25,17 +25,22 @@ def test_minilm_extract_and_layers_on_ud_sample(tmp_path: Path, shared_data: Pat
     kw = {"data_dir": shared_data, "cache_root": tmp_path / "cache", "max_sentences": N}
     report = extract(config(tmp_path, "minilm", compute_dtype="auto", dtype="float16", **kw))
     task = get_task("pos")
-    for lang, split in (("en", "dev"), ("en", "test"), ("de", "test")):
-        sentences = read_split(task, shared_data, lang, split)[:N]
+    for lang, split in (("en", "train"), ("en", "dev"), ("en", "test"), ("de", "test")):
+        by_id = {s.sent_id: s for s in read_split(task, shared_data, lang, split)}
         with SplitReader.open(tmp_path / "cache", report.key, "pos", lang, split) as reader:
+            # --max-sentences is a seeded random sample of whole sentences, not a prefix
+            ids = reader.strings("sentence_ids")
+            assert len(ids) == N and len(set(ids)) == N
+            sentences = [by_id[i] for i in ids]
+            assert reader.strings("words") == [w for s in sentences for w in s.words]
             assert reader.n_layers == 7
             layer = reader.layer(6)
             assert layer.shape == (sum(len(s.words) for s in sentences), 384)
             assert layer.dtype == np.float16
             if (lang, split) == ("en", "dev"):
-                cached, offsets = layer, reader.offsets
-    # The cache equals a direct forward pass of the first sentence (bf16 compute -> cosine).
-    words = list(read_split(task, shared_data, "en", "dev")[0].words)
+                cached, offsets, first_sentence = layer, reader.offsets, sentences[0]
+    # The cache equals a direct forward pass of its first sentence (bf16 compute -> cosine).
+    words = list(first_sentence.words)
     tok = AutoTokenizer.from_pretrained(minilm_dir())
     model = AutoModel.from_pretrained(minilm_dir()).eval()
     enc = tok(words, is_split_into_words=True, return_tensors="pt")

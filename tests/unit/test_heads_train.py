@@ -399,7 +399,7 @@ def test_bfloat16_training_learns_and_tracks_float32(words: tuple[WordData, Word
     for precision in ("float32", "bfloat16"):
         result = fit(lambda: LinearProbe(HIDDEN, CLASSES), train.words(SIGNAL),
                      dev.words(SIGNAL), replace(config, precision=precision))  # fmt: skip
-        probs = predict_proba(result.head, dev.words(SIGNAL), precision=precision)
+        probs = predict_proba(result.head, dev.words(SIGNAL))
         results[precision] = (result, _accuracy(probs, dev.labels))
     (fp32, acc32), (bf16, acc16) = results["float32"], results["bfloat16"]
     assert acc16 > 0.85 and abs(acc16 - acc32) < 0.03

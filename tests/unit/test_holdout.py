@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from probe.data.holdout import holdout
+from probe.data.holdout import holdout, premise_groups
 from probe.errors import ProbeError
 
 
@@ -36,3 +38,37 @@ def test_holdout_is_a_sorted_partition_with_at_least_one_dev_item() -> None:
 def test_holdout_refuses_fewer_than_two_items(n: int) -> None:
     with pytest.raises(ProbeError, match="at least 2 source sentences"):
         holdout(n, 0.1, 0, "source sentences")
+
+
+def test_premise_groups_are_held_out_whole() -> None:
+    """XNLI has three hypotheses per premise: no premise may sit on both sides."""
+    premises = [f"Premise number {i // 3}." for i in range(300)]
+    premises[4] = "  PREMISE   number 1. "  # the same premise, cased and spaced differently
+    groups = premise_groups(premises)
+    assert groups[4] == groups[3]
+    train, dev = holdout(len(premises), 0.1, 0, "pairs", groups)
+    assert sorted([*train, *dev]) == list(range(300))
+    assert not set(groups[train]) & set(groups[dev])
+    assert 30 <= len(dev) <= 33  # whole groups of 3, at least the requested share
+    again = holdout(len(premises), 0.1, 0, "pairs", groups)
+    assert [a.tolist() for a in again] == [train.tolist(), dev.tolist()]
+    other = holdout(len(premises), 0.1, 1, "pairs", groups)
+    assert other[1].tolist() != dev.tolist()
+
+
+def test_one_premise_group_cannot_be_split() -> None:
+    with pytest.raises(ProbeError, match="at least 2 groups of pairs"):
+        holdout(3, 0.5, 0, "pairs", premise_groups(["same"] * 3))
+
+
+def test_real_xnli_holdout_shares_no_premise(shared_data: Path) -> None:
+    """Item hold-out: 461 of 462 dev premises also trained on (measured); by premise: none."""
+    from probe.data.sources.pairs import read_pair_tsv
+
+    pairs = read_pair_tsv(shared_data / "xtreme" / "xnli" / "en" / "test-en.tsv", "xnli")
+    groups = premise_groups([p.text_a for p in pairs])
+    assert len(set(groups.tolist())) == len(pairs) // 3
+    train, dev = holdout(len(pairs), 0.1, 0, "source pairs", groups)
+    assert not set(groups[train]) & set(groups[dev])
+    old_train, old_dev = holdout(len(pairs), 0.1, 0, "source pairs")
+    assert len(set(groups[old_train]) & set(groups[old_dev])) > 400

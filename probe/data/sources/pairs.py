@@ -141,6 +141,21 @@ def attach_labels(
     return out
 
 
+def attach_genres(pairs: Sequence[TextPair], genres_path: Path) -> list[TextPair]:
+    """Prefix each pair's id with its genre, `<genre>/<id>`, from a row-aligned TSV with a
+    `genre` column (XNLI's `_myxnli/my.genre.<split>.tsv`: every language's file of a split
+    translates the same rows in the same order).
+
+    Why: XNLI files are stored in genre blocks; random subsets stratify by the genre the ids
+    carry (`probe.data.subsets`). A different row count is a DataError naming both files.
+    """
+    genres = [p.label for p in attach_labels(pairs, genres_path, column="genre")]
+    return [
+        TextPair(f"{genre}/{pair.pair_id}", pair.text_a, pair.text_b, pair.label)
+        for pair, genre in zip(pairs, genres, strict=True)
+    ]
+
+
 def _unquote(field: str) -> str:
     """Undo CSV quoting of one field (`"a ""b"` -> `a "b`); other fields are returned as is."""
     if field.startswith('"') and (m := _QUOTED.fullmatch(field)):

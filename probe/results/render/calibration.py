@@ -18,6 +18,7 @@ import numpy as np
 
 from probe.analysis.calibration import Reliability
 from probe.data.tasks import Task
+from probe.results.render.domain_shift import split_choice
 from probe.results.report import save_figure, text_table
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -83,15 +84,34 @@ def _reliability(found: dict[str, list[float]], suffix: str) -> Reliability:
 
 def render_calibration(
     task: Task, rows: Table, bins: Table, regimes: Sequence[str], langs: Sequence[str],
-    held_out: Sequence[str], n_layers: int, directory: Path, key: str,
+    held_out: Sequence[str], n_layers: int, directory: Path, key: str, *, design: str = "",
 ) -> str:  # fmt: skip
     """Write reliability.json, reliability_<regime>.png and ece_per_layer.png; return the
-    summary text."""
+    summary text (`design`, the `design_line`, first)."""
     found = diagrams(bins, rows)
     (directory / "reliability.json").write_text(json.dumps(found, indent=1))
     plot_reliability(found, rows, regimes, langs, directory, key)
     plot_ece(task, rows, regimes, langs, n_layers, directory, key)
-    return summary(task, rows, regimes, langs, held_out, n_layers)
+    text = summary(task, rows, regimes, langs, held_out, n_layers)
+    return f"{design}\n\n{text}" if design else text
+
+
+def design_line(
+    task: Task, source: str, pooled: Sequence[str], pooled_cap: int | None, match_size: bool,
+    max_train_words: int | None,
+) -> str:  # fmt: skip
+    """The run's design in one line: the two regimes, the split they train on (the task's own
+    or --train-split) and whether the pooled head is size-matched to the source's."""
+    both = "+".join(pooled)
+    regimes = f"the {source}-only head against the {both} head, each on {split_choice(task)}"
+    if match_size and pooled_cap is not None:
+        size = (f"size-matched: the pooled head trains on as many words as the {source} head, "
+                f"{pooled_cap:,} per pooled language (train + dev; --no-match-size pools all "
+                "of it)")  # fmt: skip
+    else:
+        cap = f", at most {max_train_words:,} words each" if max_train_words else ""
+        size = f"not size-matched (--no-match-size): the pooled head trains on all of it{cap}"
+    return f"design: {regimes}; {size}"
 
 
 def _heads(rows: Table, regime: str) -> Table:

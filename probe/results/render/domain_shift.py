@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probe.data.tasks import Task
+from probe.data.tasks import Task, get_task
 from probe.results.report import save_figure, text_table
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -48,18 +48,48 @@ def _head_names(rows: Table, n_layers: int) -> list[str]:
 
 def render_domain_shift(
     task: Task, rows: Table, plan: Plan, n_layers: int, directory: Path, key: str, *,
-    dev_fraction: float, low_resource_words: int,
+    dev_fraction: float, small_train_words: int, max_train_words: int | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> str:  # fmt: skip
     """Write domain_shift.png and drop_per_layer.png; return the summary text."""
     plot_domain_shift(task, rows, plan, n_layers, directory, key)
-    return summary(task, rows, plan, n_layers, dev_fraction, low_resource_words)
+    return summary(task, rows, plan, n_layers, dev_fraction, small_train_words,
+                   max_train_words, skipped or {})  # fmt: skip
+
+
+def split_choice(task: Task) -> str:
+    """`pos/dev (--train-split dev; the task's own is train)`, or `pos/train` for the task's
+    own training split: which split trained, said in every robustness summary."""
+    own = get_task(task.name).train_split
+    split = task.train_split
+    chosen = f" (--train-split {split}; the task's own is {own})" if split != own else ""
+    return f"{task.name}/{split}{chosen}"
+
+
+def design_line(task: Task, max_train_words: int | None) -> str:
+    """The run's design in one line: which split trained (the task's own or --train-split)
+    and whether the languages' training sets are size-matched (--max-train-words)."""
+    if max_train_words is not None:
+        size = (f"size-matched: each language's training data is a seeded sample of at most "
+                f"{max_train_words:,} words (--max-train-words)")  # fmt: skip
+    else:
+        size = ("not size-matched: each language trains on all of it (sizes below; "
+                "--max-train-words N matches them)")  # fmt: skip
+    return f"design: every language's heads train on its own {split_choice(task)}; {size}"
+
+
+def skipped_line(skipped: Mapping[str, str]) -> str:
+    """The languages asked for (or found) that did not run, each with its reason."""
+    return "skipped: " + "; ".join(f"{lang} ({why})" for lang, why in skipped.items())
 
 
 def summary(
     task: Task, rows: Table, plan: Plan, n_layers: int, dev_fraction: float,
-    low_resource_words: int,
+    small_train_words: int, max_train_words: int | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> str:  # fmt: skip
-    """Scores per head and evaluation set, drops, DLFA vs last layer, data sizes, genres."""
+    """Scores per head and evaluation set, drops, DLFA vs last layer, data sizes, genres;
+    the design and the skipped languages first."""
     metric = task.metric
     last = str(n_layers - 1)
     out_sets = [set_name(lang, o) for lang, outs in plan.items() for o in outs]
@@ -74,6 +104,8 @@ def summary(
         f"{task.name} domain shift: {metric} x100 per head and evaluation set; heads trained per "
         f"language on {task.name}/{task.train_split} ({dev_fraction:.0%} held out for "
         f"early stopping); in-domain = {task.name}/{task.eval_split}",
+        design_line(task, max_train_words),
+        *([skipped_line(skipped)] if skipped else []),
         f"dlfa = DLFA (k,last) with k per language: {k_note or 'not run'}",
         text_table(names, sets, cells, corner="head"),
         "",
@@ -88,8 +120,8 @@ def summary(
     lines += ["", "training data per language (words incl. the held-out dev part):"]
     for lang in plan:
         words = rows.one(head="data", config=lang, metric="train_words")
-        low = rows.one(head="data", config=lang, metric="low_resource")
-        flag = f"low-resource (< {low_resource_words:,} words)" if low else ""
+        small = rows.one(head="data", config=lang, metric="small_train")
+        flag = f"small training set (< {small_train_words:,} words)" if small else ""
         lines.append(f"  {lang:<4} {int(words):>8,}  {flag}")
     # Genre sets sort under their whole set, then by name.
     whole = {_label(task, r): set_name(r.config, r.eval_task or task.name)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probe.analysis.metrics import METRIC_NOTES
 from probe.data.tasks import Task
 from probe.results.table import Table
 
@@ -59,6 +60,14 @@ def grid_table(
         line += "".join(_cell(values.get((pair, c)), width) for c in cols)
         line += "".join(_cell(gains.get((pair, g)), width + 1, signed=True) for g in GROUPS)
         lines.append(line)
+    for name in task.extra_metrics:  # pos_f1 on UPOS tasks: what XTREME and DLFA report
+        other = {(r.layers, r.lang): r.value for r in rows.filter(metric=name)}
+        if other:
+            lines += ["", f"{task.name}: {name} x100 per layer pair; {METRIC_NOTES[name]}",
+                      f"{'pair':<8}" + "".join(f"{c:>{width}}" for c in cols)]  # fmt: skip
+            lines += [f"{pair_name(pair) + (' *' if pair == baseline else ''):<8}"
+                      + "".join(_cell(other.get((pair, c)), width) for c in cols)
+                      for pair in pairs]  # fmt: skip
     return "\n".join(lines)
 
 

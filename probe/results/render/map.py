@@ -19,13 +19,15 @@ from probe.results.report import text_table
 from probe.results.table import Table
 
 Cells = dict[tuple[int, str], float]  # (layer, language) -> value
+CENTRED, XTREME = "retrieval-centred", "retrieval-xtreme"  # the two Tatoeba protocols' heads
 Distances = Mapping[tuple[str, str], float]  # (target, distance kind) -> URIEL distance
 
 
 @dataclass(frozen=True)
 class MapInputs:
     """What the map's summary and figures need besides the rows: names, the languages with
-    parallel pairs (the result labels, in order) and the URIEL distances of the targets."""
+    parallel pairs (the result labels, in order), the URIEL distances of the targets and the
+    layer XTREME's Tatoeba protocol read (None: no parallel job ran)."""
 
     task: str
     metric: str
@@ -38,6 +40,7 @@ class MapInputs:
     no_parallel: tuple[str, ...]
     no_uriel: tuple[str, ...]
     n_layers: int
+    xtreme_layer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def render_map(rows: Table, inputs: MapInputs, directory: Path) -> tuple[str, Ma
     plot_map(view.series, directory / "map.png", title=f"{inputs.task} ({inputs.key}): "
              f"structural vs cross-lingual signal per layer (source {inputs.source})",
              neutral=view.most_neutral_layer, structural=view.most_structural_layer,
-             metric=inputs.metric)  # fmt: skip
+             metric=inputs.metric, xtreme_layer=inputs.xtreme_layer)  # fmt: skip
     _scatter(rows, inputs, view, directory / "transfer_vs_distance.png")
     return _summary(rows, inputs, view), view
 
@@ -107,7 +110,7 @@ def _mean(values: list[float]) -> float:
 
 def _methods(rows: Table) -> list[str]:
     """The alignment methods scored (`none` is the unaligned baseline), sorted."""
-    return sorted(m for m in rows.values("config", eval_task="tatoeba") if m)
+    return sorted(m for m in rows.values("config", head=lambda h: h.startswith("align-")) if m)
 
 
 def _layer_series(rows: Table, inputs: MapInputs) -> dict[str, list[float]]:
@@ -118,8 +121,10 @@ def _layer_series(rows: Table, inputs: MapInputs) -> dict[str, list[float]]:
     score = _cells(rows, head="linear", metric=inputs.metric)
     sel = _cells(rows, head="linear", metric="selectivity")
     ratio = _cells(rows, head="transfer", metric="ratio")
-    retrieval = _cells(rows, head="retrieval", metric="mean")
-    to_eng = _cells(rows, head="retrieval", metric="xx2en")
+    retrieval = _cells(rows, head=CENTRED, metric="mean")
+    to_eng = _cells(rows, head=CENTRED, metric="xx2en")
+    from_eng = _cells(rows, head=CENTRED, metric="en2xx")
+    xtreme = _cells(rows, head=XTREME, metric="en2xx")
     cka = _cells(rows, head="cka", metric="linear_cka")
     parallel_targets = [t for t in targets if t in inputs.parallel]
 
@@ -136,6 +141,8 @@ def _layer_series(rows: Table, inputs: MapInputs) -> dict[str, list[float]]:
         "transfer_ratio": mean_over(ratio, targets),
         "retrieval": mean_over(retrieval, parallel_targets),
         "retrieval_xx2en": mean_over(to_eng, parallel_targets),
+        "retrieval_en2xx": mean_over(from_eng, parallel_targets),
+        "retrieval_xtreme": mean_over(xtreme, parallel_targets),
         "cka": mean_over(cka, parallel_targets),
     }
     for method in _methods(rows):
@@ -245,8 +252,8 @@ def _summary(rows: Table, inputs: MapInputs, view: MapView) -> str:
         f"{inputs.task} ({inputs.key}): structural vs cross-lingual signal per layer, x100",
         f"structural: src = source ({inputs.source}) {metric}, select = selectivity over a "
         "control task; cross-lingual (mean over " + (" ".join(parallel_targets) or "-") + "): "
-        "ratio = target/source score, retriev = Tatoeba retrieval (both directions), CKA = "
-        "linear CKA with English",
+        "ratio = target/source score, retriev = Tatoeba retrieval, centred variant (mean of "
+        "xx->en and en->xx), CKA = linear CKA with English",
         text_table(layers, list(columns), cells),
         "",
     ]
@@ -266,8 +273,8 @@ def _summary(rows: Table, inputs: MapInputs, view: MapView) -> str:
 
 
 def _parallel_tables(rows: Table, inputs: MapInputs, view: MapView, layers: list[str]) -> list[str]:
-    to_eng = _named(_cells(rows, head="retrieval", metric="xx2en"))
-    from_eng = _named(_cells(rows, head="retrieval", metric="en2xx"))
+    to_eng = _named(_cells(rows, head=CENTRED, metric="xx2en"))
+    from_eng = _named(_cells(rows, head=CENTRED, metric="en2xx"))
     cka = _named(_cells(rows, head="cka", metric="linear_cka"))
     labels = list(inputs.parallel)
     per_lang = {}
@@ -281,12 +288,56 @@ def _parallel_tables(rows: Table, inputs: MapInputs, view: MapView, layers: list
     align = {(layer, h): series[f"align_{h}"][i] for i, layer in enumerate(layers)
              for h in align_cols}  # fmt: skip
     return [
-        "Tatoeba retrieval accuracy x100 per language (all pairs; centred, cosine)",
+        *_xtreme_table(rows, inputs),
+        "Tatoeba retrieval accuracy x100 per language, centred variant (sentence = mean of its "
+        "subwords; the pairs split into two seeded halves, each centred by the other half's "
+        "means and searched within itself, so ~n/2 candidates; cosine; xx>en: the language's "
+        "sentences query English, en>xx: English queries them)",
         text_table(layers, cols, per_lang), "",
         "linear CKA with English x100 per language", text_table(layers, labels, cka), "",
         "held-out retrieval x100 before (none) and after a linear map onto English "
-        "(mean over languages and directions; maps fitted on the other pairs)",
+        "(mean over languages and directions; maps fitted on the other pairs; both parts "
+        "centred by the fitting pairs' means)",
         text_table(layers, align_cols, align), "",
+        *_ridge_table(rows, labels, layers),
+    ]  # fmt: skip
+
+
+def _ridge_table(rows: Table, labels: list[str], layers: list[str]) -> list[str]:
+    """The least-squares ridge α each layer and language used (rows `align-lstsq`/`ridge`),
+    printed with 3 significant digits: α spans 1e-3..1e3, which a fixed-point table hides."""
+    ridge = _named(_cells(rows, head="align-lstsq", metric="ridge"))
+    if not ridge:
+        return []
+    width = max(8, *(len(lang) + 1 for lang in labels))
+    lines = [f"{'layer':<6}" + "".join(f"{lang:>{width}}" for lang in labels)]
+    for layer in layers:
+        values = (ridge.get((layer, lang)) for lang in labels)
+        lines.append(f"{layer:<6}" + "".join(f"{'-' if v is None else f'{v:.3g}':>{width}}"
+                                             for v in values))  # fmt: skip
+    return [
+        "least-squares ridge alpha per language (5-fold cross-validation on the fitting pairs "
+        "unless --ridge fixed it; 0 = plain least squares)",
+        *lines, "",
+    ]  # fmt: skip
+
+
+def _xtreme_table(rows: Table, inputs: MapInputs) -> list[str]:
+    """XTREME's Tatoeba accuracy at its one layer, per language and over the targets."""
+    layer = inputs.xtreme_layer
+    if layer is None:
+        return []
+    scores = _cells(rows, head=XTREME, metric="en2xx")
+    labels = list(inputs.parallel)
+    cells = {(str(layer), lang): scores.get((layer, lang), math.nan) for lang in labels}
+    targets = [t for t in inputs.targets if t in inputs.parallel]
+    cells[(str(layer), "tgt-avg")] = _mean([cells[(str(layer), t)] for t in targets])
+    return [
+        f"Tatoeba accuracy x100, XTREME's protocol (layer {layer} of {inputs.n_layers - 1}, "
+        "mBERT's 8 of 12 = XTREME's --specific_layer 7 at the same relative depth; English "
+        "queries search the language's sentences, en->xx; sentence = mean of every token incl. "
+        "special tokens; no centring; cosine; all pairs)",
+        text_table([str(layer)], [*labels, "tgt-avg"], cells), "",
     ]  # fmt: skip
 
 
@@ -320,7 +371,13 @@ def _extreme_lines(inputs: MapInputs, view: MapView) -> list[str]:
         return [*out, "most language-neutral layer: unknown (no target has Tatoeba pairs)"]
     best_cka = _argmax(series["cka"])
     note = "" if best_cka == neutral else f"; CKA peaks at layer {best_cka}"
-    out.append(f"most language-neutral layer: {neutral} (retrieval "
-               f"{_fmt(100 * series['retrieval'][neutral], 1)}, CKA "
+    out.append(f"most language-neutral layer: {neutral} (centred Tatoeba retrieval, mean of "
+               f"xx->en and en->xx, {_fmt(100 * series['retrieval'][neutral], 1)}; CKA "
                f"{_fmt(100 * series['cka'][neutral], 1)}{note})")  # fmt: skip
+    layer = inputs.xtreme_layer
+    if layer is not None:
+        out.append(
+            f"Tatoeba, XTREME's protocol (en->xx, layer {layer}): "
+            f"{_fmt(100 * series['retrieval_xtreme'][layer], 1)} (mean over targets)"
+        )
     return out

@@ -16,7 +16,7 @@ _CURVES: dict[str, tuple[str, str]] = {
     "source_score": ("source score", "structural"),
     "selectivity": ("selectivity (vs control task)", "structural"),
     "transfer_ratio": ("transfer ratio (target / source)", "cross-lingual"),
-    "retrieval": ("Tatoeba retrieval accuracy", "cross-lingual"),
+    "retrieval": ("Tatoeba retrieval, centred (xx->en and en->xx)", "cross-lingual"),
     "cka": ("linear CKA with English", "cross-lingual"),
 }
 _STYLE = {"structural": "-", "cross-lingual": "--"}
@@ -41,10 +41,13 @@ def plot_map(
     metric: str,
     neutral: int | None,
     structural: int,
+    xtreme_layer: int | None = None,
 ) -> Path:
     """Top: the five summary curves over layers (structural solid, cross-lingual dashed) with
-    the most structural and most language-neutral layers marked. Bottom: retrieval (solid)
-    and transfer ratio (dotted) per target language, one colour per language."""
+    the most structural and most language-neutral layers marked, and XTREME's Tatoeba accuracy
+    as one star at the one layer that protocol reads (`series["retrieval_xtreme"]`). Bottom:
+    centred retrieval (solid) and transfer ratio (dotted) per target language, one colour per
+    language."""
     plt = _pyplot()
     n = len(series["source_score"])
     layers = list(range(n))
@@ -54,6 +57,10 @@ def plot_map(
         if name in series and not all(math.isnan(v) for v in series[name]):
             top.plot(layers, series[name], _STYLE[family], marker="o", ms=3.5, lw=2,
                      color=_COLOURS[name], label=f"{family}: {label}")  # fmt: skip
+    xtreme = series.get("retrieval_xtreme")
+    if xtreme_layer is not None and xtreme is not None and not math.isnan(xtreme[xtreme_layer]):
+        top.plot([xtreme_layer], [xtreme[xtreme_layer]], "*", ms=13, color=_COLOURS["retrieval"],
+                 label="cross-lingual: Tatoeba, XTREME's protocol (en->xx, one layer)")  # fmt: skip
     top.axvline(structural, color=_COLOURS["source_score"], alpha=0.35, lw=6)
     top.annotate("most structural", (structural, 1.02), xycoords=("data", "axes fraction"),
                  ha="center", fontsize=8, color=_COLOURS["source_score"])  # fmt: skip
@@ -73,7 +80,7 @@ def plot_map(
         colour = cmap(i % 10)
         if f"retrieval_{lang}" in series:
             bottom.plot(layers, series[f"retrieval_{lang}"], "-", marker="o", ms=3, color=colour,
-                        label=f"{lang} retrieval")  # fmt: skip
+                        label=f"{lang} retrieval (centred)")  # fmt: skip
         bottom.plot(layers, series[f"ratio_{lang}"], ":", marker="s", ms=3, color=colour,
                     label=f"{lang} transfer ratio")  # fmt: skip
     bottom.set_xlabel("layer (0 = embeddings)")
