@@ -221,6 +221,22 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
                 **training_subsets(ctx.task, ctx.cache, pooled, cfg.dev_fraction,
                                    cfg.train.seed)}  # fmt: skip
 
+    def training_sizes(self, ctx: Context) -> dict[str, int]:
+        """What each regime's heads train on: the source alone, then every pooled language at
+        the size-matched cap (the summary's "trained on" lines name the regime)."""
+        assert ctx.cache is not None
+        cfg, task, plan = self.config, ctx.task, self.plan
+        sizes = {f"{where} ({plan.source} regime)": n
+                 for where, n in super().training_sizes(ctx).items()}  # fmt: skip
+        open_split = opener(ctx.cache.root, ctx.cache.key, task)
+        for lang in plan.pooled:
+            train, dev = train_dev(task, open_split, lang, self.pooled_cap, cfg.dev_fraction,
+                                   cfg.train.seed)  # fmt: skip
+            sizes[f"{lang} {task.train_split} ({plan.regimes[1]} regime)"] = len(train.labels)
+            train.reader.close()
+            dev.reader.close()
+        return sizes
+
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg, task = self.config, ctx.task
         return {

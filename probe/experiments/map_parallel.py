@@ -50,7 +50,7 @@ class ParallelConfig:
     """How the parallel pairs are scored: the centring halves, XTREME's layer, the alignment
     split and the maps."""
 
-    centre_seed: int = 0  # which half of the pairs centres the other (centred retrieval)
+    centre_seed: int = 0  # seeds the halves: centring (retrieval) and fit/scored (alignment)
     xtreme_layer: int | None = None  # XTREME's protocol reads this layer; None: xtreme_layer()
     fit_fraction: float = 0.5  # first part of the pairs fits the maps, the rest tests them
     methods: tuple[str, ...] = METHODS
@@ -152,7 +152,13 @@ def _layer_rows(
     rows = [row("retrieval-centred", m, v) for m, v in centred.items()]
     rows.append(row("cka", "linear_cka", linear_cka(x, eng)))
     aligned = heldout_alignment(
-        x, eng, config.fit_fraction, config.methods, config.ridge, config.net
+        x,
+        eng,
+        config.fit_fraction,
+        config.methods,
+        config.ridge,
+        config.net,
+        seed=config.centre_seed,
     )
     for method, scores in aligned.items():
         rows += [row(f"align-{method}", m, v, method) for m, v in scores.items()]

@@ -186,6 +186,15 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
               "(--train-split dev; the task's own is train); size-matched: the pooled head "
               "trains on as many words as the en head, 52 per pooled language")  # fmt: skip
     assert design in result.summary
+    # Every regime's training data opens the summary; each pooled language within the cap.
+    settings = json.loads((result.directory / "settings.json").read_text())
+    sizes = settings["train_size"]
+    assert set(sizes) == {"en dev (en regime)", "en dev (en+de+fr regime)",
+                          "de dev (en+de+fr regime)", "fr dev (en+de+fr regime)"}  # fmt: skip
+    assert all(0 < n <= 52 for k, n in sizes.items() if "en+de+fr" in k)
+    assert f"trained on de dev (en+de+fr regime): {sizes['de dev (en+de+fr regime)']}" in (
+        result.summary
+    )
     assert not rows.filter(metric=lambda m: m.startswith("bin_"))  # bins: reliability.json only
 
 

@@ -197,14 +197,16 @@ def prepare(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     return unit_rows(np.asarray(x, dtype=np.float64) - np.asarray(mean, dtype=np.float64))
 
 
-def split_pairs(n: int, fit_fraction: float = 0.5) -> tuple[slice, slice]:
-    """(fit, test) slices: the first round(n * fit_fraction) pairs fit, the rest test."""
+def split_pairs(n: int, fit_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, test) sorted indices: round(n * fit_fraction) pairs drawn at random (seeded) fit,
+    the rest test; a random split, never a file prefix, since files may be sorted."""
     if not 0 < fit_fraction < 1:
         raise ValueError(f"fit_fraction must be in (0, 1), not {fit_fraction}")
     cut = int(round(n * fit_fraction))
     if cut < 2 or n - cut < 2:
         raise ValueError(f"{n} pairs are too few to fit on {cut} and test on {n - cut}")
-    return slice(0, cut), slice(cut, n)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:cut]), np.sort(order[cut:])
 
 
 def fit_map(
@@ -227,10 +229,12 @@ def heldout_alignment(
     methods: tuple[str, ...] = METHODS,
     ridge: float | None = None,
     net: NetConfig = NetConfig(),
+    seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Retrieval on the held-out pairs before ("none") and after each map x -> English.
 
-    x: (n, d) sentences of language X; eng: (n, d) their English translations, row for row.
+    x: (n, d) sentences of language X; eng: (n, d) their English translations, row for row;
+    `seed` draws which pairs fit and which are scored (`split_pairs`).
     Both parts are centred, per language, by the fit part's mean and given unit rows, so the
     test pairs contribute nothing but themselves to what is scored; maps, and the ridge's
     cross-validation, see the fit part only. Returns {method: {"xx2en", "en2xx", "mean"}}
@@ -238,7 +242,7 @@ def heldout_alignment(
     (cross-validated on the fit part when `ridge` is None).
     """
     x, eng = _check_pairs(x, eng)
-    fit, test = split_pairs(len(x), fit_fraction)
+    fit, test = split_pairs(len(x), fit_fraction, seed)
     x_mean, e_mean = x[fit].mean(axis=0), eng[fit].mean(axis=0)
     x_fit, e_fit = prepare(x[fit], x_mean), prepare(eng[fit], e_mean)
     x_test, e_test = prepare(x[test], x_mean), prepare(eng[test], e_mean)
