@@ -46,7 +46,8 @@ def extract(**opts: Any) -> None:
     \b
     Example:
       probe extract --model minilm --task pos --langs all --data-dir ../shared/data
-    writes cache/<model-key>/pos/<lang>/<split>.h5 for en, de, fr, es, tr.
+    writes cache/<model-key>/pos/<lang>/<split>.h5 for every language found
+    (the source, en, also gets its train and dev splits).
     \b
     On several GPUs (one process each; ranks share the shards, see docs/distributed.md):
       torchrun --nproc_per_node 8 -m probe.cli extract --model mbert --task panx \\

@@ -134,7 +134,8 @@ def task_option(*flags: str) -> Decorator:
 def data_dir_option() -> Decorator:
     return click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
                         default=None,
-                        help="Root of the task data (default: $PROBE_DATA).")  # fmt: skip
+                        help="Root of the task data (default: $PROBE_DATA; neither: the HF "
+                        "hub).")  # fmt: skip
 
 
 def cache_dir_option(help: str = "Cache root (default: $PROBE_CACHE or ./cache).") -> Decorator:
