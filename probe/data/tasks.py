@@ -108,17 +108,19 @@ class Task:
         return self.train_split is None
 
     @property
+    def run_splits(self) -> tuple[str, ...]:
+        """The splits a language that trains heads needs: train, dev and eval, each once."""
+        return tuple(dict.fromkeys(s for s in (self.train_split, self.dev_split,
+                                               self.eval_split) if s))  # fmt: skip
+
+    @property
     def known_splits(self) -> tuple[str, ...]:
         every = (self.train_split, self.dev_split, self.eval_split, *self.may_train)
         return tuple(dict.fromkeys(s for s in every if s))
 
     def splits_for(self, lang: str, source: str | None = None) -> tuple[str, ...]:
         """The splits a zero-shot run needs in one language: all three for the source."""
-        if lang == (source or self.default_source):
-            return tuple(
-                dict.fromkeys(s for s in (self.train_split, self.dev_split, self.eval_split) if s)
-            )
-        return (self.eval_split,)
+        return self.run_splits if lang == (source or self.default_source) else (self.eval_split,)
 
     def check_trainable(self, split: str) -> None:
         """Refuse training (or early stopping) on a split the task keeps for evaluation."""

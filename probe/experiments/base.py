@@ -46,7 +46,7 @@ from probe.results.rows import Row
 from probe.results.table import Table
 
 if TYPE_CHECKING:
-    from probe.extract import CacheHandle
+    from probe.extract import CacheHandle, ExtractRequest
 
 C = TypeVar("C")
 J = TypeVar("J")
@@ -149,6 +149,17 @@ class Experiment(ABC, Generic[C, J]):
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle | None:
         """Make sure the features this run reads are cached (one ensure_cached call)."""
         return None
+
+    def zero_shot_request(self, task: Task, source: str, seed: int) -> ExtractRequest:
+        """The config's languages of `task`, all splits for `source` and the eval split for
+        the rest, with its caps: the training split sampled as `train_dev` will keep it."""
+        from probe.extract import ExtractRequest
+        from probe.train.splits import train_caps
+
+        cfg: Any = self.config
+        return ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
+                              train_caps(task, cfg.max_train_words), seed,
+                              cfg.treebanks)  # fmt: skip
 
     @abstractmethod
     def jobs(self, ctx: Context) -> list[tuple[str, J]]:

@@ -145,9 +145,7 @@ class CalibrationExperiment(Experiment[CalibrationConfig, "_HeadJob"]):
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg, plan = self.config, self.plan
-        splits = tuple(
-            dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
-        )
+        splits = task.run_splits
         cap, seed = cfg.max_sentences, cfg.train.seed
         requests = [
             ExtractRequest(

@@ -147,9 +147,7 @@ class DomainShiftExperiment(Experiment[DomainShiftConfig, "_LanguageJob"]):
         """In-domain train/dev/eval splits of every planned language, and each out-of-domain
         task's eval split: one extraction call, so one key and one encoder load."""
         cfg, plan = self.config, self.plan
-        splits = tuple(
-            dict.fromkeys(s for s in (task.train_split, task.dev_split, task.eval_split) if s)
-        )
+        splits = task.run_splits
         cap, seed = cfg.max_sentences, cfg.train.seed
         requests = [
             ExtractRequest(
@@ -276,8 +274,8 @@ def _plan(
             skipped[lang] = f"no out-of-domain corpus among {', '.join(o.name for o in outs)}"
             log.warning("%s: %s; skipped", lang, skipped[lang])
             continue
-        missing = [s for s in (task.train_split, task.dev_split, task.eval_split)
-                   if s and not has_split(task, data_dir, lang, s, treebanks)]  # fmt: skip
+        missing = [s for s in task.run_splits
+                   if not has_split(task, data_dir, lang, s, treebanks)]  # fmt: skip
         if missing:
             skipped[lang] = _missing_reason(task, missing)
             log.warning("%s: %s; skipped", lang, skipped[lang])

@@ -24,7 +24,6 @@ from probe.extract import (
     CacheHandle,
     CachePaths,
     ExtractOptions,
-    ExtractRequest,
     ExtractSpec,
     ensure_cached,
 )
@@ -36,7 +35,7 @@ from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig, fit, predict_proba
 from probe.train.select import DLFA_TRAINING
-from probe.train.splits import as_data, opener, train_caps, train_dev
+from probe.train.splits import as_data, opener, train_dev
 
 # GridConfig fields that are not settings of their own: the base records the cache, the task,
 # the languages and the source; extraction options and paths change no number.
@@ -111,9 +110,7 @@ class GridExperiment(Experiment[GridConfig, _PairJob]):
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
-        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
-                                 train_caps(task, cfg.max_train_words), cfg.train.seed,
-                                 cfg.treebanks)  # fmt: skip
+        request = self.zero_shot_request(task, source, cfg.train.seed)
         return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _PairJob]]:

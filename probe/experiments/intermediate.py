@@ -114,9 +114,7 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
             raise ProbeError(f"--seeds lists a seed twice: {','.join(map(str, cfg.seeds))}")
         log.info("configurations: %s", ", ".join(c.name for c in self.plan))  # checks --sets
         seed = cfg.seeds[0]  # the seed the jobs draw hold-outs and subsets with
-        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
-                                   train_caps(task, cfg.max_train_words), seed,
-                                   cfg.treebanks)]  # fmt: skip
+        requests = [self.zero_shot_request(task, source, seed)]
         cap = cfg.max_via_sentences or cfg.max_sentences
         for via in map(get_task, self.via):
             splits = tuple(s for s in (via.train_split, via.dev_split) if s)

@@ -27,7 +27,6 @@ from probe.extract import (
     CacheHandle,
     CachePaths,
     ExtractOptions,
-    ExtractRequest,
     ExtractSpec,
     ensure_cached,
 )
@@ -38,7 +37,7 @@ from probe.results.render.layers import render_layers
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig, fit, predict_proba
-from probe.train.splits import CachedSplit, as_data, as_view, opener, train_caps, train_dev
+from probe.train.splits import CachedSplit, as_data, as_view, opener, train_dev
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +85,7 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
-        request = ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
-                                 train_caps(task, cfg.max_train_words), cfg.train.seed,
-                                 cfg.treebanks)  # fmt: skip
+        request = self.zero_shot_request(task, source, cfg.train.seed)
         return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _LayerJob]]:

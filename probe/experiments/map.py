@@ -52,7 +52,6 @@ from probe.results.render.map import CorrelationRow, MapInputs, MapView, render_
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig
-from probe.train.splits import train_caps
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +123,7 @@ class MapExperiment(Experiment[MapConfig, Any]):
         expected = sorted(expand_languages(task, cfg.langs, cfg.paths.data_dir, cfg.treebanks),
                           key=lambda x: (x != source, x))  # fmt: skip
         self.codes, self.no_parallel = _parallel_codes(expected, cfg)
-        caps = train_caps(task, cfg.max_train_words)
-        requests = [ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
-                                   caps, cfg.train.seed, cfg.treebanks)]  # fmt: skip
+        requests = [self.zero_shot_request(task, source, cfg.train.seed)]
         if self.codes:
             codes = tuple(dict.fromkeys(self.codes.values()))
             requests += [ExtractRequest(name, codes, (TATOEBA_SPLIT,),
