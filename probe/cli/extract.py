@@ -13,6 +13,7 @@ from probe.cli.options import (
     cache_fields,
     extraction_options,
     from_library,
+    seed_option,
     source_option,
 )
 
@@ -28,11 +29,9 @@ from probe.cli.options import (
     type=LibraryChoice(f"{EXTRACT_SPEC}:OVERWRITE"),
     **from_library(f"{EXTRACT_SPEC}:ExtractOptions.overwrite"),
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    **from_library(f"{EXTRACT_SPEC}:ExtractRequest.seed"),
-    help="Seed of the --max-sentences sample (recorded in the shards' source hash).",
+@seed_option(
+    f"{EXTRACT_SPEC}:ExtractRequest.seed",
+    "Seed of the --max-sentences sample (recorded in the shards' source hash).",
 )
 @click.option(
     "--shard-rows",

@@ -253,8 +253,8 @@ def allow_overlap_option() -> Decorator:
     )  # fmt: skip
 
 
-def seed_option(ref: str = SEED) -> Decorator:
-    return click.option("--seed", type=click.IntRange(min=0), **from_library(ref))
+def seed_option(ref: str = SEED, help: str | None = None) -> Decorator:
+    return click.option("--seed", type=click.IntRange(min=0), **from_library(ref), help=help)
 
 
 def max_train_words_option(help: str = "Cap the source training words.") -> Decorator:
