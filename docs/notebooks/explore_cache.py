@@ -271,10 +271,14 @@ SOURCE = settings["source"]
 TARGET = os.environ.get("PROBE_TARGET") or next(
     lang for lang in settings["languages"] if lang != SOURCE
 )
+# A run trains every probe once per seed (`--seeds`); the notebook retrains the first seed's
+# probe (settings["train"]["seed"]) and compares with that seed's rows.
+SEED = str(settings["train"]["seed"])
 reported = {}
 with (RUN / "results.csv").open() as f:
     for row in csv.DictReader(f):
-        if row["head"] == "linear" and row["metric"] == "accuracy":
+        mine = (row["head"], row["metric"], row.get("seed", SEED), row.get("config", ""))
+        if mine == ("linear", "accuracy", SEED, ""):  # not a random-weights twin's row
             reported[(int(row["layer"]), row["lang"])] = float(row["value"])
 print(
     f"run {RUN}: source {SOURCE}, train split {settings['train_split']}, "

@@ -88,6 +88,56 @@ def reliability(probs: np.ndarray, gold: np.ndarray, n_bins: int = 15) -> Reliab
     return Reliability(np.linspace(0.0, 1.0, n_bins + 1), counts, acc, conf)
 
 
+# ECE item statistics hold each bin's summed confidence in integer millionths: item statistics
+# travel as int64 (probe.results.items), and 1e-6 per word moves an ECE by far less than 0.01.
+CONFIDENCE_UNIT = 10**6
+
+
+def ece_item_stats(
+    probs: np.ndarray, gold: np.ndarray, offsets: np.ndarray, n_bins: int = 15
+) -> np.ndarray:
+    """Per sentence, per confidence bin: labelled words, correct ones and summed confidence
+    (in CONFIDENCE_UNIT): (sentences, 3 * n_bins) int64, bin b in columns 3b..3b+2.
+
+    ECE is no sum of per-item scores, but it is a function of these per-bin sums (the bin
+    of a word does not depend on the other words), so a bootstrap over sentences can
+    recompute it exactly from them (`ece_from_sums`), as `PairedBootstrap` does for
+    accuracy (its metric "ece"). The binning is `reliability`'s."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(gold)
+    bounds = np.asarray(offsets, dtype=np.int64)
+    if probs.ndim != 2 or gold.shape != (probs.shape[0],) or bounds[-1] != len(gold):
+        raise ValueError(
+            f"ECE item statistics need probs (words, classes), gold (words,) and sentence "
+            f"offsets ending at the word count; got {probs.shape}, {gold.shape}, {bounds[-1]}"
+        )
+    sentence = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    keep = gold != IGNORE_INDEX
+    confidence = probs.max(axis=1)[keep]
+    correct = (probs.argmax(axis=1) == gold)[keep]
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    cell = sentence[keep] * n_bins + bins
+    size = (len(bounds) - 1) * n_bins
+    stats = np.stack([
+        np.bincount(cell, minlength=size),
+        np.bincount(cell, weights=correct.astype(np.float64), minlength=size),
+        np.bincount(cell, weights=np.rint(confidence * CONFIDENCE_UNIT), minlength=size),
+    ], axis=1)  # fmt: skip
+    return np.rint(stats).astype(np.int64).reshape(len(bounds) - 1, 3 * n_bins)
+
+
+def ece_from_sums(sums: np.ndarray) -> np.ndarray:
+    """ECE of summed `ece_item_stats` (..., 3 * bins): sum_b |correct_b - confidence_b| / n
+    (= sum_b |B_b|/n * |acc_b - conf_b|); NaN where nothing is labelled."""
+    sums = np.asarray(sums, dtype=np.float64)
+    per_bin = sums.reshape(*sums.shape[:-1], -1, 3)
+    counts, correct = per_bin[..., 0], per_bin[..., 1]
+    confidence = per_bin[..., 2] / CONFIDENCE_UNIT
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(correct - confidence).sum(axis=-1) / counts.sum(axis=-1)  # type: ignore[no-any-return]
+
+
 def log_probs(probs: np.ndarray) -> np.ndarray:
     """Log-probabilities (float64), floored at log(float32 tiny) so a 0 never becomes -inf."""
     probs = np.asarray(probs, dtype=np.float64)

@@ -81,6 +81,23 @@ def control_labels(
     return labels[inverse.reshape(-1)]
 
 
+def majority_share(labels: np.ndarray, n_classes: int) -> tuple[int, float]:
+    """The most frequent label id of `labels` and its share of them.
+
+    A control task draws labels from the task's own distribution, so a probe that only ever
+    predicts the majority label already scores about its share on both the task and the
+    control task: where one label dominates (NER's O, ~85% of words) the task and control
+    accuracies are both pinned near that share and their difference, selectivity, is near
+    zero by construction, whatever the representation holds.
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError("majority_share needs at least one label")
+    counts = np.bincount(labels, minlength=n_classes)
+    top = int(counts.argmax())
+    return top, float(counts[top] / counts.sum())
+
+
 def selectivity(task_score: float, control_score: float) -> float:
     """Task score minus control-task score (Hewitt & Liang 2019); high means selective."""
     return float(task_score) - float(control_score)

@@ -116,6 +116,34 @@ def entity_scores(
         }
 
 
+def entity_counts(
+    pred: np.ndarray, gold: np.ndarray, offsets: np.ndarray, label_names: Sequence[str]
+) -> np.ndarray:
+    """Per sentence, seqeval's (correct, predicted, gold) entity counts: (sentences, 3).
+
+    The same entities seqeval's default-mode `f1_score` counts (its `get_entities` over the
+    sentences, which puts an "O" after each, so no entity crosses a sentence): summed, they
+    give `entity_scores`' micro precision, recall and F1, and a bootstrap over sentences can
+    resample them (probe.analysis.item_scores)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    pred, gold = _check_pair(pred, gold)
+    offsets = np.asarray(offsets)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*seems not to be NE tag", category=UserWarning)
+        true = set(get_entities(tag_sequences(gold, offsets, label_names)))
+        found = set(get_entities(tag_sequences(pred, offsets, label_names)))
+    n_sent = len(offsets) - 1
+    starts = offsets[:-1] + np.arange(n_sent)  # sentence s begins at offsets[s] + s
+
+    def per_sentence(entities: set[tuple[str, int, int]]) -> np.ndarray:
+        first = np.fromiter((start for _, start, _ in entities), dtype=np.int64)
+        sentence = np.searchsorted(starts, first, side="right") - 1
+        return np.bincount(sentence, minlength=n_sent)[:n_sent]
+
+    return np.stack([per_sentence(true & found), per_sentence(found), per_sentence(true)], axis=1)
+
+
 def entity_f1(
     pred: np.ndarray, gold: np.ndarray, offsets: np.ndarray, label_names: Sequence[str]
 ) -> float:
@@ -184,14 +212,31 @@ def _pos_chunks(
     return end, pt, first
 
 
-def xtreme_pos_scores(
-    pred: np.ndarray, gold: np.ndarray, offsets: np.ndarray, label_names: Sequence[str]
-) -> dict[str, float]:
-    """seqeval 0.0.12's micro precision, recall and F1 of the tag sequences (XTREME UD-POS).
+def _chunk_counts(
+    offsets: np.ndarray, ends: tuple[np.ndarray, ...], g_first: np.ndarray, p_first: np.ndarray
+) -> np.ndarray:
+    """Count each (stream-length) chunk mask per sentence, by the sentence of its first word.
 
-    Exactly 0.0.12's `f1_score(y_true, y_pred)` on the sentences' tag names (see the module
-    note): chunks from `get_entities` on both sides, counted as sets; a side without chunks
-    scores 0 (as 0.0.12 does, so empty input gives 0.0 everywhere).
+    In the 0.0.12 stream sentence s starts at position offsets[s] + s (one separator after
+    each earlier sentence); a chunk belongs to the sentence its first position falls in. The
+    correct and gold chunks are placed by the gold walk's first position, the predicted ones
+    by the predicted walk's (equal where both hold)."""
+    n_sent = len(offsets) - 1
+    starts = offsets[:-1] + np.arange(n_sent)
+    out = np.zeros((n_sent, len(ends)), dtype=np.int64)
+    for column, (mask, first) in enumerate(zip(ends, (g_first, p_first, g_first), strict=True)):
+        sentence = np.searchsorted(starts, first[mask], side="right") - 1
+        out[:, column] = np.bincount(sentence, minlength=n_sent)[:n_sent]
+    return out
+
+
+def xtreme_pos_counts(
+    pred: np.ndarray, gold: np.ndarray, offsets: np.ndarray, label_names: Sequence[str]
+) -> np.ndarray:
+    """Per sentence, seqeval 0.0.12's (correct, predicted, gold) chunk counts: (sentences, 3).
+
+    Chunks never cross a sentence, so these sum to the counts `xtreme_pos_scores` divides, and
+    a bootstrap over sentences can resample them (probe.analysis.item_scores).
     """
     pred, gold = _check_pair(pred, gold)
     offsets = np.asarray(offsets)
@@ -204,8 +249,22 @@ def xtreme_pos_scores(
     type_id = np.array([index[name] for name in types], dtype=np.int64)
     g_end, g_type, g_first = _pos_chunks(gold, offsets, prefix, type_id, index["O"])
     p_end, p_type, p_first = _pos_chunks(pred, offsets, prefix, type_id, index["O"])
-    correct = int(np.sum(g_end & p_end & (g_type == p_type) & (g_first == p_first)))
-    n_true, n_found = int(g_end.sum()), int(p_end.sum())
+    correct = g_end & p_end & (g_type == p_type) & (g_first == p_first)
+    return _chunk_counts(offsets, (correct, p_end, g_end), g_first, p_first)
+
+
+def xtreme_pos_scores(
+    pred: np.ndarray, gold: np.ndarray, offsets: np.ndarray, label_names: Sequence[str]
+) -> dict[str, float]:
+    """seqeval 0.0.12's micro precision, recall and F1 of the tag sequences (XTREME UD-POS).
+
+    Exactly 0.0.12's `f1_score(y_true, y_pred)` on the sentences' tag names (see the module
+    note): chunks from `get_entities` on both sides, counted as sets; a side without chunks
+    scores 0 (as 0.0.12 does, so empty input gives 0.0 everywhere).
+    """
+    correct, n_found, n_true = (
+        int(c) for c in xtreme_pos_counts(pred, gold, offsets, label_names).sum(axis=0)
+    )
     p = correct / n_found if n_found else 0.0
     r = correct / n_true if n_true else 0.0
     f1 = 2 * p * r / (p + r) if p + r > 0 else 0.0

@@ -26,14 +26,15 @@ def cache_ls(cache_dir: Path | None) -> None:
     if not rows:
         click.echo(f"no shards under {root}")
         return
+    width = max(30, *(len(r.key) for r in rows))  # a twin's key is longer: minilm+random0-...
     header = (
-        f"{'model key':<30} {'task':<8} {'lang':<5} {'split':<8} {'rows':>9} {'layers':>6} "
+        f"{'model key':<{width}} {'task':<8} {'lang':<5} {'split':<8} {'rows':>9} {'layers':>6} "
         f"{'size':>9}  state"
     )
     click.echo(header)
     for r in rows:
         click.echo(
-            f"{r.key:<30} {r.task:<8} {r.lang:<5} {r.split:<8} {r.rows:>9,} {r.layers:>6} "
+            f"{r.key:<{width}} {r.task:<8} {r.lang:<5} {r.split:<8} {r.rows:>9,} {r.layers:>6} "
             f"{r.size_mb:>7.1f}MB  {r.state}"
         )
     click.echo(f"{len(rows)} shard(s), {sum(r.size_mb for r in rows):,.1f} MB under {root}")

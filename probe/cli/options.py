@@ -120,9 +120,36 @@ def stack(*options: Decorator) -> Decorator:
 
 
 def model_option() -> Decorator:
-    return click.option("--model", "-m", required=True, cls=LibraryOption,
-                        help="Alias ({}), hub id or local directory.",
-                        help_values=("probe.models.aliases:MODELS.names",))  # fmt: skip
+    """--model, and its random-weights twin (`random_weights_option`): every command that
+    takes a model takes both."""
+    return stack(
+        click.option("--model", "-m", required=True, cls=LibraryOption,
+                     help="Alias ({}), hub id or local directory.",
+                     help_values=("probe.models.aliases:MODELS.names",)),
+        random_weights_option(),
+    )  # fmt: skip
+
+
+def random_weights_option() -> Decorator:
+    """--random-weights [--random-weights-seed N]: the model's architecture and tokenizer with
+    every weight re-drawn from its own init (probe.models.random_init), a baseline with its
+    own cache key; read by `random_weights(opts)`."""
+    return stack(
+        click.option("--random-weights", is_flag=True, default=False,
+                     help="Use the model's random-weights twin: same config and tokenizer, "
+                     "every weight re-initialised with a fixed seed (own cache key)."),
+        click.option("--random-weights-seed", type=click.IntRange(min=0), default=None,
+                     help="Seed of the re-initialisation (implies --random-weights; "
+                     "default 0)."),
+    )  # fmt: skip
+
+
+def random_weights(opts: dict[str, Any]) -> int | None:
+    """The twin's seed from --random-weights / --random-weights-seed; None: trained weights."""
+    seed = opts.get("random_weights_seed")
+    if seed is not None:
+        return int(seed)
+    return 0 if opts.get("random_weights") else None
 
 
 def task_option(*flags: str) -> Decorator:
@@ -191,6 +218,7 @@ def cache_fields(opts: dict[str, Any], **option_overrides: Any) -> dict[str, Any
     spec = ExtractSpec(
         model=opts["model"], pooling=opts["pooling"], dtype=opts["dtype"],
         compute_dtype=opts["compute_dtype"], max_length=opts["max_length"],
+        random_weights=random_weights(opts),
     )  # fmt: skip
     options = ExtractOptions(device=opts["device"], batch_tokens=opts["batch_tokens"],
                              **option_overrides)  # fmt: skip
@@ -257,6 +285,35 @@ def seed_option(ref: str = SEED, help: str | None = None) -> Decorator:
     return click.option("--seed", type=click.IntRange(min=0), **from_library(ref), help=help)
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2): distinct non-negative integers, at least one."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected a comma list of integers, not {text!r}",
+                                 param_hint="--seeds") from None  # fmt: skip
+    if not seeds or min(seeds) < 0:
+        raise click.BadParameter(f"expected seeds >= 0, not {text!r}", param_hint="--seeds")
+    if len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{text!r} lists a seed twice", param_hint="--seeds")
+    return seeds
+
+
+def seeds_option(default: str = "0,1,2", what: str = "head") -> Decorator:
+    """--seeds: the training seeds of a run (each trains every head once); tables show the
+    mean ± sd over them and intervals resample them (docs/guide.md, Seeds and intervals).
+    Data subsets and hold-outs are drawn with the first seed, so seeds vary only training."""
+    return click.option(
+        "--seeds",
+        default=default,
+        show_default=True,
+        callback=lambda ctx, param, value: parse_seeds(value),
+        help=f"Comma list of training seeds: every {what} trains once per seed; tables show "
+        "mean ± sd and bootstrap intervals over items and seeds. Subsets and hold-outs use the "
+        "first seed.",
+    )
+
+
 def max_train_words_option(help: str = "Cap the source training words.") -> Decorator:
     """--max-train-words: a seeded random sample of whole sentences (genre-stratified), and
     the only part of the training split that is extracted."""
@@ -309,16 +366,6 @@ def _fuse_layer(ctx: click.Context, param: click.Parameter, value: str) -> int |
         ) from None
 
 
-def head_training(opts: dict[str, Any]) -> tuple[Any, Any]:
-    """TrainConfigs of the linear probes and of DLFA (as in `probe grid`) from the options."""
-    from probe.train import TrainConfig
-
-    probe_training = TrainConfig(seed=opts["seed"])
-    if opts["max_epochs"] is not None:
-        probe_training = dataclasses.replace(probe_training, max_epochs=opts["max_epochs"])
-    return probe_training, dlfa_training(opts)
-
-
 def dlfa_training(opts: dict[str, Any]) -> Any:
     """DLFA's training defaults (DLFA_TRAINING) with the options."""
     overrides = {"seed": opts["seed"]}
@@ -340,10 +387,10 @@ def probe_options(config: str) -> Decorator:
         reduction_option(f"{config}.reduction"),
         click.option("--max-epochs", type=click.IntRange(min=1), default=None,
                      cls=LibraryOption, help_values=(f"{TRAIN}.max_epochs", f"{DLFA}.max_epochs"),
-                     help="Epoch cap of every head (default: {} for probes, {} for DLFA; "
-                     "early stopping on dev loss)."),
+                     help="Epoch cap of every head (default: the --recipe's, {} for probe, "
+                     "{} for dlfa; early stopping on dev loss)."),
         max_train_words_option("Cap each training language's words (whole sentences)."),
         train_split_option(),
         results_dir_option(),
-        seed_option(),
+        seeds_option(),
     )  # fmt: skip

@@ -17,7 +17,7 @@ from probe.cli.options import (
     pool_options,
     reduction_option,
     results_dir_option,
-    seed_option,
+    seeds_option,
     source_option,
     train_split_option,
 )
@@ -31,12 +31,30 @@ NET = "probe.analysis.crosslingual.alignment:NetConfig"
 @extraction_options
 @source_option("Source language (default: the task's, e.g. en; pcm for ner).")
 @results_dir_option()
-@seed_option()
+@seeds_option(what="probe")
 @click.option("--no-control", is_flag=True, help="Skip the control task (selectivity).")
+@click.option(
+    "--control-maps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Control maps selectivity averages over (default: one per seed).",
+)
 @click.option("--no-mix", is_flag=True, help="Skip the scalar mix.")
+@click.option(
+    "--mdl",
+    is_flag=True,
+    help="Also the online code length per layer (MDL, Voita & Titov 2020) of the "
+    "source training labels, and its plot.",
+)
+@click.option(
+    "--beside-random",
+    is_flag=True,
+    help="Also probe the model's random-weights twin (extracted if missing) and "
+    "print trained vs random per layer with the Δ's interval.",
+)
 @max_train_words_option()
 @train_split_option()
-@pool_options("probes")
+@pool_options("probes", one_per_core=True)
 def layers(**opts: Any) -> None:
     """Linear probe per layer on the source language, zero-shot on every other language.
 
@@ -45,6 +63,7 @@ def layers(**opts: Any) -> None:
       probe layers --task pos --model minilm --data-dir ../shared/data
       probe layers --task ner --model minilm --data-dir ../shared/data   # source pcm
       probe layers --task pos --model mbert --workers 8
+      probe layers --task pos --model me5-small --seeds 0,1,2,3,4 --mdl --beside-random
     Writes results.csv/json, settings.json, summary.txt and plots under --results-dir.
     """
     from probe.experiments.base import RunOptions
@@ -54,11 +73,15 @@ def layers(**opts: Any) -> None:
     config = LayersConfig(
         **cache_fields(opts),
         source=opts["source"],
-        train=TrainConfig(seed=opts["seed"]),
+        train=TrainConfig(seed=opts["seeds"][0]),
+        seeds=opts["seeds"],
         control=not opts["no_control"],
+        control_maps=opts["control_maps"],
         scalar_mix=not opts["no_mix"],
         max_train_words=opts["max_train_words"],
         train_split=opts["train_split"],
+        mdl=opts["mdl"],
+        beside_random=0 if opts["beside_random"] else None,
     )
     options = RunOptions(
         opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
@@ -88,7 +111,15 @@ def layers(**opts: Any) -> None:
 @reduction_option(f"{GRID}.reduction")
 @pool_options("pairs", one_per_core=True)
 @results_dir_option()
-@seed_option()
+@seeds_option(what="system (pair and baseline)")
+@click.option(
+    "--baselines/--no-baselines",
+    default=True,
+    show_default=True,
+    help="Train the matched baselines in the same run: the last layer through DLFA's gated head "
+    "(equal capacity), every single layer (the best one chosen on source dev) and concat on "
+    "each pair.",
+)
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -111,8 +142,11 @@ def grid(**opts: Any) -> None:
       probe grid --task pos --model minilm --data-dir ../shared/data
       probe grid --task ner --model minilm --pairs all --head concat
       probe grid --task panx --model mbert --pairs all --cluster tcp://scheduler:8786
-    Prints and saves the score per layer pair and language beside the last-layer baseline,
-    the gain per language and inside/outside the source's family, and a heatmap PNG.
+    Prints and saves the score per system and language (mean ± sd over --seeds), every fused
+    pair's gain over the last layer, the equal-capacity gated control, the best single layer
+    chosen on source dev and concat, each with a paired bootstrap 95% interval (per
+    language, inside/outside the source's family, over all targets), DLFA with k chosen on
+    source dev, and a heatmap PNG.
     """
     from probe.experiments.base import RunOptions
     from probe.experiments.grid import GridConfig, GridExperiment
@@ -123,9 +157,11 @@ def grid(**opts: Any) -> None:
         pairs=opts["pairs"],
         head=opts["head"],
         reduction=opts["reduction"],
-        train=dlfa_training(opts),
+        train=dlfa_training({**opts, "seed": opts["seeds"][0]}),
         max_train_words=opts["max_train_words"],
         train_split=opts["train_split"],
+        seeds=opts["seeds"],
+        baselines=opts["baselines"],
     )
     options = RunOptions(
         opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
@@ -179,8 +215,16 @@ def grid(**opts: Any) -> None:
     help="Layer of XTREME's Tatoeba protocol (0 = embeddings; default: mBERT's 8 of 12 "
     "scaled to the model's depth).",
 )
+@click.option(
+    "--typology-layer",
+    type=click.IntRange(min=0),
+    **from_library("probe.experiments.map:MapConfig.typology_layer"),
+    help="Layer of the confirmatory typology test (transfer vs URIEL distance; 0 = "
+    "embeddings; default: 8 of 12 scaled to the model's depth, fixed before any score is "
+    "seen). Every other layer is reported as an exploratory sweep.",
+)
 @results_dir_option()
-@seed_option()
+@seeds_option(what="probe")
 @max_train_words_option()
 @train_split_option()
 @pool_options("probes and parallel scores")
@@ -203,20 +247,23 @@ def map_command(**opts: Any) -> None:
     from probe.train import TrainConfig
 
     extra = tuple(x.strip() for x in opts["parallel_langs"].split(",") if x.strip())
+    seed = opts["seeds"][0]  # data subsets and the parallel part: the first seed
     config = MapConfig(
         **cache_fields(opts),
         source=opts["source"],
-        train=TrainConfig(seed=opts["seed"]),
+        train=TrainConfig(seed=seed),
         max_train_words=opts["max_train_words"],
         train_split=opts["train_split"],
         parallel=ParallelConfig(
             fit_fraction=opts["fit_fraction"],
             ridge=opts["ridge"],
-            centre_seed=opts["seed"],
+            centre_seed=seed,
             xtreme_layer=opts["xtreme_layer"],
-            net=NetConfig(steps=opts["net_steps"], lr=opts["net_lr"], seed=opts["seed"]),
+            net=NetConfig(steps=opts["net_steps"], lr=opts["net_lr"], seed=seed),
         ),
         extra_parallel=extra,
+        seeds=opts["seeds"],
+        typology_layer=opts["typology_layer"],
     )
     result = run_map(
         config,

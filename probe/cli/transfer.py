@@ -19,9 +19,10 @@ from probe.cli.options import (
     max_train_words_option,
     model_option,
     pool_options,
+    random_weights,
     reduction_option,
     results_dir_option,
-    seed_option,
+    seeds_option,
     source_option,
     task_option,
     train_split_option,
@@ -85,7 +86,7 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     help="Subword tokens per sentence; words past it are not trained on.",
 )
 @click.option("--device", **from_library(f"{FINETUNE}.device"), help="auto, cpu, cuda, cuda:1, ...")
-@seed_option(f"{FINETUNE}.seed")
+@seeds_option(default="0", what="fine-tuned encoder and head")
 @click.option(
     "--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimiser steps."
 )
@@ -102,8 +103,10 @@ def finetune(**opts: Any) -> None:
     \b
     Examples:
       probe finetune --task pos --model minilm --data-dir ../shared/data --epochs 1
-      probe finetune --task ner --model mbert --fuse-layer 8 --device cuda
-    Prints and saves the main metric per language (results.csv/json, settings.json, summary.txt).
+      probe finetune --task ner --model mbert --fuse-layer 8 --device cuda --seeds 0,1,2
+    Prints and saves the main metric per language, mean ± sd over seeds with its bootstrap
+    interval (results.csv/json, settings.json, summary.txt). One seed by default: each seed
+    fine-tunes the whole encoder again.
     """
     from probe.cache import default_cache_root
     from probe.experiments.base import RunOptions
@@ -115,9 +118,10 @@ def finetune(**opts: Any) -> None:
         cache_root=default_cache_root(opts["cache_dir"]),
         fuse_layer=opts["fuse_layer"], epochs=opts["epochs"], lr=opts["lr"],
         batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
-        seed=opts["seed"], max_steps=opts["max_steps"],
+        seeds=opts["seeds"], max_steps=opts["max_steps"],
         max_train_sentences=opts["max_train_sentences"],
         treebanks=treebanks(opts), train_split=opts["train_split"],
+        random_weights=random_weights(opts),
     )  # fmt: skip
     result = FinetuneExperiment(
         config, RunOptions(opts["results_dir"], allow_overlap=opts["allow_overlap"])
@@ -170,12 +174,7 @@ def finetune(**opts: Any) -> None:
     help="mlp/mix body width.",
 )
 @reduction_option(f"{INTERMEDIATE}.reduction")
-@click.option(
-    "--seeds",
-    default="0",
-    show_default=True,
-    help="Comma list of training seeds; scores are averaged and gains get a seed sd.",
-)
+@seeds_option(default="0", what="configuration")
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -249,7 +248,8 @@ def intermediate(**opts: Any) -> None:
       probe intermediate --target pos --via all --model minilm --schedule mixed --seeds 0,1,2
       probe intermediate --target ner --via pos,udpos --model minilm --finetune --max-steps 50
     Scores every target language zero-shot per configuration and prints the gains over 'none'
-    per language, inside/outside the source's family and per family; writes results.csv/json,
+    per language, inside/outside the source's family and per family, each with its seed sd
+    and paired bootstrap interval ("*": excludes 0); writes results.csv/json,
     settings.json, summary.txt and intermediate.png under --results-dir. --workers/--cluster
     train the seeds in parallel; --finetune runs its configurations in this process.
     """
@@ -258,11 +258,7 @@ def intermediate(**opts: Any) -> None:
 
     schedule = opts["schedule"] or ("sequential" if opts["finetune_mode"] else "both")
     schedules = tuple(SCHEDULES) if schedule == "both" else (schedule,)
-    try:
-        seeds = tuple(int(s) for s in opts["seeds"].split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"expected a comma list of integers, not {opts['seeds']!r}",
-                                 param_hint="--seeds") from None  # fmt: skip
+    seeds = opts["seeds"]
     lr = {"lr": opts["lr"]} if opts["lr"] else {}  # else: the library's, per mode
     via = (opts["via"],)
     options = RunOptions(
@@ -285,9 +281,10 @@ def intermediate(**opts: Any) -> None:
             source=opts["source"], data_dir=opts["data_dir"],
             cache_root=default_cache_root(opts["cache_dir"]),
             epochs=opts["epochs"], batch_size=opts["batch_size"],
-            device=opts["device"], seed=seeds[0], max_steps=opts["max_steps"],
+            device=opts["device"], seeds=seeds, max_steps=opts["max_steps"],
             max_train_sentences=opts["max_train_sentences"], reduction=opts["reduction"],
-            treebanks=treebanks(opts), train_split=opts["train_split"], **lr,
+            treebanks=treebanks(opts), train_split=opts["train_split"],
+            random_weights=random_weights(opts), **lr,
         )  # fmt: skip
         config = IntermediateFinetuneConfig(
             finetune=ft, via=via, sets=opts["sets"], body=opts["body"], layer=opts["layer"],

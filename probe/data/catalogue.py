@@ -154,6 +154,13 @@ _register(ud_pos_task(
     languages=("ar", "de", "en", "fi", "fr", "hi", "id", "ko", "ru", "th", "tr", "zh"),
     train_split=None, dev_split=None, trainable_splits=(),
 ))  # fmt: skip
+_register(ud_pos_task(
+    "pos-pud-transfer", TreebankRule(split_corpus=(("test", "pud"),)), "UPOS zero-shot onto "
+    "the parallel PUD test sets: the source trains on its default non-PUD treebank (English: "
+    "EWT train, early-stop on EWT dev), every language (the source too) is evaluated on its "
+    "PUD test; the same 1,000 sentences in every language, so no treebank confound",
+    languages=("ar", "de", "en", "fi", "fr", "hi", "id", "ko", "ru", "th", "tr", "zh"),
+))  # fmt: skip
 _register(Task(
     name="udpos", level="word", metric="accuracy", labels=UPOS,
     languages=UDPOS_LANGS, default_source="en",

@@ -134,6 +134,9 @@ def _source(task: Task) -> HubSource:
 
 
 def _rule(task: Task) -> TreebankRule | None:
+    if task.treebanks is not None and task.treebanks.split_corpus:
+        raise ProbeError(f"task {task.name!r} reads its splits from different treebanks of a "
+                         "local ud/ folder, not from the hub: pass --data-dir")  # fmt: skip
     return task.treebanks
 
 

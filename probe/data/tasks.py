@@ -164,7 +164,7 @@ class Task:
             if self.locate is not None:
                 return self.locate(data_dir, lang, split)
             return (self.patterns[0].path(data_dir, lang, split),)
-        chosen = self.treebanks.select(ud_index(data_dir), lang, parse_picks(treebanks))
+        chosen = self.treebanks.for_split(ud_index(data_dir), lang, split, parse_picks(treebanks))
         have = tuple(part for tb in chosen for part in tb.files.get(split, ()))
         if have:
             return have
@@ -177,8 +177,21 @@ class Task:
         """The UD treebank names one language reads (() for other tasks)."""
         if self.treebanks is None:
             return ()
-        chosen = self.treebanks.select(ud_index(data_dir), lang, parse_picks(treebanks))
-        return tuple(tb.name for tb in chosen)
+        index, picks = ud_index(data_dir), parse_picks(treebanks)
+        if not self.treebanks.split_corpus:
+            return tuple(tb.name for tb in self.treebanks.select(index, lang, picks))
+        # Splits from different corpora: the eval split's treebank, then, if the language can
+        # be a source (its training treebank has the training split), that one too.
+        rule = self.treebanks
+        names = [tb.name for tb in rule.for_split(index, lang, self.eval_split, picks)]
+        for split in (s for s in self.may_train if s != self.eval_split):
+            try:
+                chosen = rule.for_split(index, lang, split, picks)
+            except ProbeError:
+                continue
+            if self.train_split and any(self.train_split in tb.files for tb in chosen):
+                names += [tb.name for tb in chosen]
+        return tuple(dict.fromkeys(names))
 
 
 def _load_tasks() -> None:

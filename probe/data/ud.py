@@ -126,6 +126,26 @@ class TreebankRule:
 
     corpus: str | None = None
     exclude: tuple[str, ...] = ("pud",)
+    # (split, corpus): that split is read from the language's *_<corpus> treebank instead
+    # (`pos-pud-transfer`: test from PUD, train/dev from the default treebank); --treebank
+    # picks apply to the other splits only.
+    split_corpus: tuple[tuple[str, str], ...] = ()
+
+    def for_split(
+        self, index: UDIndex, lang: str, split: str, picks: Mapping[str, tuple[str, ...]]
+    ) -> tuple[Treebank, ...]:
+        """The treebanks one split of one language reads: `split_corpus`'s, else `select`."""
+        corpus = dict(self.split_corpus).get(split)
+        if corpus is None:
+            return self.select(index, lang, picks)
+        found = tuple(tb for tb in index.of_language(lang)
+                      if tb.corpus == corpus and tb.forms and split in tb.files)  # fmt: skip
+        if not found:
+            raise ProbeError(
+                f"no *_{corpus} treebank of language {lang!r} with a {split} split under "
+                f"{index.root}; found: {_names(index.of_language(lang))}"
+            )
+        return found
 
     def admits(self, tb: Treebank) -> bool:
         if self.corpus is not None:
@@ -148,12 +168,17 @@ class TreebankRule:
         return ()
 
     def languages(self, index: UDIndex) -> dict[str, frozenset[str]]:
-        """{language: splits of its default treebank} for every language with one."""
+        """{language: splits of its default treebank} for every language with one (with
+        `split_corpus`: those splits where the language has that corpus instead)."""
+        swapped = dict(self.split_corpus)
         out = {}
         for lang in index.languages():
             chosen = self.default(index, lang)
-            if chosen:
-                out[lang] = frozenset(s for tb in chosen for s in tb.files)
+            splits = {s for tb in chosen for s in tb.files if s not in swapped}
+            splits |= {s for s, corpus in swapped.items() for tb in index.of_language(lang)
+                       if tb.corpus == corpus and tb.forms and s in tb.files}  # fmt: skip
+            if splits:
+                out[lang] = frozenset(splits)
         return out
 
     def select(

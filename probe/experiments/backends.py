@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from probe.errors import ProbeError
-from probe.results.report import Row
+from probe.results.items import JobOutput
 
 log = logging.getLogger(__name__)
 
-JobFn = Callable[[Any], list[Row]]
+JobFn = Callable[[Any], JobOutput]
 
 
 _GRACE_S = 3.0
@@ -60,7 +60,7 @@ def cluster_kind(address: str) -> str:
 _ONE_JOB = threading.Lock()
 
 
-def one_at_a_time(fn: JobFn, job: Any) -> list[Row]:
+def one_at_a_time(fn: JobFn, job: Any) -> JobOutput:
     """Run a job while holding this process's job lock.
 
     A Dask worker started with several threads would otherwise run jobs side by side in one
@@ -74,7 +74,7 @@ def one_at_a_time(fn: JobFn, job: Any) -> list[Row]:
 class Backend(Protocol):
     def submit(self, fn: JobFn, job: Any) -> Any: ...
     def completed(self, handles: list[Any]) -> Iterator[Any]: ...
-    def result(self, handle: Any) -> list[Row]: ...
+    def result(self, handle: Any) -> JobOutput: ...
     def cancel(self, handles: list[Any]) -> None: ...
     def done(self, handles: list[Any]) -> list[Any]:
         """The handles whose job has finished with a result, without waiting."""
@@ -177,7 +177,7 @@ class _Local:
 
         return as_completed(handles)
 
-    def result(self, handle: Any) -> list[Row]:
+    def result(self, handle: Any) -> JobOutput:
         return handle.result()  # type: ignore[no-any-return]
 
     def cancel(self, handles: list[Any]) -> None:
@@ -258,7 +258,7 @@ class _Dask:
 
         return iter(as_completed(handles))
 
-    def result(self, handle: Any) -> list[Row]:
+    def result(self, handle: Any) -> JobOutput:
         return handle.result()  # type: ignore[no-any-return]
 
     def cancel(self, handles: list[Any]) -> None:
@@ -310,7 +310,7 @@ class _Ray:
             ready, pending = self.ray.wait(pending, num_returns=1)
             yield from ready
 
-    def result(self, handle: Any) -> list[Row]:
+    def result(self, handle: Any) -> JobOutput:
         return self.ray.get(handle)  # type: ignore[no-any-return]
 
     def cancel(self, handles: list[Any]) -> None:

@@ -41,6 +41,7 @@ from probe.experiments.leakage import (
 from probe.experiments.pool import run_jobs
 from probe.experiments.subset_record import extracted_subsets, training_subsets, write_subsets
 from probe.registry import Registry
+from probe.results.items import ItemSet, JobOutput, split_output
 from probe.results.report import provenance, run_directory
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -83,13 +84,15 @@ class RunOptions:
 @dataclass(frozen=True)
 class Context:
     """What `run()` resolved before the jobs: the task, its source, the languages extracted
-    (source first) and the cache handle (None for experiments that read raw data)."""
+    (source first) and the cache handle (None for experiments that read raw data); after the
+    jobs, `items` holds the item statistics they returned (for bootstrap intervals)."""
 
     task: Task
     source: str
     langs: tuple[str, ...]
     cache: CacheHandle | None
     n_layers: int
+    items: ItemSet = field(default_factory=ItemSet)
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -167,8 +170,10 @@ class Experiment(ABC, Generic[C, J]):
 
     @staticmethod
     @abstractmethod
-    def job_function() -> Callable[[J], list[Row]]:
-        """The module-level function that runs one job (workers import it by name)."""
+    def job_function() -> Callable[[J], JobOutput]:
+        """The module-level function that runs one job (workers import it by name): its rows,
+        and for the scores an interval is computed of, their item statistics
+        (probe.results.items), which reach `aggregate` as `ctx.items`."""
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
         """All rows of the run from the rows of each job (default: in job order)."""
@@ -294,7 +299,9 @@ class Experiment(ABC, Generic[C, J]):
         desc = f"{self.name} {task.name}"
         outputs = run_jobs(self.job_function(), jobs, pool, journal,
                            progress=self.options.progress, desc=desc)  # fmt: skip
-        parts = dict(zip([name for name, _ in jobs], outputs, strict=True))
+        split = [split_output(output) for output in outputs]
+        parts = dict(zip([name for name, _ in jobs], [rows for rows, _ in split], strict=True))
+        ctx = dataclasses.replace(ctx, items=ItemSet(i for _, items in split for i in items))
         stamp = {"task": task.name, "model": ctx.model_key if cache is not None else ""}
         rows = Table(_stamped(row, stamp) for row in self.aggregate(ctx, parts))
         settings.update(self.job_settings(ctx, parts))

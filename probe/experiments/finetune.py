@@ -5,8 +5,13 @@ encoder (XTREME's setting) with the same heads on top: a linear classifier on th
 layer (`fuse_layer=None`) or the DLFA head fusing the last layer with layer k. It reads the
 raw data (no cache) and trains through `probe.train.finetune`: the epoch with the best
 source-dev score is kept and every language's evaluation split is scored with
-`probe.analysis.metrics.score`. The run is one job, in this process (it loads the encoder);
-docs/finetune.md has the defaults and why.
+`probe.analysis.metrics.score`. One job per training seed (`seeds`, default one: each seed
+fine-tunes the whole encoder again), in this process (it loads the encoder); the seeds vary
+the head's initialisation, the batch order and dropout, while the training subset, the dev
+hold-out and evaluation samples are drawn with the first seed. Scores are kept per seed and
+averaged over seeds (with their sd), each with a bootstrap interval over the evaluation
+sentences and the seeds (`probe.analysis.bootstrap`). docs/finetune.md has the defaults
+and why.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import numpy as np
 import torch
 
 from probe._version import __version__
+from probe.analysis.bootstrap import LEVEL, N_BOOT, PairedBootstrap
+from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import score
 from probe.cache import default_cache_root
 from probe.data.discovery import expand_languages
@@ -33,6 +40,8 @@ from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
 from probe.heads.registry import HEADS
 from probe.models import ModelRef, load_encoder, resolve_model
+from probe.results.gains import average_seeds
+from probe.results.items import ItemScores, ItemSet, JobOutput, scored_items
 from probe.results.render.finetune import finetune_table, layers_name
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -87,7 +96,9 @@ class FinetuneConfig:
     max_length: int = 128  # subword tokens, special tokens included
     warmup: float = 0.1  # share of the steps spent warming up linearly
     weight_decay: float = 0.01
-    seed: int = 0
+    # Training seeds: one fine-tuning run (job) per seed. One by default: every seed trains
+    # the whole encoder again (minutes to hours), so more are asked for (--seeds 0,1,2).
+    seeds: tuple[int, ...] = (0,)
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     dev_fraction: float = 0.1  # held out of train when the task has no dev split
@@ -96,11 +107,20 @@ class FinetuneConfig:
     max_train_sentences: int | None = None
     treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
     train_split: str | None = None  # --train-split; None = the task's own
+    # Seed of the encoder's random-weights twin (--random-weights: same config and tokenizer,
+    # every weight re-drawn, probe.models.random_init); None fine-tunes the trained weights.
+    random_weights: int | None = None
+
+    @property
+    def seed(self) -> int:
+        """The seed the training subset, the dev hold-out and evaluation samples are drawn
+        with: the first training seed, so that the seeds vary only training."""
+        return self.seeds[0]
 
 
 @dataclass(frozen=True)
 class _FinetuneJob:
-    """The whole run: what to fine-tune, on which data, and where to score it."""
+    """One training seed of the run: what to fine-tune, on which data, where to score it."""
 
     config: FinetuneConfig
     task: str
@@ -111,10 +131,12 @@ class _FinetuneJob:
     max_length: int  # the config's, capped at the model's position embeddings
     epochs: int
     progress: bool
+    seed: int = 0  # the training seed: head initialisation, batch order, dropout
 
 
 class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
-    """Encoder + head trained on the source and scored everywhere: one job, in this process."""
+    """Encoder + head trained on the source and scored everywhere: one job per seed, in this
+    process."""
 
     name = "finetune"
     levels = ("word",)
@@ -126,7 +148,8 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
 
     @functools.cached_property
     def model(self) -> ModelRef:
-        return resolve_model(self.config.model, default_cache_root(self.config.cache_root))
+        cfg = self.config
+        return resolve_model(cfg.model, default_cache_root(cfg.cache_root), cfg.random_weights)
 
     @functools.cached_property
     def data_dir(self) -> Path | None:
@@ -154,6 +177,8 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         langs = expand_languages(task, cfg.langs, self.data_dir, cfg.treebanks)
         if self.epochs < 1 or cfg.batch_size < 1:
             raise ProbeError("epochs and batch_size must be >= 1")
+        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
+            raise ProbeError(f"seeds must be distinct and >= 0, at least one; got {cfg.seeds}")
         n_layers = int(self._encoder_config.num_hidden_layers) + 1
         k = cfg.fuse_layer
         if k is not None and not 0 <= k <= n_layers - 1:
@@ -165,24 +190,32 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         cfg, progress = self.config, self.options.progress
         job = _FinetuneJob(cfg, ctx.task.name, ctx.source, ctx.langs, self.data_dir, self.model,
                            self.max_length, self.epochs, progress)  # fmt: skip
-        return [("finetune", job)]
+        return [(f"finetune-seed-{s}", replace(job, seed=s)) for s in cfg.seeds]
 
     @staticmethod
-    def job_function() -> Callable[[_FinetuneJob], list[Row]]:
+    def job_function() -> Callable[[_FinetuneJob], JobOutput]:
         return run_finetune_job
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
-        rows = [r for r in parts["finetune"] if r.metric not in (_STEP_LOSS, *_FACTS)]
-        for metric in (ctx.task.metric, *ctx.task.extra_metrics):
-            scores = Table(rows).filter(metric=metric, subset="", lang=lambda x: x != ctx.source)
-            if scores:
-                mean = float(np.mean([r.value for r in scores]))
-                rows.append(replace(scores[0], lang="targets", value=mean, group="targets"))
-        return [replace(r, model=self.model.slug) for r in rows]
+        """Per seed: the scores and their mean over targets; then the means over seeds (seed
+        None, sd rows with several seeds), each score with its interval over the evaluation
+        sentences and the seeds."""
+        per_seed = []
+        for part in parts.values():
+            rows = [r for r in part if r.metric not in (_STEP_LOSS, *_FACTS)]
+            rows += target_means(ctx.task, rows, ctx.source)
+            per_seed.append(rows)
+        kept = [r for rows in per_seed for r in rows]
+        means = score_intervals(average_seeds(per_seed), kept, ctx.items, ctx.source)
+        return [replace(r, model=self.model.slug) for r in kept + means]
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg, task = self.config, ctx.task
         own = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _NOT_SETTINGS}
+        # Recorded for a twin only, so a trained run's settings (and directory) are unchanged.
+        seed = own.pop("random_weights")
+        if seed is not None:
+            own["random_weights"] = {"seed": seed}
         last = ctx.n_layers - 1
         own.update(
             model_identity=self.model.identity, epochs=self.epochs, max_length=self.max_length,
@@ -194,14 +227,32 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         return own
 
     def job_settings(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
-        reported = {r.metric: r.value for r in parts["finetune"] if r.metric in _FACTS}
+        """The first seed's facts (every seed trains on the same data, so counts agree), with
+        the seconds summed over seeds; steps per seed when they differ."""
+        first, *_ = parts.values()
+        reported = {r.metric: r.value for r in first if r.metric in _FACTS}
+        for part in list(parts.values())[1:]:
+            for r in part:
+                if r.metric.endswith("seconds"):
+                    reported[r.metric] += r.value
         self.facts = {k: round(v, 3) if k.endswith("seconds") else int(v)
                       for k, v in reported.items()}  # fmt: skip
         where = f"{ctx.source} {ctx.task.train_split}"
-        return {**self.facts, "train_size": {where: self.facts["train_words"]}}
+        out = {**self.facts, "train_size": {where: self.facts["train_words"]},
+               "intervals": {"method": "bootstrap over evaluation sentences and seeds",
+                             "replicates": N_BOOT, "level": LEVEL}}  # fmt: skip
+        steps = {int(r.seed or 0): int(r.value) for part in parts.values() for r in part
+                 if r.metric == "steps"}  # fmt: skip
+        if len(set(steps.values())) > 1:
+            out["steps_per_seed"] = steps
+        return out
 
     def extras(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
-        return {"losses": [r.value for r in parts["finetune"] if r.metric == _STEP_LOSS]}
+        """ "losses": every step's loss of the first seed; "seed_losses": of each seed."""
+        losses = {name: [r.value for r in part if r.metric == _STEP_LOSS]
+                  for name, part in parts.items()}  # fmt: skip
+        by_seed = {seed: losses[f"finetune-seed-{seed}"] for seed in self.config.seeds}
+        return {"losses": by_seed[self.config.seeds[0]], "seed_losses": by_seed}
 
     def identity(self) -> Any:
         return {"config": self.config, "model": self.model.identity, "version": __version__}
@@ -217,8 +268,9 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         return finetune_table(ctx.task, rows, ctx.source, ctx.langs, self.facts["steps"])
 
 
-def run_finetune_job(job: _FinetuneJob) -> list[Row]:
-    """Fine-tune encoder + head on the source, select on source dev, score every language."""
+def run_finetune_job(job: _FinetuneJob) -> JobOutput:
+    """Fine-tune encoder + head on the source with the job's seed, select on source dev,
+    score every language (rows with seed=job.seed, and the scores' item statistics)."""
     cfg, source = job.config, job.source
     task = get_task(job.task).training_on(cfg.train_split)
     device = resolve_device(cfg.device)
@@ -226,7 +278,7 @@ def run_finetune_job(job: _FinetuneJob) -> list[Row]:
     last, k = int(encoder.config.num_hidden_layers), cfg.fuse_layer
     layers = (last,) if k is None else (k, last)
     layer = layers_name(layers)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(job.seed)  # the head's initialisation and dropout
     n_classes = len(task.labels)
     head = HEADS.get("linear" if k is None else "dlfa").build(
         "word", int(encoder.config.hidden_size), n_classes, reduction=cfg.reduction
@@ -243,16 +295,18 @@ def run_finetune_job(job: _FinetuneJob) -> list[Row]:
     prior = counts / counts.sum()  # the prediction for evaluation words past max_length
 
     trained = train_model(model, tok, train, dev, task, cfg, device, job.epochs, job.progress,
-                          f"finetune {task.name} {layer}")  # fmt: skip
-    row = functools.partial(Row, HEAD, layer, source, layers=layers)
-    rows = [row("train_loss", trained.epoch_loss), row("best_epoch", float(trained.best_epoch))]
+                          f"finetune {task.name} {layer} seed {job.seed}",
+                          seed=job.seed)  # fmt: skip
+    row = functools.partial(Row, HEAD, layer, source, layers=layers, seed=job.seed)
+    rows: list[Row | ItemScores] = [row("train_loss", trained.epoch_loss),
+                                    row("best_epoch", float(trained.best_epoch))]  # fmt: skip
     if trained.best is not None:
         rows += [row(f"dev_{task.metric}", trained.best[0], subset="dev"),
                  row("dev_loss", -trained.best[1], subset="dev")]  # fmt: skip
     t_eval = time.perf_counter()
     scored = score_languages(model, tok, task, job.data_dir, job.langs, prior, cfg, device, HEAD,
                              layer)  # fmt: skip
-    rows += [replace(r, layers=layers) for r in scored]
+    rows += restamp(scored, layers=layers, seed=job.seed)
     facts = {"train_sentences": len(train), "dev_sentences": len(dev), "steps": trained.steps,
              "train_words": sum(len(e.gold) for e in train),
              "truncated_train_words": cut, "train_seconds": trained.seconds,
@@ -265,11 +319,12 @@ def score_languages(
     model: FinetuneModel, tok: WordTokenizer, task: Task, data_dir: Path | None,
     langs: Sequence[str], prior: np.ndarray, config: FinetuneConfig, device: torch.device,
     head: str, layer: str, max_sentences: int | None = None,
-) -> list[Row]:  # fmt: skip
+) -> list[Row | ItemScores]:  # fmt: skip
     """The task's metrics on every language's evaluation split (a seeded, genre-stratified
     sample of `max_sentences` sentences when given, `probe.data.subsets`), plus how many words
-    lay past max_length (predicted as `prior`)."""
-    rows: list[Row] = []
+    lay past max_length (predicted as `prior`); beside each score a bootstrap can resample,
+    its per-sentence statistics (`probe.results.items`)."""
+    rows: list[Row | ItemScores] = []
     for lang in langs:
         split = read_task_split(task, data_dir, lang, task.eval_split, config.treebanks)
         sents = word_records(split.records)
@@ -282,7 +337,13 @@ def score_languages(
         offsets = np.concatenate([[0], np.cumsum([len(e.gold) for e in encoded])])
         scores = score(task.metric, probs, gold, offsets=offsets, label_names=task.labels,
                        extra=task.extra_metrics)  # fmt: skip
-        rows += [Row(head, layer, lang, m, v) for m, v in scores.items()]
+        pred = probs.argmax(axis=1)
+        for m, v in scores.items():
+            scored = Row(head, layer, lang, m, v)
+            rows.append(scored)
+            if m in ITEM_COLUMNS:
+                rows.append(scored_items(scored, pred, gold, offsets=offsets,
+                                         label_names=task.labels))  # fmt: skip
         n_cut = sum(e.truncated for e in encoded)
         rows.append(Row(head, layer, lang, "truncated_words", float(n_cut)))
         if n_cut:
@@ -290,3 +351,55 @@ def score_languages(
                      "frequent training label", lang, task.eval_split, n_cut, len(gold),
                      tok.max_length)  # fmt: skip
     return rows
+
+
+def restamp(output: Sequence[Row | ItemScores], **changes: Any) -> list[Row | ItemScores]:
+    """Rows and item statistics with the same fields changed (`dataclasses.replace`), so that
+    each `ItemScores` keeps naming its score row."""
+    return [ItemScores(replace(x.row, **changes), x.stats) if isinstance(x, ItemScores)
+            else replace(x, **changes) for x in output]  # fmt: skip
+
+
+def target_means(task: Task, rows: Sequence[Row], source: str) -> list[Row]:
+    """Per metric, the mean score over the target languages (lang and group "targets")."""
+    out = []
+    for metric in (task.metric, *task.extra_metrics):
+        found = Table(rows).filter(metric=metric, subset="", group="",
+                                   lang=lambda x: x != source)  # fmt: skip
+        if found:
+            mean = float(np.mean([r.value for r in found]))
+            out.append(replace(found[0], lang="targets", value=mean, group="targets"))
+    return out
+
+
+def score_intervals(
+    means: Sequence[Row], per_seed: Sequence[Row], items: ItemSet, source: str,
+    boot: PairedBootstrap | None = None,
+) -> list[Row]:  # fmt: skip
+    """The seed-mean rows with `ci_low`/`ci_high` set where the per-seed score rows have
+    item statistics: a language's score, and the target mean ("targets") over the target
+    languages; other rows unchanged."""
+    boot = boot or PairedBootstrap()
+    table = Table(per_seed)
+    out = []
+    for row in means:
+        if row.metric not in ITEM_COLUMNS or row.stat or row.subset or row.eval_task:
+            out.append(row)
+            continue
+        if row.group == "targets":
+            langs = [lang for lang in table.values("lang", metric=row.metric, group="")
+                     if lang != source]  # fmt: skip
+        elif not row.group:
+            langs = [row.lang]
+        else:
+            out.append(row)
+            continue
+        system = [r for r in table.filter(metric=row.metric, group="", subset="", stat="",
+                                          eval_task="", config=row.config, layer=row.layer)
+                  if r.lang in langs]  # fmt: skip
+        if not langs or not items.covers(system):
+            out.append(row)
+            continue
+        interval = boot.score(items.systems(system), row.metric, langs)
+        out.append(replace(row, ci_low=interval.low, ci_high=interval.high))
+    return out

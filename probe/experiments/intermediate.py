@@ -9,9 +9,13 @@ word- or pair-level with any labels and source language. Everything trains on ca
 features (fast); `--finetune` trains the encoder too (`probe.experiments.intermediate_finetune`).
 
 One job per training seed: the configurations of a seed share their common stages (A in A
-and A>B is trained once), so a seed is the unit that runs in a pool worker. Gains over
-"none" (per language, inside/outside the source's family, per family) are taken per seed,
-then every number is averaged over seeds (`probe.results.gains`).
+and A>B is trained once), so a seed is the unit that runs in a pool worker. Scores are
+kept per seed (seed=s) and averaged over seeds (seed None, with an sd row); gains over
+"none" (per language, inside/outside the source's family, per family) are seed means with
+their sd and a paired bootstrap interval over the target's sentences and the seeds
+(`probe.experiments.intermediate_gains`). Every configuration's target stage trains with
+the recipe of "none" (one `TrainConfig`, one body architecture): the summary says so, or
+which configurations differ.
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from probe.analysis.bootstrap import LEVEL, N_BOOT, PairedBootstrap
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments import intermediate_seed
 from probe.experiments.base import Context, Experiment
+from probe.experiments.intermediate_gains import (
+    configuration_gains,
+    recipe_differences,
+    recipe_note,
+)
 from probe.experiments.intermediate_plan import Configuration, plan_configurations, resolve_via
-from probe.experiments.intermediate_seed import TRAINING, SeedJob
+from probe.experiments.intermediate_seed import TARGET_PARAMETERS, TRAINING, SeedJob
 from probe.experiments.leakage import SplitUse
 from probe.extract import (
     CacheHandle,
@@ -39,7 +49,8 @@ from probe.extract import (
     ensure_cached,
 )
 from probe.heads.registry import BODIES
-from probe.results.gains import average_seeds, gains_over, per_family_gains
+from probe.results.gains import average_seeds
+from probe.results.items import JobOutput
 from probe.results.render.intermediate import render_intermediate
 from probe.results.report import provenance
 from probe.results.rows import Row
@@ -95,6 +106,7 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
     name = "intermediate"
     levels = ("word", "pair")
     other_levels_hint = " (it has no labels to train on): use a word or pair task"
+    recipe_line: str  # the summary's "one recipe per comparison" line, once the jobs ran
 
     @functools.cached_property
     def via(self) -> tuple[str, ...]:
@@ -153,18 +165,16 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         return [(f"seed-{seed}", replace(job, seed=seed)) for seed in self.config.seeds]
 
     @staticmethod
-    def job_function() -> Callable[[SeedJob], list[Row]]:
+    def job_function() -> Callable[[SeedJob], JobOutput]:
         return intermediate_seed.run_seed  # looked up at run time (tests patch it)
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
-        """Gains over "none" within each seed, then every number averaged over seeds."""
-        per_seed = []
-        for part in parts.values():
-            rows = [r for r in part if r.head != TRAINING]
-            rows += gains_over(ctx.task, rows, ctx.source)
-            rows += per_family_gains(ctx.task, rows, ctx.source)
-            per_seed.append(rows)
-        return average_seeds(per_seed)
+        """Per-seed rows, their means over seeds (seed None; sd rows with several seeds),
+        then every configuration's gain over "none" with its sd and interval."""
+        per_seed = [[r for r in part if r.head != TRAINING] for part in parts.values()]
+        kept = [r for rows in per_seed for r in rows]
+        gains = configuration_gains(ctx.task, kept, ctx.items, ctx.source, PairedBootstrap())
+        return kept + average_seeds(per_seed) + gains
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg = self.config
@@ -175,6 +185,8 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
             "via_sources": {t: get_task(t).default_source for t in self.via},
             "configurations": [c.name for c in self.plan], "layers": list(self.layers(ctx)),
             "dev_split": ctx.task.dev_split or f"{cfg.dev_fraction:.0%} of {ctx.task.train_split}",
+            "intervals": {"method": "paired bootstrap over evaluation sentences (pairs) and "
+                          "seeds", "replicates": N_BOOT, "level": LEVEL},
             "provenance": provenance(cfg.seeds[0]),
         }  # fmt: skip
 
@@ -190,11 +202,31 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         seconds: dict[str, float] = {}
         for r in training.filter(metric="seconds"):
             seconds[r.config] = seconds.get(r.config, 0.0) + r.value
+        differ = recipe_differences(self.recipes(training))
+        self.recipe_line = recipe_note(differ, self.recipe_text())
         return {"unconverged_stages": unconverged,
-                "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}}  # fmt: skip
+                "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+                "recipe_differences": differ}  # fmt: skip
+
+    def recipes(self, training: Table) -> dict[str, dict[str, object]]:
+        """Each configuration's target-stage recipe: the training settings it was given and
+        the trained parameters of its target head (what the jobs measured)."""
+        train = {k: v for k, v in asdict(self.config.train).items() if k != "seed"}
+        out: dict[str, dict[str, object]] = {}
+        for r in training.filter(metric=TARGET_PARAMETERS):
+            recipe = out.setdefault(r.config, {**train, "body": self.config.body})
+            recipe["parameters"] = int(r.value)
+        return out
+
+    def recipe_text(self) -> str:
+        t = self.config.train
+        return (f"{self.config.body} body, lr {t.lr:g} {t.schedule}, up to {t.max_epochs} "
+                f"epochs, patience {t.patience}, batch {t.batch_size}, {t.precision}; only the "
+                "body's starting weights differ")  # fmt: skip
 
     def directory_name(self, ctx: Context) -> str:
         return f"intermediate-{self.config.body}-{ctx.source}"
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
-        return render_intermediate(ctx.task, rows, ctx.source, directory, ctx.model_key)
+        table = render_intermediate(ctx.task, rows, ctx.source, directory, ctx.model_key)
+        return f"{table}\n{self.recipe_line}"

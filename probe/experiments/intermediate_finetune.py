@@ -13,6 +13,13 @@ One job per configuration (minutes each, saved as it finishes: a rerun after a c
 only the rest). The jobs share the encoder loaded once in this process, so they run here,
 one after another (`in_process`): no --workers or --cluster.
 
+Gains over "none" come with a paired bootstrap interval over the target's evaluation
+sentences (`probe.experiments.intermediate_gains`); the run trains one seed (each seed would
+fine-tune every configuration again), so the interval has no seed part and no sd is given.
+Every configuration's target stage fine-tunes with the same settings as "none"'s (one
+`FinetuneConfig`: epochs, steps, learning rates, warmup, precision) and the same head
+architecture; the summary says so, or which configurations differ.
+
 Limits: word-level tasks only (fine-tuning on sentence pairs is not implemented in
 `probe finetune` either), and the sequential schedule only (mixed batches would need a
 multi-task fine-tuning loop).
@@ -26,15 +33,23 @@ from pathlib import Path
 from typing import Any
 
 from probe._version import __version__
+from probe.analysis.bootstrap import LEVEL, N_BOOT, PairedBootstrap
 from probe.data.tasks import Task, default_data_dir, get_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment
 from probe.experiments.finetune import FinetuneConfig
+from probe.experiments.intermediate_gains import (
+    configuration_gains,
+    recipe_differences,
+    recipe_note,
+)
 from probe.experiments.intermediate_plan import Configuration
+from probe.experiments.intermediate_seed import TARGET_PARAMETERS, TRAINING
 from probe.experiments.intermediate_session import FinetuneSession, data_digest
 from probe.experiments.leakage import SplitUse
 from probe.extract import CacheHandle
-from probe.results.gains import gains_over, per_family_gains
+from probe.results.gains import average_seeds
+from probe.results.items import JobOutput
 from probe.results.render.intermediate import render_intermediate
 from probe.results.report import provenance
 from probe.results.rows import Row
@@ -58,6 +73,9 @@ class IntermediateFinetuneConfig:
 
 # FinetuneConfig fields that pick the data and model, recorded elsewhere in the settings.
 _NOT_FINETUNING = ("model", "task", "langs", "source", "data_dir", "cache_root")
+# FinetuneConfig fields that say how a stage fine-tunes: a configuration's recipe.
+_RECIPE = ("epochs", "lr", "head_lr", "batch_size", "max_length", "warmup", "weight_decay",
+           "precision", "max_steps", "reduction", "seeds")  # fmt: skip
 
 
 class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_ConfigJob"]):
@@ -69,6 +87,7 @@ class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_Co
     in_process = True
     volatile = ("device",)
     session: FinetuneSession
+    recipe_line: str  # the summary's "one recipe per comparison" line, once the jobs ran
 
     def task_name(self) -> str:
         return self.config.finetune.task
@@ -108,14 +127,36 @@ class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_Co
         return [(_job_name(c.name), _ConfigJob(self.session, c)) for c in self.session.plan]
 
     @staticmethod
-    def job_function() -> Callable[[_ConfigJob], list[Row]]:
+    def job_function() -> Callable[[_ConfigJob], JobOutput]:
         return run_configuration
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
-        rows = [r for part in parts.values() for r in part]
-        rows += gains_over(ctx.task, rows, ctx.source)
-        rows += per_family_gains(ctx.task, rows, ctx.source)
+        """The seed's rows, their seed-mean copies (seed None, as a multi-seed run has),
+        and every configuration's gain over "none" with its interval over sentences."""
+        kept = [r for part in parts.values() for r in part if r.head != TRAINING]
+        gains = configuration_gains(ctx.task, kept, ctx.items, ctx.source, PairedBootstrap())
+        rows = kept + average_seeds([kept]) + gains
         return [replace(r, model=self.session.ref.slug) for r in rows]
+
+    def job_settings(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
+        """Whether every configuration's target stage fine-tuned as "none"'s did."""
+        ft = self.config.finetune
+        shared = {k: getattr(ft, k) for k in _RECIPE}
+        shared.update(epochs=self.session.epochs, body=self.config.body)
+        recipes: dict[str, dict[str, object]] = {}
+        for part in parts.values():
+            for r in part:
+                if r.head == TRAINING and r.metric == TARGET_PARAMETERS:
+                    recipes[r.config] = {**shared, "parameters": int(r.value)}
+        differ = recipe_differences(recipes)
+        steps = f" or {ft.max_steps} steps" if ft.max_steps else ""
+        same = (f"{self.config.body} body, encoder lr {ft.lr:g}, head lr {ft.head_lr:g}, "
+                f"{self.session.epochs} epochs{steps}, warmup {ft.warmup:g}, precision "
+                f"{ft.precision}; only the encoder and body they start from differ")  # fmt: skip
+        self.recipe_line = recipe_note(differ, same)
+        return {"recipe_differences": differ,
+                "intervals": {"method": "paired bootstrap over evaluation sentences",
+                              "replicates": N_BOOT, "level": LEVEL}}  # fmt: skip
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg, s = self.config, self.session
@@ -149,7 +190,9 @@ class IntermediateFinetuneExperiment(Experiment[IntermediateFinetuneConfig, "_Co
         return f"intermediate-ft-{self.config.body}-{ctx.source}"
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
-        return render_intermediate(ctx.task, rows, ctx.source, directory, self.session.ref.slug)
+        slug = self.session.ref.slug
+        table = render_intermediate(ctx.task, rows, ctx.source, directory, slug)
+        return f"{table}\n{self.recipe_line}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +204,7 @@ class _ConfigJob:
     conf: Configuration
 
 
-def run_configuration(job: _ConfigJob) -> list[Row]:
+def run_configuration(job: _ConfigJob) -> JobOutput:
     return job.session.run(job.conf)
 
 

@@ -57,6 +57,8 @@ def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tup
             if task.train_split is None:
                 skipped.append(name)
                 continue
+            if task.treebanks is not None and task.treebanks.split_corpus:
+                continue  # trains on another UD task's treebank (pos-pud-transfer: pos's EWT)
             if _has_training_data(task, data_dir):
                 found.append(name)
         if skipped:

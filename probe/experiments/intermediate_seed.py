@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import score
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.intermediate_plan import Configuration
 from probe.heads.registry import BODIES
+from probe.results.items import ItemScores, JobOutput, scored_items
 from probe.results.rows import Row
 from probe.train import Feed, predict_proba
 from probe.train.schedules import StageData, StageResult, dev_accuracy, run_schedule
@@ -29,9 +31,12 @@ from probe.train.splits import as_data, opener, train_dev
 if TYPE_CHECKING:
     from probe.experiments.intermediate import IntermediateConfig
 
-# Job rows with this head say how training went (seconds, unconverged stages): they go to the
-# settings, never to the results.
+# Job rows with this head say how training went (seconds, unconverged stages, the target
+# head's size): they go to the settings, never to the results.
 TRAINING = "_training"
+# The TRAINING metric that counts the trained parameters of a configuration's target head:
+# every configuration's must equal "none"'s (one recipe per comparison).
+TARGET_PARAMETERS = "target_parameters"
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,14 @@ class SeedJob:
     config: IntermediateConfig
 
 
-def run_seed(job: SeedJob) -> list[Row]:
-    """Train every configuration of the plan with one seed and score the target everywhere.
+def run_seed(job: SeedJob) -> JobOutput:
+    """Train every configuration of the plan with one seed and score the target everywhere;
+    beside the rows, the item statistics of every target score (for the gains' intervals).
 
     Every job draws the dev hold-outs with the run's first seed (as one process running all
-    seeds did), so only training depends on the job's seed."""
+    seeds did), so only training depends on the job's seed. Every configuration's target
+    stage trains with the same `TrainConfig` and the same body architecture as "none"'s;
+    they differ only in the body weights it starts from."""
     cfg, layers = job.config, job.layers
     target = get_task(job.task).training_on(cfg.train_split)
     holdout_seed = cfg.seeds[0]
@@ -78,7 +86,7 @@ def run_seed(job: SeedJob) -> list[Row]:
 
     train_cfg = replace(cfg.train, seed=job.seed)
     memo: dict[tuple[tuple[str, ...], ...], StageResult] = {}
-    rows: list[Row] = []
+    rows: list[Row | ItemScores] = []
     for conf in job.plan:
         began = time.perf_counter()  # shared stages (memo) count once, where trained
         stages = run_schedule(new_body, [via[t] for t in conf.via], target_stage, conf.schedule,
@@ -87,6 +95,9 @@ def run_seed(job: SeedJob) -> list[Row]:
         rows.append(note(layer="", metric="seconds", value=time.perf_counter() - began))
         rows += [note(layer=">".join(s.tasks), metric="unconverged", value=float(s.best_epoch))
                  for s in stages if s.best_epoch == train_cfg.max_epochs]  # fmt: skip
+        target_head = stages[-1].task_head(target.name)
+        size = sum(p.numel() for p in target_head.parameters() if p.requires_grad)
+        rows.append(note(layer="", metric=TARGET_PARAMETERS, value=float(size)))
         rows += _score_configuration(cfg.body, conf, stages, target, job, eval_data, via)
     return rows
 
@@ -122,19 +133,25 @@ def _via_stage(task: Task, job: SeedJob, holdout_seed: int) -> StageData:
 def _score_configuration(
     body: str, conf: Configuration, stages: list[StageResult], target: Task, job: SeedJob,
     evals: dict[str, Any], via: dict[str, StageData],
-) -> list[Row]:  # fmt: skip
-    """The target head's scores on every language, plus how each stage trained."""
+) -> list[Row | ItemScores]:  # fmt: skip
+    """The target head's scores on every language (with the item statistics of those a
+    bootstrap can resample), plus how each stage trained."""
     final, name = stages[-1], conf.name
     row = functools.partial(Row, body, name, layers=job.layers, config=name, seed=job.seed)
-    rows = [row(job.source, "best_epoch", float(final.best_epoch))]
+    rows: list[Row | ItemScores] = [row(job.source, "best_epoch", float(final.best_epoch))]
     head = final.task_head(target.name)
     for lang, data in evals.items():
         probs = predict_proba(head, _view(target, data, job.layers))
         offsets = data.offsets if target.level == "word" else None
+        pred = probs.argmax(axis=1)
         for metric, value in score(target.metric, probs, data.labels, offsets=offsets,
                                    label_names=target.labels,
                                    extra=target.extra_metrics).items():  # fmt: skip
-            rows.append(row(lang, metric, value))
+            scored = row(lang, metric, value)
+            rows.append(scored)
+            if metric in ITEM_COLUMNS:
+                rows.append(scored_items(scored, pred, data.labels, offsets=offsets,
+                                         label_names=target.labels))  # fmt: skip
     for stage in stages[:-1]:
         for task_name in stage.tasks:
             acc = dev_accuracy(stage, via[task_name])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,16 +20,18 @@ from torch import nn
 from probe.cache import default_cache_root
 from probe.data.discovery import expand_languages
 from probe.data.tasks import Task, default_data_dir, get_task
-from probe.experiments.finetune import DEFAULT_EPOCHS, FinetuneConfig, score_languages
+from probe.experiments.finetune import DEFAULT_EPOCHS, FinetuneConfig, restamp, score_languages
 from probe.experiments.intermediate_plan import (
     Configuration,
     plan_configurations,
     resolve_via,
     word_tasks,
 )
+from probe.experiments.intermediate_seed import TARGET_PARAMETERS, TRAINING
 from probe.heads.multitask import TaskHead
 from probe.heads.registry import BODIES
 from probe.models import load_encoder, resolve_model
+from probe.results.items import ItemScores
 from probe.results.rows import Row
 from probe.runtime.device import resolve_device
 from probe.train.finetune import (
@@ -73,7 +75,7 @@ class FinetuneSession:
         self.plan = plan_configurations(self.via, config.sets, ("sequential",))
         self.epochs = ft.epochs if ft.epochs is not None else DEFAULT_EPOCHS
         self.device = resolve_device(ft.device)
-        self.ref = resolve_model(ft.model, default_cache_root(ft.cache_root))
+        self.ref = resolve_model(ft.model, default_cache_root(ft.cache_root), ft.random_weights)
         self.encoder, tokenizer = load_encoder(self.ref, str(self.device))
         self.pristine = body_state(self.encoder)
         enc = self.encoder.config
@@ -118,8 +120,10 @@ class FinetuneSession:
             rows.append(row(f"{name}_dev_{data.task.metric}", done.best[0], subset="dev"))
         return model, rows
 
-    def run(self, conf: Configuration) -> list[Row]:
-        """Fine-tune one configuration's stages (from the memo where it can) and score it."""
+    def run(self, conf: Configuration) -> list[Row | ItemScores]:
+        """Fine-tune one configuration's stages (from the memo where it can) and score it:
+        rows (seed: the run's one seed), the scores' item statistics, and a TRAINING row with
+        the target head's trained parameters (the one-recipe check)."""
         done_k = max((k for k in range(len(conf.via) + 1) if conf.via[:k] in self.memo),
                      default=0)  # fmt: skip
         if done_k:
@@ -138,8 +142,10 @@ class FinetuneSession:
         scored = score_languages(model, tok, self.target, self.data_dir, self.langs, self.prior,
                                  self.ft, self.device, cfg.body, conf.name,
                                  cfg.max_eval_sentences)  # fmt: skip
-        return [replace(r, layer=conf.name, config=conf.name, layers=self.layers)
-                for r in stage_rows + more + scored]  # fmt: skip
+        size = sum(p.numel() for p in model.head.parameters() if p.requires_grad)
+        note = Row(TRAINING, "", "", TARGET_PARAMETERS, float(size))
+        return restamp([*stage_rows, *more, *scored, note], layer=conf.name, config=conf.name,
+                       layers=self.layers, seed=self.ft.seed)  # fmt: skip
 
 
 def data_digest(data: TaskData) -> str:

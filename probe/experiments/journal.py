@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from probe.results.items import ItemScores
 from probe.results.report import Row
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ class Journal:
             raise ValueError(f"job name {name!r} is not a plain file name")
         return self.directory / f"{name}.json"
 
-    def load(self, name: str) -> list[Row] | None:
-        """The saved rows of a job, or None if it has to run (missing, stale or unreadable)."""
+    def load(self, name: str) -> list[Row | ItemScores] | None:
+        """The saved output of a job (its rows, then its item statistics), or None if it has
+        to run (missing, stale or unreadable)."""
         path = self._path(name)
         if not path.exists():
             return None
@@ -39,16 +41,19 @@ class Journal:
             if payload["fingerprint"] != self.fingerprint:
                 log.info("%s was saved for other data or code; rerunning job %s", path, name)
                 return None
-            return [Row.from_dict(row) for row in payload["rows"]]
+            rows: list[Row | ItemScores] = [Row.from_dict(row) for row in payload["rows"]]
+            return rows + [ItemScores.from_dict(item) for item in payload.get("items", ())]
         except (ValueError, KeyError, TypeError) as err:
             log.warning("unreadable job file %s (%s); rerunning job %s", path, err, name)
             return None
 
-    def save(self, name: str, rows: Sequence[Row]) -> None:
+    def save(self, name: str, output: Sequence[Row | ItemScores]) -> None:
         path = self._path(name)
         self.directory.mkdir(parents=True, exist_ok=True)
-        rows_json = [r.to_dict() for r in rows]
-        payload = {"job": name, "fingerprint": self.fingerprint, "rows": rows_json}
+        rows_json = [r.to_dict() for r in output if isinstance(r, Row)]
+        items_json = [r.to_dict() for r in output if isinstance(r, ItemScores)]
+        payload = {"job": name, "fingerprint": self.fingerprint, "rows": rows_json,
+                   "items": items_json}  # fmt: skip
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(payload))
         tmp.replace(path)

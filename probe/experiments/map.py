@@ -7,7 +7,14 @@ language with Tatoeba pairs one job scoring parallel-sentence retrieval (centred
 disjoint half of the pairs, every layer; and XTREME's protocol at its one layer), linear CKA
 with English, and retrieval on held-out pairs before and after a learned linear map onto
 English (probe.experiments.map_parallel). Linguistic distances from URIEL are set against the
-transfer scores, layer by layer.
+transfer scores (probe.analysis.crosslingual.typology.typology_tests): confirmatory at one
+layer fixed in advance (`--typology-layer`, default two thirds up: 8 of 12), with bootstrap
+intervals over languages, Holm over the distance kinds and the syntactic distance partialled
+on the genetic one; the sweep over every layer is exploratory (Holm over layers x kinds).
+
+Seeds: the probes train once per `--seeds` seed (the layers jobs); every transfer score is
+the seed mean. The parallel part (centring halves, alignment split, alignment net) and every
+data subset use the first seed, so seeds vary only the probes' training.
 
 Outputs, in `results/<task>/<model-key>/map-<source>-<hash>/`: results.csv/json (every
 number, long format), map.csv (one row per layer), correlation.csv, distances.csv,
@@ -18,12 +25,22 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from probe.analysis.crosslingual.typology import DISTANCE_KINDS, language_distance, typology_vector
+import numpy as np
+
+from probe.analysis.crosslingual.typology import (
+    DISTANCE_KINDS,
+    PARTIAL,
+    TypologyTests,
+    default_layer,
+    language_distance,
+    typology_tests,
+    typology_vector,
+)
 from probe.data.discovery import check_language, expand_languages, languages_for
 from probe.data.sources.parallel import tatoeba_code
 from probe.data.tasks import Task, get_task
@@ -48,6 +65,7 @@ from probe.extract import (
     ExtractSpec,
     ensure_cached,
 )
+from probe.results.items import JobOutput
 from probe.results.render.map import CorrelationRow, MapInputs, MapView, render_map
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -77,6 +95,15 @@ class MapConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     extra_parallel: tuple[str, ...] = ()  # more Tatoeba languages (retrieval/CKA only), or all
     distance_kinds: tuple[str, ...] = DISTANCE_KINDS
+    seeds: tuple[int, ...] = (0, 1, 2)  # the probes' training seeds; subsets use the first
+    typology_layer: int | None = None  # None: typology.default_layer(depth), 8 of 12
+    n_boot: int = 1000  # bootstrap replicates of the intervals over languages
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ProbeError(f"--seeds needs distinct seeds, got {self.seeds}")
+        if self.n_boot < 1:
+            raise ProbeError(f"n_boot must be at least 1, not {self.n_boot}")
 
 
 @dataclass
@@ -85,6 +112,7 @@ class MapResult:
 
     rows: Table
     correlations: list[CorrelationRow]
+    typology: TypologyTests | None
     directory: Path
     table: str
     most_neutral_layer: int | None
@@ -107,7 +135,8 @@ class MapExperiment(Experiment[MapConfig, Any]):
             spec=config.spec, task=config.task, langs=config.langs,
             max_sentences=config.max_sentences, options=config.options, paths=config.paths,
             source=config.source, train=config.train, control=True, scalar_mix=False,
-            max_train_words=config.max_train_words), self.options)  # fmt: skip
+            max_train_words=config.max_train_words, treebanks=config.treebanks,
+            train_split=config.train_split, seeds=config.seeds), self.options)  # fmt: skip
         self.codes: dict[str, str] = {}  # result label -> Tatoeba code, e.g. de -> deu
         self.no_parallel: list[str] = []
         self.pairs: dict[str, int] = {}
@@ -115,6 +144,8 @@ class MapExperiment(Experiment[MapConfig, Any]):
         self.no_uriel: list[str] = []
         self.view: MapView | None = None
         self.xtreme_layer: int | None = None  # resolved in jobs(), from the model's depth
+        self.typology_layer: int | None = None  # likewise
+        self.typology: TypologyTests | None = None  # computed in aggregate()
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         """The task's languages and their Tatoeba pairs (pooled both ways) in one call: one
@@ -123,7 +154,7 @@ class MapExperiment(Experiment[MapConfig, Any]):
         expected = sorted(expand_languages(task, cfg.langs, cfg.paths.data_dir, cfg.treebanks),
                           key=lambda x: (x != source, x))  # fmt: skip
         self.codes, self.no_parallel = _parallel_codes(expected, cfg)
-        requests = [self.zero_shot_request(task, source, cfg.train.seed)]
+        requests = [self.zero_shot_request(task, source, cfg.seeds[0])]
         if self.codes:
             codes = tuple(dict.fromkeys(self.codes.values()))
             requests += [ExtractRequest(name, codes, (TATOEBA_SPLIT,),
@@ -144,23 +175,32 @@ class MapExperiment(Experiment[MapConfig, Any]):
         if not 0 <= self.xtreme_layer < ctx.n_layers:
             raise ProbeError(f"--xtreme-layer {chosen} is not a layer of this model (0.."
                              f"{ctx.n_layers - 1}, 0 = embeddings)")  # fmt: skip
+        chosen = self.config.typology_layer
+        self.typology_layer = default_layer(ctx.n_layers - 1) if chosen is None else chosen
+        if not 0 <= self.typology_layer < ctx.n_layers:
+            raise ProbeError(f"--typology-layer {chosen} is not a layer of this model (0.."
+                             f"{ctx.n_layers - 1}, 0 = embeddings)")  # fmt: skip
         parallel = [(f"parallel-{label}", ParallelJob(root, cache.key, label, code,
                                                       self.config.parallel, self.xtreme_layer))
                     for label, code in self.codes.items()]  # fmt: skip
         return [*self.layers.jobs(ctx), *parallel]
 
     @staticmethod
-    def job_function() -> Callable[[Any], list[Row]]:
+    def job_function() -> Callable[[Any], JobOutput]:
         return run_map_job
 
     def aggregate(self, ctx: Context, parts: Mapping[str, list[Row]]) -> list[Row]:
-        """Structural rows and transfer ratios, the parallel rows, then the distances."""
+        """Structural rows (per seed, and their means) and transfer ratios of the seed-mean
+        scores, the parallel rows, the distances, then the typology tests."""
         probed = Table(self.layers.aggregate(ctx, parts))
         metric = ctx.task.metric
-        structural = probed.filter(head="linear", metric=lambda m: m in (metric, "selectivity"))
-        score = {(r.layers, r.lang): r.value for r in structural.filter(metric=metric)}
+        wanted = (metric, "selectivity", f"{metric}_sd", "selectivity_sd")
+        structural = probed.filter(head="linear", metric=lambda m: m in wanted)
+        means = seed_means(list(structural))
+        score = {(r.layers, r.lang): r.value for r in means
+                 if r.metric == metric and not (r.group or r.subset or r.eval_task)}  # fmt: skip
         ratios = []
-        for layers in structural.values("layers"):
+        for layers in Table(means).values("layers"):
             src = score.get((layers, ctx.source), math.nan)
             for lang in ctx.targets:
                 tgt = score.get((layers, lang), math.nan)
@@ -168,7 +208,18 @@ class MapExperiment(Experiment[MapConfig, Any]):
                                   tgt / src if src > 0 else math.nan, layers=layers))  # fmt: skip
         parallel = [r for label in self.codes for r in parts[f"parallel-{label}"]]
         distances = [Row("distance", "-", t, kind, d) for (t, kind), d in self.distances.items()]
-        return [*structural, *ratios, *parallel, *distances]
+        per_layer: dict[int, dict[str, float]] = {}
+        for (layers, lang), value in score.items():
+            if lang in ctx.targets:
+                per_layer.setdefault(layers[0], {})[lang] = value
+        self.typology = None
+        if self.distances and self.typology_layer in per_layer:
+            assert self.typology_layer is not None
+            self.typology = typology_tests(per_layer, self.distances, self.config.distance_kinds,
+                                           self.typology_layer, n_boot=self.config.n_boot,
+                                           seed=self.config.seeds[0])  # fmt: skip
+        kept = [r for r in structural if r.seed is not None or r.stat]  # per-seed rows, sds
+        return [*kept, *means, *ratios, *parallel, *distances, *typology_rows(self.typology)]
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg = self.config
@@ -181,6 +232,21 @@ class MapExperiment(Experiment[MapConfig, Any]):
             "no_uriel_vector": self.no_uriel,
             "distance_kinds": list(cfg.distance_kinds),
             "distance_definition": "cosine distance of lang2vec URIEL vectors (see typology.py)",
+            "seeds": list(cfg.seeds),
+            "data_seed": cfg.seeds[0],
+            "typology_layer": self.typology_layer,
+            "typology": {
+                "layer_rule": "given by --typology-layer, else 8 of 12 scaled to the depth "
+                "(fixed in advance, never chosen by the scores)",
+                "test": "Spearman rho of target score vs distance over the targets with every "
+                "distance; p exact for n <= 8, else t approximation",
+                "interval": f"percentile bootstrap over languages, {cfg.n_boot} replicates, 95%",
+                "correction": "Holm over the distance kinds at the typology layer "
+                "(confirmatory); Holm over layers x kinds for the sweep (exploratory)",
+                "partial": f"{PARTIAL[0]} | {PARTIAL[1]}: Pearson of ranks residualised on "
+                "the control's ranks, t test with n - 3 df",
+                "scores": "seed means of the probes' target scores",
+            },
             "xtreme_layer": self.xtreme_layer,
             "retrieval": {
                 "retrieval-centred": "every layer; sentence = mean of its subwords (special "
@@ -197,13 +263,69 @@ class MapExperiment(Experiment[MapConfig, Any]):
         inputs = MapInputs(ctx.task.name, ctx.task.metric, ctx.model_key, ctx.source,
                            ctx.targets, tuple(self.codes), self.distances,
                            self.config.distance_kinds, tuple(self.no_parallel),
-                           tuple(self.no_uriel), ctx.n_layers, self.xtreme_layer)  # fmt: skip
+                           tuple(self.no_uriel), ctx.n_layers, self.xtreme_layer,
+                           self.typology, len(self.config.seeds))  # fmt: skip
         summary, self.view = render_map(rows, inputs, directory)
         return summary
 
 
-def run_map_job(job: Any) -> list[Row]:
-    """One job of a map run: a language's parallel signal, or one of the layers probes."""
+def seed_means(rows: Sequence[Row]) -> list[Row]:
+    """The seed-mean rows (seed None, stat "") of score rows: kept where the probes already
+    wrote them, else averaged here over the per-seed rows of the same coordinates (a run
+    without seeds has only seed-None rows, which are their own means)."""
+    groups: dict[Row, list[Row]] = {}
+    for r in rows:
+        if not r.stat:
+            groups.setdefault(replace(r, value=0.0, seed=None), []).append(r)
+    out = []
+    for key, members in groups.items():
+        own = [r for r in members if r.seed is None]
+        values = [r.value for r in own] if own else [r.value for r in members]
+        out.append(own[0] if len(own) == 1 else replace(key, value=float(np.mean(values))))
+    return out
+
+
+def typology_rows(tests: TypologyTests | None) -> list[Row]:
+    """The typology analysis as result rows (head "typology", lang "targets", config the
+    distance kind, subset "fixed" at the typology layer, "sweep" elsewhere): every layer's
+    Spearman rho, raw p, Pearson r, sweep-Holm p and n; at the fixed layer also the interval
+    (ci_low/ci_high on the rho row) and the Holm p over kinds; and the partial correlation
+    (config "syntactic|genetic", metrics partial_spearman_rho and partial_p)."""
+    if tests is None:
+        return []
+
+    def row(layer: int, config: str, metric: str, value: float, subset: str,
+            ci: tuple[float, float] | None = None) -> Row:  # fmt: skip
+        low, high = ci if ci is not None else (None, None)
+        return Row("typology", str(layer), "targets", metric, value, layers=(layer,),
+                   config=config, subset=subset, group="targets", ci_low=low,
+                   ci_high=high)  # fmt: skip
+
+    out = []
+    for t in tests.tests:
+        c, fixed = t.correlation, t.layer == tests.layer
+        subset = "fixed" if fixed else "sweep"
+        out += [row(t.layer, t.distance, "spearman_rho", c.spearman_rho, subset,
+                    (t.ci_low, t.ci_high) if fixed else None),
+                row(t.layer, t.distance, "spearman_p", c.spearman_p, subset),
+                row(t.layer, t.distance, "pearson_r", c.pearson_r, subset),
+                row(t.layer, t.distance, "p_holm_sweep", t.p_holm_sweep, subset),
+                row(t.layer, t.distance, "n", float(c.n), subset)]  # fmt: skip
+        if fixed:
+            out.append(row(t.layer, t.distance, "p_holm", t.p_holm, subset))
+    if tests.partial is not None:
+        p = tests.partial
+        name = f"{p.distance}|{p.control}"
+        out += [row(p.layer, name, "partial_spearman_rho", p.correlation.rho, "fixed",
+                    (p.ci_low, p.ci_high)),
+                row(p.layer, name, "partial_p", p.correlation.p, "fixed"),
+                row(p.layer, name, "n", float(p.correlation.n), "fixed")]  # fmt: skip
+    return out
+
+
+def run_map_job(job: Any) -> JobOutput:
+    """One job of a map run: a language's parallel signal, or one of the layers probes (its
+    rows and item statistics)."""
     if isinstance(job, ParallelJob):
         return parallel_job_rows(job)
     return LayersExperiment.job_function()(job)
@@ -215,7 +337,8 @@ def run_map(config: MapConfig, options: RunOptions | None = None) -> MapResult:
     result = experiment.run()
     view = experiment.view
     assert view is not None
-    return MapResult(result.rows, view.correlations, result.directory, result.summary,
+    return MapResult(result.rows, view.correlations, experiment.typology, result.directory,
+                     result.summary,
                      view.most_neutral_layer, view.most_structural_layer,
                      result.settings)  # fmt: skip
 

@@ -33,7 +33,7 @@ from typing import Any
 from probe.errors import ProbeError
 from probe.experiments.backends import Backend, JobFn, PoolConfig, open_backend
 from probe.experiments.journal import Journal
-from probe.results.report import Row
+from probe.results.items import JobOutput
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_jobs(
     *,
     progress: bool = True,
     desc: str = "jobs",
-) -> list[list[Row]]:
+) -> list[JobOutput]:
     """Run `fn(job)` for every (name, job) not already in the journal; rows in job order.
 
     Raises `Interrupted` (a SystemExit) on SIGTERM or SIGINT while a pool runs, once the
@@ -89,7 +89,7 @@ def run_jobs(
     names = [name for name, _ in jobs]
     if len(set(names)) != len(names):
         raise ValueError(f"job names must be unique: {names}")
-    results: dict[str, list[Row]] = {}
+    results: dict[str, JobOutput] = {}
     if journal is not None:
         for name in names:
             rows = journal.load(name)
@@ -105,7 +105,7 @@ def run_jobs(
         with tqdm(total=len(jobs), initial=len(results), desc=desc, unit="job",
                   disable=not progress) as bar:  # fmt: skip
 
-            def finished(name: str, rows: list[Row]) -> None:
+            def finished(name: str, rows: JobOutput) -> None:
                 if journal is not None:
                     journal.save(name, rows)
                 results[name] = rows
@@ -123,7 +123,7 @@ def _run(
     fn: JobFn,
     todo: list[tuple[str, Any]],
     pool: PoolConfig,
-    finished: Callable[[str, list[Row]], None],
+    finished: Callable[[str, JobOutput], None],
     journal: Journal | None,
 ) -> None:
     if pool.cluster is None and pool.local_workers(len(todo)) == 1:
@@ -185,7 +185,7 @@ def _run(
 def _save_done(
     backend: Backend,
     handles: dict[Any, str],
-    finished: Callable[[str, list[Row]], None],
+    finished: Callable[[str, JobOutput], None],
     journal: Journal | None,
 ) -> None:
     """Save jobs that had finished when the run was stopped but were not collected yet."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,5 +113,9 @@ class CacheHandle:
 
     def settings(self) -> dict[str, Any]:
         """What a run's settings record about the cache it read: model, key, and the spec
-        asked (never the device or the cache root, which change no number)."""
-        return {"model": self.spec.model, "cache_key": self.key, "extract": asdict(self.spec)}
+        asked (never the device or the cache root, which change no number); a random-weights
+        twin's also `random_weights: {"seed": N}`."""
+        out = {"model": self.spec.model, "cache_key": self.key, "extract": self.spec.settings()}
+        if self.spec.random_weights is not None:
+            out["random_weights"] = {"seed": self.spec.random_weights}
+        return out

@@ -89,7 +89,7 @@ def _ensure_cached(
 ) -> CacheHandle:
     jobs = plan_requests(requests, paths)
     root = paths.cache_root
-    ref = resolve_model(spec.model, root)
+    ref = resolve_model(spec.model, root, spec.random_weights)
     device = resolve_device(options.device, rank)
     compute = pick_compute_dtype(spec.compute_dtype, device)
     cache_spec = spec.cache_spec(ref, str(compute).removeprefix("torch."))

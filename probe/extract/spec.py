@@ -9,17 +9,16 @@ cache root) without touching what is read back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from probe.cache import CacheSpec, default_cache_root
 from probe.data.tasks import default_data_dir
 from probe.errors import ProbeError
+from probe.models import ModelRef
+from probe.models.random_init import RANDOM_INIT_VERSION, check_seed
 from probe.runtime.precision import PRECISIONS
-
-if TYPE_CHECKING:
-    from probe.models import ModelRef
 
 # How a word's subwords become its vector. `first-content` is the first piece that is not a
 # bare word-boundary marker (SentencePiece's "▁" alone, which is most zh/ja words' first
@@ -48,6 +47,9 @@ class ExtractSpec:
     compute_dtype: str = "auto"  # forward precision; "auto" resolves on the device
     max_length: int = 512
     window_stride: int | None = None  # step between overlapping windows; None = half a window
+    # The seed of the model's random-weights twin (same config and tokenizer, every weight
+    # re-drawn: probe.models.random_init); None: the trained weights. Its own cache key.
+    random_weights: int | None = None
 
     def __post_init__(self) -> None:
         _check("pooling", self.pooling, POOLINGS)
@@ -55,9 +57,17 @@ class ExtractSpec:
         _check("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         if self.max_length < 8:
             raise ProbeError(f"max_length must be at least 8, not {self.max_length}")
+        check_seed(self.random_weights)
 
     def cache_spec(self, ref: ModelRef, compute_dtype: str) -> CacheSpec:
         """The hashed spec once the model is resolved and "auto" precision is decided."""
+        if ref.random_weights != self.random_weights:
+            raise ProbeError(
+                f"model {ref.name!r} was resolved with random_weights={ref.random_weights} but "
+                f"the spec asks random_weights={self.random_weights}; pass the spec's "
+                "random_weights to resolve_model"
+            )
+        twin = self.random_weights is not None
         return CacheSpec(
             model_identity=ref.identity,
             pooling=self.pooling,
@@ -65,8 +75,29 @@ class ExtractSpec:
             window_stride=self.window_stride or 0,
             dtype=self.dtype,
             compute_dtype=compute_dtype,
+            random_weights=self.random_weights,
+            random_init_version=RANDOM_INIT_VERSION if twin else None,
             slug=ref.slug,
         )
+
+    def settings(self) -> dict[str, Any]:
+        """The spec as a run's settings.json records it (`extract`): every field, but
+        `random_weights` only for a twin, so the settings (and the results directory hashed
+        from them) of a trained model's run are what they were before twins existed."""
+        fields = asdict(self)
+        if self.random_weights is None:
+            del fields["random_weights"]
+        return fields
+
+
+def random_twin(spec: ExtractSpec, seed: int = 0) -> ExtractSpec:
+    """The same extraction of the model's random-weights twin (seed `seed`): same config,
+    tokenizer, pooling and precision, every weight re-drawn; its cache key is its own.
+
+    What a command that shows a model beside its random baseline extracts second, e.g.
+    `probe layers`' per-layer scores of the trained model and of `random_twin(spec)`.
+    """
+    return replace(spec, random_weights=seed)
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,27 @@ class DLFAHead(nn.Module):
         return (logits, gate) if return_gate else logits
 
 
+class SelfGatedHead(DLFAHead):
+    """The grid's equal-capacity control: the last layer alone through DLFA's gated head.
+
+    The same modules as DLFAHead (AIF and classifier: the same parameter count), but the gate
+    is computed from H_last alone and scales it: Z = 2 * M * H_last (M = sigmoid(global +
+    local) from X = H_last). With the gate fixed at its zero-init value 0.5, Z = H_last and the
+    head is the last layer's linear classifier, so DLFA(k, L) over this control is a gain of
+    the lower layer, not of a bigger, nonlinear head. The second input is ignored (the grid
+    passes the last layer twice)."""
+
+    def forward(
+        self, h_last: Tensor, h_k: Tensor, mask: Tensor, return_gate: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        scaled, gate = self.aif(h_last, torch.zeros_like(h_last), mask)  # M * H_last
+        z = 2 * scaled
+        if self.level == "sentence":
+            z = pool(z, mask.to(torch.bool), self.sentence_pool)
+        logits = self.classifier(self.dropout(z))
+        return (logits, gate) if return_gate else logits
+
+
 class ConcatHead(nn.Module):
     """The grid's ``--head concat`` baseline: a linear classifier on [H_last; H_k].
 

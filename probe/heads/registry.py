@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from probe.heads.multitask import Body
 
-Reads = Literal["one", "all", "pair"]
+Reads = Literal["one", "all", "pair", "last"]
 ViewName = Literal["words", "sentences", "pairs"]
 
 
@@ -29,7 +29,8 @@ class HeadKind:
     """One head family: the layers it reads, the data view per task level, how it is built.
 
     reads: "one" = one layer; "all" = every layer stacked (a scalar mix); "pair" = two
-        layers in the order (last, k), as DLFA and its concat baseline take them.
+        layers in the order (last, k), as DLFA and its concat baseline take them; "last" =
+        the last layer alone through the pair call (the grid's equal-capacity control).
     views: task level -> the view method of `WordData`/`PairData` the head consumes; its
         keys are the levels the head serves.
     make: (level, hidden, n_classes, n_layers, reduction) -> a fresh module.
@@ -118,6 +119,14 @@ def _dlfa(level: str, hidden: int, n_classes: int, n_layers: int, reduction: int
     return DLFAHead(hidden, n_classes, reduction=reduction)
 
 
+def _gated_last(
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int
+) -> nn.Module:
+    from probe.heads.dlfa import SelfGatedHead
+
+    return SelfGatedHead(hidden, n_classes, reduction=reduction)
+
+
 def _concat(level: str, hidden: int, n_classes: int, n_layers: int, reduction: int) -> nn.Module:
     from probe.heads.dlfa import ConcatHead
 
@@ -131,6 +140,10 @@ HEADS.register(
 )
 HEADS.register("dlfa", HeadKind("dlfa", "pair", {"word": "sentences"}, _dlfa, has_gate=True))
 HEADS.register("concat", HeadKind("concat", "pair", {"word": "sentences"}, _concat))
+HEADS.register(
+    "gated-last",
+    HeadKind("gated-last", "last", {"word": "sentences"}, _gated_last, has_gate=True),
+)
 
 
 def pair_heads() -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from probe.errors import ProbeError
 from probe.models.identity import directory_identity
+from probe.models.random_init import check_seed, random_slug
 from probe.registry import Registry
 from probe.runtime.hub import hub_offline, hub_reachable
 
@@ -32,17 +33,28 @@ class ModelSource:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model resolved to a local directory, with a content identity for cache keys."""
+    """A model resolved to a local directory, with a content identity for cache keys.
+
+    `random_weights` is the seed of its random-weights twin (`probe.models.random_init`):
+    the same config and tokenizer, every weight re-drawn; None is the trained model.
+    `identity` stays the directory's either way (the twin's architecture and tokenizer come
+    from those files); the seed is hashed beside it.
+    """
 
     name: str  # what the user asked for (alias, hub id or path)
     path: Path  # a directory loadable by AutoModel/AutoTokenizer
     identity: str  # sha256 over the weight, config and tokenizer files
+    random_weights: int | None = None  # seed of the re-initialised twin; None: as trained
+
+    def __post_init__(self) -> None:
+        check_seed(self.random_weights)
 
     @property
     def slug(self) -> str:
-        """A readable, filesystem-safe name for cache directories."""
+        """A readable, filesystem-safe name for cache directories (`+random<seed>` for a twin)."""
         base = self.name if self.name in MODELS else Path(self.name.rstrip("/")).name
-        return "".join(c if c.isalnum() or c in "-._" else "-" for c in base).strip("-") or "model"
+        safe = "".join(c if c.isalnum() or c in "-._" else "-" for c in base).strip("-")
+        return random_slug(safe or "model", self.random_weights)
 
 
 def minilm_dir() -> Path:
@@ -72,12 +84,14 @@ for _source in (
     MODELS.register(_source.name, _source)
 
 
-def resolve_model(name: str, cache_root: Path) -> ModelRef:
+def resolve_model(name: str, cache_root: Path, random_weights: int | None = None) -> ModelRef:
     """Turn an alias, hub id or local path into a local directory, failing fast when offline.
 
     Offline aliases come first, then an existing path (so a directory named like a hub alias
-    wins over the hub), then hub aliases and hub ids.
+    wins over the hub), then hub aliases and hub ids. `random_weights`: the seed of the
+    model's random-weights twin (None: the trained weights); its files are resolved the same.
     """
+    check_seed(random_weights)
     source = MODELS.get(name) if name in MODELS else None
     if source is not None and source.locate is not None:
         path = source.locate(cache_root)
@@ -93,7 +107,7 @@ def resolve_model(name: str, cache_root: Path) -> ModelRef:
         path = _hub_snapshot(source.hub_id if source and source.hub_id else name)
     if not (path / "config.json").is_file():
         raise ProbeError(f"model directory {path} has no config.json; is it a transformers model?")
-    return ModelRef(name=name, path=path, identity=directory_identity(path))
+    return ModelRef(name, path, directory_identity(path), random_weights)
 
 
 def _alias_list() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from probe.errors import ProbeError
+from probe.models.random_init import random_encoder
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -15,7 +16,12 @@ if TYPE_CHECKING:
 def load_encoder(
     ref: ModelRef, device: str = "cpu"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """Load the encoder in eval mode with a fast tokenizer (needed for word alignment)."""
+    """Load the encoder in eval mode with a fast tokenizer (needed for word alignment).
+
+    A ref with `random_weights` gets its random-weights twin: the same config and
+    tokenizer, every weight re-drawn with that seed (`probe.models.random_init`); extraction,
+    fine-tuning and every other caller of this function see the same twin.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     _quiet_transformers()
@@ -26,10 +32,13 @@ def load_encoder(
             "alignment needs one. Convert it with transformers' convert_slow_tokenizer."
         )
     kwargs: dict[str, Any] = {"add_pooling_layer": False}
-    try:
-        model = AutoModel.from_pretrained(ref.path, **kwargs)
-    except TypeError:
-        model = AutoModel.from_pretrained(ref.path)
+    if ref.random_weights is not None:
+        model = random_encoder(ref.path, ref.random_weights, **kwargs)
+    else:
+        try:
+            model = AutoModel.from_pretrained(ref.path, **kwargs)
+        except TypeError:
+            model = AutoModel.from_pretrained(ref.path)
     model.eval().to(device)
     return cast("PreTrainedModel", model), cast("PreTrainedTokenizerFast", tokenizer)
 

@@ -41,15 +41,20 @@ def gains_over(
         gains = {r.lang: r.value - base[r.lang]
                  for r in score.filter(**{by: conf}, lang=lambda lang: lang in base)}  # fmt: skip
         out += [_gain(first, lang, metric, gain) for lang, gain in gains.items()]
-        targets = {lang: g for lang, g in gains.items() if lang != source}
-        for group, inside in (("enf", True), ("noenf", False)):
-            chosen = [g for lang, g in targets.items() if same_family(lang, source) is inside]
-            if chosen:
-                out.append(_gain(first, group, metric, float(np.mean(chosen)), group))
-        if targets:
-            mean = float(np.mean(list(targets.values())))
-            out.append(_gain(first, "targets", metric, mean, "targets"))
+        for group, members in language_groups(source, gains).items():
+            mean = float(np.mean([gains[lang] for lang in members]))
+            out.append(_gain(first, group, metric, mean, group))
     return out
+
+
+def language_groups(source: str, langs: Iterable[str]) -> dict[str, list[str]]:
+    """The aggregates every gain is averaged over: "enf" (targets in the source's family),
+    "noenf" (targets outside it) and "targets" (all of them); empty groups are left out."""
+    targets = [lang for lang in langs if lang != source]
+    groups = {"enf": [lang for lang in targets if same_family(lang, source) is True],
+              "noenf": [lang for lang in targets if same_family(lang, source) is False],
+              "targets": targets}  # fmt: skip
+    return {name: members for name, members in groups.items() if members}
 
 
 def _gain(like: Row, lang: str, metric: str, value: float, group: str = "") -> Row:

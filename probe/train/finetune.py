@@ -204,12 +204,14 @@ class Trained:
 def train_model(
     model: FinetuneModel, tok: WordTokenizer, train: list[Encoded], dev: list[Encoded],
     task: Task, config: FineTuning, device: torch.device, epochs: int, progress: bool = True,
-    desc: str = "finetune",
+    desc: str = "finetune", seed: int | None = None,
 ) -> Trained:  # fmt: skip
     """Train `model` (`.encoder` + `.head`, logits per token) on one task's encoded sentences:
     AdamW with linear warmup/decay, at most `config.max_steps` steps; the epoch with the best
     source-dev score is loaded back into `model`. `probe intermediate --finetune` calls this
-    once per stage on a model whose encoder and head body were trained by earlier stages."""
+    once per stage on a model whose encoder and head body were trained by earlier stages.
+    `seed` orders the batches (default `config.seed`, the seed data subsets are drawn with):
+    a run over several training seeds passes each one here."""
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -220,7 +222,7 @@ def train_model(
         optimizer, lambda step: _linear_warmup_decay(step, warmup, total)
     )
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(config.seed if seed is None else seed)
     metric = task.metric
     losses: list[float] = []
     best: tuple[float, float] | None = None

@@ -175,3 +175,45 @@ def fit_dlfa(
             ", ".join(f"k={k}: {v:.4f}" for k, v in dev_loss.items()),
         )
     return best[0], best[1], dev_loss
+
+
+# --- one recipe per comparison -------------------------------------------------------------------
+
+# The recipes a domain-shift or calibration run trains every head with (`--recipe`): DLFA's
+# (the default: the fused head's own, so a probe beside it is not handicapped by a recipe
+# tuned for another head) or the linear probe's (`TrainConfig()`: 30 epochs, flat rate, fp32).
+RECIPES: dict[str, TrainConfig] = {"dlfa": DLFA_TRAINING, "probe": TrainConfig()}
+
+# The TrainConfig fields that make a recipe (seed, device, threads and the evaluation batch
+# change no trained head's recipe).
+RECIPE_FIELDS = ("lr", "batch_size", "max_epochs", "patience", "weight_decay", "min_delta",
+                 "schedule", "precision")  # fmt: skip
+
+
+def recipe_differences(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{field: (a's value, b's)} for every recipe field where two heads' training differs;
+    {} when they train alike."""
+    return {name: (getattr(a, name), getattr(b, name)) for name in RECIPE_FIELDS
+            if getattr(a, name) != getattr(b, name)}  # fmt: skip
+
+
+def recipe_text(config: TrainConfig) -> str:
+    """A recipe in words: `8 epochs, lr 0.01 decaying linearly, batch 512, precision auto`."""
+    rate = "decaying linearly" if config.schedule == "linear" else "constant"
+    return (f"{config.max_epochs} epochs (patience {config.patience}), lr {config.lr:g} {rate}, "
+            f"batch {config.batch_size}, weight decay {config.weight_decay:g}, "
+            f"precision {config.precision}")  # fmt: skip
+
+
+def recipe_line(probes: TrainConfig, dlfa: TrainConfig) -> str:
+    """The summary's line on how the compared heads trained: one recipe, or exactly which
+    fields differ. Dropout is part of a head, not of its recipe: DLFA's own 0.1 after its
+    gate is said either way (a linear probe has none)."""
+    head_dropout = "dropout: DLFA's head has its own (0.1, after the fusion), a linear probe none"
+    differ = recipe_differences(probes, dlfa)
+    if not differ:
+        return f"recipe: every head (probes and DLFA) trains alike: {recipe_text(probes)}; " + (
+            head_dropout
+        )
+    fields = ", ".join(f"{k} {a} (probes) vs {b} (DLFA)" for k, (a, b) in differ.items())
+    return f"recipes differ, so head differences mix head and recipe: {fields}; {head_dropout}"

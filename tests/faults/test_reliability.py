@@ -701,7 +701,7 @@ def test_same_command_twice_gives_the_same_scores(
     data = make_ud(tmp_path / "data", SENTENCES * 4)
     common = ["layers", "--model", str(tiny_bert), "--task", "pos", "--langs", "en,de",
               "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
-              "--compute", "float32", "--seed", "3"]  # fmt: skip
+              "--compute", "float32", "--seeds", "3"]  # fmt: skip
     first = CliRunner().invoke(cli, [*common, "--results-dir", str(tmp_path / "a")])
     assert first.exit_code == 0, first.output
     code, out = Child(mp, workdir, target=fault_workers.run_cli,

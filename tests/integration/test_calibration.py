@@ -9,20 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from probe.analysis.bootstrap import PairedBootstrap
 from probe.analysis.calibration import (
     apply_temperature,
+    ece_from_sums,
+    ece_item_stats,
     fit_temperature,
     log_probs,
     nll,
     reliability,
 )
+from probe.analysis.item_scores import metric_from_sums
 from probe.analysis.metrics import expected_calibration_error
 from probe.errors import ProbeError
 from probe.experiments import calibration as calibration_module
 from probe.experiments.base import RunOptions, RunResult
 from probe.experiments.calibration import CalibrationConfig, CalibrationExperiment
 from probe.experiments.pool import Journal
-from probe.results.rows import Row
+from probe.results.items import JobOutput
 from probe.train import TrainConfig
 
 # --- a tiny UD data directory with chosen treebanks and sentence ids --------------------------
@@ -128,6 +132,7 @@ def _config(tmp_path: Path, tiny_bert: Path, **kw: object) -> CalibrationConfig:
     base: dict[str, object] = dict(
         **ex, pooled=("en", "de", "fr"), fuse_layer=1, train_split="dev",
         train=TrainConfig(max_epochs=3), dlfa_train=TrainConfig(max_epochs=2, lr=2e-3),
+        seeds=(0, 1), n_boot=200,
     )  # fmt: skip
     base.update(kw)
     return CalibrationConfig(**base)  # type: ignore[arg-type]
@@ -143,11 +148,12 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     rows = result.rows
 
     def value(regime: str, layers: tuple[int, ...], lang: str, metric: str, **where: str) -> float:
-        return rows.one(config=regime, layers=layers, lang=lang, metric=metric, **where)
+        return rows.one(config=regime, layers=layers, lang=lang, metric=metric, seed=None,
+                        stat="", **where)  # fmt: skip
 
-    heads = {r.head for r in rows}
+    heads = {r.head for r in rows if "@" in r.head}
     assert heads == {"linear@en", "linear@en+de+fr", "dlfa@en", "dlfa@en+de+fr"}  # legacy column
-    assert set(rows.values("config")) == {"en", "en+de+fr"}
+    assert set(rows.values("config")) == {"en", "en+de+fr", "en+de+fr-en"}  # + the differences
     # Every layer's probe and DLFA (1,2) scored on every language, before and after T.
     for regime, layers in (("en", (0,)), ("en+de+fr", (2,)), ("en", (1, 2))):
         for lang in ("en", "de", "fr", "tr"):
@@ -175,7 +181,8 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     # The reliability diagram agrees with the ECE row.
     diagrams = json.loads((result.directory / "reliability.json").read_text())
     entry = diagrams["linear@en"]["2"]["de"]
-    assert entry["ece"] == pytest.approx(value("en", (2,), "de", "ece"))
+    seed0 = rows.one(config="en", layers=(2,), lang="de", metric="ece", seed=0)
+    assert entry["ece"] == pytest.approx(seed0)  # the diagrams show the first seed's heads
     assert sum(entry["before"]["counts"]) == sum(len(s) for s in SENTENCES * 2)  # de test words
     for name in ("results.csv", "summary.txt", "reliability_en.png", "reliability_en-de-fr.png",
                  "ece_per_layer.png"):  # fmt: skip
@@ -196,6 +203,33 @@ def test_calibration_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
         result.summary
     )
     assert not rows.filter(metric=lambda m: m.startswith("bin_"))  # bins: reliability.json only
+    # Seeds: per-seed rows, their mean and sd.
+    per_seed = rows.filter(config="en", layers=(2,), lang="tr", metric="ece",
+                           seed=lambda s: s is not None)  # fmt: skip
+    assert sorted(r.seed for r in per_seed) == [0, 1]
+    assert value("en", (2,), "tr", "ece") == pytest.approx(sum(r.value for r in per_seed) / 2)
+    assert rows.filter(config="en", layers=(2,), lang="tr", metric="ece_sd", stat="sd")
+    # The differences, on the held-out target: DLFA minus its matched baselines (last layer,
+    # layer k = 1) per regime, and pooled minus source-only per head, each with an interval.
+    for regime in ("en", "en+de+fr"):
+        for head, layer in (("dlfa-last", 2), ("dlfa-k", 1)):
+            for metric in ("accuracy", "ece"):
+                (row,) = rows.filter(head=head, config=regime, lang="tr", metric=f"gain_{metric}",
+                                     stat="")  # fmt: skip
+                expected = value(regime, (1, 2), "tr", metric) - value(
+                    regime, (layer,), "tr", metric
+                )
+                assert row.value == pytest.approx(expected)
+                assert row.ci_low is not None and row.ci_high is not None
+                assert row.ci_low <= row.ci_high
+    (pooled,) = rows.filter(head="pooled-source:last", lang="tr", metric="gain_ece", stat="")
+    assert pooled.config == "en+de+fr-en"
+    assert pooled.value == pytest.approx(value("en+de+fr", (2,), "tr", "ece")
+                                         - value("en", (2,), "tr", "ece"))  # fmt: skip
+    assert "differences x100 on tr" in result.summary and "dlfa-k (en+de+fr)" in result.summary
+    assert "recipes differ" in result.summary and settings["recipe_differences"]["lr"] == [
+        0.01, 0.002]  # fmt: skip
+    assert settings["compared_on"] == ["tr"]
 
 
 def test_calibration_resumes_with_only_the_missing_heads(
@@ -203,13 +237,16 @@ def test_calibration_resumes_with_only_the_missing_heads(
 ) -> None:
     """A run killed after its first job reruns only the other heads and writes the same
     results, reliability.json included (the bins of the saved job come from the journal)."""
-    cfg = _config(tmp_path, tiny_bert, langs=("tr",))
+    cfg = _config(tmp_path, tiny_bert, langs=("tr",), seeds=(0,), dlfa_train=None)
     whole = run_calibration(cfg, tmp_path)
+    # One recipe for every head (dlfa_train None): said in the summary and settings.
+    assert "recipe: every head (probes and DLFA) trains alike: 3 epochs" in whole.summary
+    assert whole.settings["recipe_differences"] == {}
     reliability_json = (whole.directory / "reliability.json").read_text()
     real = calibration_module.run_head_job
     ran: list[tuple[str, str, int]] = []
 
-    def flaky(job: calibration_module._HeadJob) -> list[Row]:
+    def flaky(job: calibration_module._HeadJob) -> JobOutput:
         ran.append((job.regime, job.kind, job.layer))
         if len(ran) == 2:
             raise RuntimeError("worker lost")
@@ -218,10 +255,10 @@ def test_calibration_resumes_with_only_the_missing_heads(
     monkeypatch.setattr(calibration_module, "run_head_job", flaky)
     with pytest.raises(RuntimeError, match="worker lost"):
         run_calibration(cfg, tmp_path)
-    assert Journal(whole.directory / "jobs", "").saved() == ["en-linear-0"]
+    assert Journal(whole.directory / "jobs", "").saved() == ["en-linear-0-seed-0"]
     ran.clear()
 
-    def counted(job: calibration_module._HeadJob) -> list[Row]:
+    def counted(job: calibration_module._HeadJob) -> JobOutput:
         ran.append((job.regime, job.kind, job.layer))
         return real(job)
 
@@ -238,3 +275,30 @@ def test_calibration_refuses_bad_setups(tmp_path: Path, tiny_bert: Path) -> None
         run_calibration(_config(tmp_path, tiny_bert, pooled=("en",)), tmp_path)
     with pytest.raises(ProbeError, match="no files for language 'xx'"):
         run_calibration(_config(tmp_path, tiny_bert, pooled=("en", "xx")), tmp_path)
+
+
+def test_ece_item_stats_recompute_the_ece_and_bootstrap_it() -> None:
+    """Summed per-sentence bin statistics give back the reliability ECE (unlabelled words
+    skipped); the paired bootstrap of an ECE difference is exactly 0 for a head against
+    itself and excludes 0 for a head made overconfident on the same items."""
+    rng = np.random.default_rng(0)
+    n_words, n_classes = 600, 4
+    probs = rng.dirichlet(np.ones(n_classes), size=n_words)
+    gold = rng.integers(0, n_classes, size=n_words)
+    gold[::17] = -100
+    offsets = np.arange(0, n_words + 1, 6)  # 100 sentences of 6 words
+    stats = ece_item_stats(probs, gold, offsets, n_bins=10)
+    assert stats.shape == (100, 30) and stats.dtype == np.int64
+    assert float(ece_from_sums(stats.sum(axis=0))) == pytest.approx(
+        reliability(probs, gold, 10).ece, abs=1e-6)  # fmt: skip
+    assert float(metric_from_sums("ece", stats.sum(axis=0))) == pytest.approx(
+        float(ece_from_sums(stats.sum(axis=0))))  # fmt: skip
+    boot = PairedBootstrap(n_boot=200)
+    same = boot.delta({"tr": [stats]}, {"tr": [stats]}, "ece", ["tr"])
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    sharp = apply_temperature(log_probs(probs), 0.2)  # same argmax, far more confident
+    worse = ece_item_stats(sharp, gold, offsets, n_bins=10)
+    got = boot.delta({"tr": [worse]}, {"tr": [stats]}, "ece", ["tr"])
+    assert got.excludes_zero and got.low > 0
+    with pytest.raises(ValueError, match="offsets ending at the word count"):
+        ece_item_stats(probs, gold, offsets[:-1], n_bins=10)

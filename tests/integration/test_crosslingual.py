@@ -322,6 +322,8 @@ def test_map_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert de_ratio["1"] == pytest.approx(acc[("1", "de")] / acc[("1", "en")])
     assert {c.distance for c in result.correlations} == set(DISTANCE_KINDS)
     assert all(c.correlation.n == 1 for c in result.correlations)  # one target: undefined
+    assert result.typology is not None and result.typology.layer == 1  # 8 of 12 -> 1 of 2
+    assert "n = 1: too few targets" in result.table
     assert 0 <= result.most_structural_layer <= 2 and result.most_neutral_layer in (0, 1, 2)
     source_acc = [acc[(str(layer), "en")] for layer in range(3)]
     assert source_acc[result.most_structural_layer] == max(source_acc)
@@ -397,7 +399,7 @@ def test_map_killed_after_its_first_job_resumes_with_only_the_missing_jobs(
     make_tatoeba(data)
     ex = cache_fields(tmp_path, tiny_bert, data_dir=data, compute_dtype="float32")
     config = MapConfig(**ex, train=TrainConfig(max_epochs=2), extra_parallel=("tur",),
-                       parallel=ParallelConfig(net=NetConfig(steps=20)))  # fmt: skip
+                       parallel=ParallelConfig(net=NetConfig(steps=20)), seeds=(0,))  # fmt: skip
     clean = run_map(config, RunOptions(results_dir=tmp_path / "clean", progress=False))
     real = map_module.run_map_job
     calls: list[object] = []
@@ -421,6 +423,117 @@ def test_map_killed_after_its_first_job_resumes_with_only_the_missing_jobs(
     for name in ("results.csv", "map.csv", "correlation.csv", "distances.csv", "summary.txt"):
         assert (resumed.directory / name).read_text() == (clean.directory / name).read_text()
     assert not list((resumed.directory / "jobs").glob("*.json"))  # cleared once written
+
+
+def test_map_typology_on_many_targets_with_seeds(tmp_path: Path, tiny_bert: Path) -> None:
+    """Six targets, four without Tatoeba pairs, two seeds: the typology runs on transfer at
+    the fixed layer with intervals and Holm, on seed-mean scores, and says so."""
+    import csv
+
+    from probe.analysis.multiple import holm
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
+    from probe.train import TrainConfig
+    from tests.helpers import conllu_text
+
+    data = make_ud(tmp_path / "data", SENTENCES * 4)
+    for lang, name in (("fr", "French-GSD"), ("es", "Spanish-GSD"), ("ja", "Japanese-GSD"),
+                       ("tr", "Turkish-IMST"), ("ru", "Russian-GSD")):  # fmt: skip
+        path = data / "ud" / f"UD_{name}" / f"{lang}_{name.split('-')[1].lower()}-ud-test.conllu"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(conllu_text((SENTENCES * 2)[len(lang) :]), encoding="utf-8")
+    make_tatoeba(data)
+    ex = cache_fields(tmp_path, tiny_bert, data_dir=data, langs=("all",),
+                      compute_dtype="float32")  # fmt: skip
+    config = MapConfig(**ex, train=TrainConfig(max_epochs=2), seeds=(0, 1), n_boot=200,
+                       parallel=ParallelConfig(net=NetConfig(steps=5)))  # fmt: skip
+    result = run_map(config, RunOptions(results_dir=tmp_path / "results", progress=False))
+    rows = result.rows
+    targets = ["de", "es", "fr", "ja", "ru", "tr"]
+    # per-seed probe rows and their means; the ratio is of the seed-mean scores
+    acc = rows.filter(head="linear", metric="accuracy", layers=(1,), stat="")
+    assert set(acc.values("seed")) == {0, 1, None}
+    mean = {r.lang: r.value for r in acc.filter(seed=None)}
+    for lang in ("en", "de"):
+        per_seed = [r.value for r in acc.filter(lang=lang, seed=lambda s: s is not None)]
+        assert mean[lang] == pytest.approx(float(np.mean(per_seed)))
+    ratio = rows.filter(head="transfer", metric="ratio", layers=(1,), lang="de")
+    assert ratio.one() == pytest.approx(mean["de"] / mean["en"])
+    # typology: every target (Tatoeba or not), at the fixed layer 1, Holm over the kinds
+    typology = result.typology
+    assert typology is not None and typology.layer == 1
+    assert list(typology.languages) == targets
+    assert settings_of(result)["no_parallel_data"] == ["es", "fr", "ja", "ru"]
+    fixed = typology.at(1)
+    assert [t.correlation.n for t in fixed] == [6] * len(DISTANCE_KINDS)
+    np.testing.assert_allclose([t.p_holm for t in fixed],
+                               holm([t.correlation.spearman_p for t in fixed]))  # fmt: skip
+    for t in fixed:  # (a percentile interval over 6 languages may miss rho itself)
+        if not math.isnan(t.correlation.spearman_rho):
+            assert -1 <= t.ci_low <= t.ci_high <= 1
+    assert typology.partial is not None and typology.partial.correlation.n == 6
+    rho = rows.filter(head="typology", metric="spearman_rho", subset="fixed")
+    assert {r.config for r in rho} == set(DISTANCE_KINDS) and all(r.layer == "1" for r in rho)
+    assert len(rows.filter(head="typology", metric="p_holm_sweep")) == 3 * len(DISTANCE_KINDS)
+    assert len(rows.filter(head="typology", metric="partial_spearman_rho")) == 1
+    with (result.directory / "correlation.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert {r["analysis"] for r in table} == {"fixed", "exploratory", "partial"}
+    assert [r["distance"] for r in table if r["analysis"] == "partial"] == ["syntactic|genetic"]
+    text = result.table
+    assert "typology at layer 1 (fixed in advance" in text
+    assert "seed-mean target accuracy (2 seeds)" in text
+    assert "n = 6 targets is small" in text and "exploratory sweep" in text
+    with pytest.raises(ProbeError, match="--typology-layer 5 is not a layer"):
+        run_map(MapConfig(**ex, seeds=(0,), typology_layer=5),
+                RunOptions(results_dir=tmp_path / "bad", progress=False))  # fmt: skip
+
+
+def test_pos_pud_transfer_trains_on_ewt_and_scores_every_pud(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """`pos-pud-transfer`: the source trains on EWT train (early stop on EWT dev); every
+    language, English too, is scored on its PUD test, never on EWT's or GSD's test."""
+    from probe.cache import SplitReader
+    from probe.data.discovery import languages_for
+    from probe.data.tasks import get_task
+    from probe.experiments.base import RunOptions
+    from probe.experiments.map import MapConfig, run_map
+    from probe.experiments.map_parallel import ParallelConfig
+    from probe.train import TrainConfig
+    from tests.helpers import conllu_text
+
+    data = make_ud(tmp_path / "data", SENTENCES * 4)  # en_ewt train/dev/test, de_gsd test
+    pud = {"en": SENTENCES[:3], "de": SENTENCES[:5], "fr": SENTENCES[:4]}
+    for lang, name in (("en", "English"), ("de", "German"), ("fr", "French")):
+        path = data / "ud" / f"UD_{name}-PUD" / f"{lang}_pud-ud-test.conllu"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(conllu_text(pud[lang]), encoding="utf-8")
+    task = get_task("pos-pud-transfer")
+    assert languages_for(task, data) == ("de", "en", "fr")
+    assert task.files(data, "en", "train")[0].name == "en_ewt-ud-train.conllu"
+    assert task.files(data, "en", "dev")[0].name == "en_ewt-ud-dev.conllu"
+    assert task.files(data, "de", "test")[0].name == "de_pud-ud-test.conllu"
+    ex = cache_fields(tmp_path, tiny_bert, task="pos-pud-transfer", data_dir=data,
+                      langs=("all",), compute_dtype="float32")  # fmt: skip
+    config = MapConfig(**ex, train=TrainConfig(max_epochs=1), seeds=(0,), n_boot=50,
+                       parallel=ParallelConfig(net=NetConfig(steps=5)))  # fmt: skip
+    result = run_map(config, RunOptions(results_dir=tmp_path / "results", progress=False))
+    scored = set(result.rows.filter(head="linear", metric="accuracy").values("lang"))
+    assert {"en", "de", "fr"} <= scored
+    settings = settings_of(result)
+    assert settings["treebanks"] == {"de": ["de_pud"], "en": ["en_pud", "en_ewt"],
+                                     "fr": ["fr_pud"]}  # fmt: skip
+    key = result.rows[0].model
+    for lang, sents in pud.items():
+        with SplitReader.open(ex["paths"].cache_root, key, task.name, lang, "test") as reader:
+            assert len(reader.offsets) - 1 == len(sents)  # the PUD file, not EWT/GSD test
+    assert result.typology is not None and list(result.typology.languages) == ["de", "fr"]
+
+
+def settings_of(result: object) -> dict:
+    return json.loads((result.directory / "settings.json").read_text())  # type: ignore[attr-defined]
 
 
 def test_map_refuses_parallel_task_and_tiny_pair_sets(tmp_path: Path, tiny_bert: Path) -> None:
@@ -468,6 +581,7 @@ def test_map_cli_help_and_friendly_error(tmp_path: Path) -> None:
     runner = CliRunner()
     help_text = runner.invoke(cli, ["map", "--help"]).output
     assert "probe map --task pos --model minilm" in help_text and "--fit-fraction" in help_text
+    assert "--typology-layer" in help_text and "--seeds" in help_text
     result = runner.invoke(cli, ["map", "--task", "tatoeba", "--model", "minilm",
                                  "--data-dir", str(tmp_path)])  # fmt: skip
     assert result.exit_code != 0

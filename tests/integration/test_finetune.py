@@ -1,4 +1,5 @@
-"""End-to-end fine-tuning on the tiny random BERT: the loss falls, outputs land, pairs refused."""
+"""End-to-end fine-tuning on the tiny random BERT: the loss falls, outputs land, pairs refused,
+seeds vary training only, scores carry bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -54,12 +55,20 @@ def test_finetune_loss_falls_and_writes_results(
     assert (layer, "en", "train_loss") in got
     assert (layer, "targets", "accuracy") in got
     assert result.rows.values("layers") == [(2,) if fuse_layer is None else (1, 2)]
-    targets = result.rows.one(group="targets", metric="accuracy")
-    assert targets == got[(layer, "targets", "accuracy")]
+    targets = result.rows.one(group="targets", metric="accuracy", seed=None)
+    assert targets == result.rows.one(group="targets", metric="accuracy", seed=0)  # one seed
+    # The score's interval over the evaluation sentences brackets it.
+    for lang in ("en", "de", "targets"):
+        (mean,) = result.rows.filter(lang=lang, metric="accuracy", seed=None)
+        assert mean.ci_low is not None and mean.ci_high is not None
+        assert mean.ci_low <= mean.value <= mean.ci_high
+        assert mean.ci_low < mean.ci_high or mean.value in (0.0, 1.0)  # all right: no spread
+    assert not result.rows.filter(metric="accuracy_sd")  # no sd from one seed
     assert result.rows.values("subset", metric=lambda m: m.startswith("dev_")) == ["dev"]
     settings = json.loads((result.directory / "settings.json").read_text())
     assert settings["fuse_layer"] == fuse_layer and settings["steps"] == 30
     assert "accuracy x100" in result.summary and "de" in result.summary
+    assert "95% CI" in result.summary and "seed 0" in result.summary
 
 
 def test_truncated_words_predicted_as_prior(tmp_path: Path, tiny_bert: Path) -> None:
@@ -104,7 +113,7 @@ def test_finetune_resumes_after_a_crash_without_training_again(
         run_finetune(config, tmp_path / "res")
     assert ran == ["pos"]
     jobs = next((tmp_path / "res").glob("pos/*/finetune-*/jobs"))
-    assert sorted(p.name for p in jobs.iterdir()) == ["finetune.json"]
+    assert sorted(p.name for p in jobs.iterdir()) == ["finetune-seed-0.json"]
 
     monkeypatch.setattr(finetune_module, "finetune_table", real_table)
     resumed = run_finetune(config, tmp_path / "res")
@@ -115,3 +124,38 @@ def test_finetune_resumes_after_a_crash_without_training_again(
     assert resumed.summary == clean.summary
     for name in ("results.csv", "summary.txt"):
         assert (resumed.directory / name).read_text() == (clean.directory / name).read_text()
+
+
+def test_seeds_vary_training_only_and_average(tmp_path: Path, tiny_bert: Path) -> None:
+    """--seeds 0,1: one fine-tuning per seed on the same data (drawn with the first seed); the
+    seed-0 run equals a run of seed 0 alone, seed 1 trains differently, and the table's
+    numbers are the means with an sd and an interval over sentences and seeds."""
+    one = run_finetune(_config(tmp_path, tiny_bert, max_steps=6), tmp_path / "one")
+    two = run_finetune(_config(tmp_path, tiny_bert, max_steps=6, seeds=(0, 1)), tmp_path / "two")
+
+    def scores(result: RunResult, seed: int | None) -> dict[str, float]:
+        return {r.lang: r.value for r in result.rows.filter(metric="accuracy", seed=seed)}
+
+    assert scores(two, 0) == scores(one, 0)
+    assert two.extras["seed_losses"][0] == one.extras["losses"]
+    assert two.extras["seed_losses"][1] != one.extras["losses"]  # init and order changed
+    assert two.settings["train_sentences"] == one.settings["train_sentences"]
+    for lang, value in scores(two, None).items():
+        assert value == pytest.approx((scores(two, 0)[lang] + scores(two, 1)[lang]) / 2)
+        sd = two.rows.one(metric="accuracy_sd", lang=lang, stat="sd")
+        assert sd == pytest.approx(abs(scores(two, 0)[lang] - scores(two, 1)[lang]) / np.sqrt(2))
+        (mean,) = two.rows.filter(metric="accuracy", lang=lang, seed=None)
+        assert mean.ci_low is not None and mean.ci_high is not None
+        assert mean.ci_low <= value <= mean.ci_high
+    assert "± sd" in two.summary and "mean of seeds [0, 1]" in two.summary
+    assert sorted(two.settings["seeds"]) == [0, 1]
+
+
+def test_seeds_cli_validated(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from probe.cli import cli
+
+    out = CliRunner().invoke(cli, ["finetune", "--task", "pos", "--model", "minilm",
+                                   "--seeds", "0,0"])  # fmt: skip
+    assert out.exit_code != 0 and "lists a seed twice" in out.output

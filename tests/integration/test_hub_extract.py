@@ -333,6 +333,7 @@ def test_layers_on_the_hub_scores_as_on_the_local_files(
         config = LayersConfig(
             **cache_fields(tmp_path / where, tiny_bert, compute_dtype="float32", data_dir=data_dir),
             train=TrainConfig(max_epochs=2),  # type: ignore[arg-type]
+            seeds=(0,),
         )
         return run_layers(config, RunOptions(results_dir=tmp_path / where / "out", progress=False))
 
@@ -366,7 +367,7 @@ def _probe_fields(tmp_path: Path, tiny_bert: Path, **kw: Any) -> dict[str, Any]:
     return dict(
         **cache_fields(tmp_path, tiny_bert, compute_dtype="float32", data_dir=None, **kw),
         fuse_layer=1, train_split="dev", train=TrainConfig(max_epochs=1),
-        dlfa_train=TrainConfig(max_epochs=1),
+        dlfa_train=TrainConfig(max_epochs=1), seeds=(0,),
     )  # fmt: skip
 
 

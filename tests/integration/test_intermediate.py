@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -228,6 +229,61 @@ def test_gains_per_language_family_and_seed_spread() -> None:
     assert ("de", "sd") not in {(r.lang, r.stat) for r in average_seeds([seed0])}
 
 
+def _planted(conf: str, lang: str, seed: int, right: int, n: int = 200) -> list[Any]:
+    """A score row of `right`/`n` correct one-word sentences, and its item statistics."""
+    from probe.results.items import ItemScores
+
+    stats = np.zeros((n, 2), dtype=np.int64)
+    stats[:, 1] = 1
+    stats[:right, 0] = 1
+    row = Row("mlp", conf, lang, "accuracy", right / n, config=conf, seed=seed)
+    return [row, ItemScores(row, stats)]
+
+
+def test_configuration_gains_have_seed_sd_and_paired_intervals() -> None:
+    """A planted +20-point gain on de and fr (both Indo-European, like the source en) and none on
+    tr: the gain is the seed mean, its interval excludes 0 where planted and covers 0 where
+    not, and the family rows average their languages."""
+    from probe.analysis.bootstrap import PairedBootstrap
+    from probe.experiments.intermediate_gains import configuration_gains
+    from probe.results.items import ItemSet, split_output
+
+    out: list[Any] = []
+    for seed, jitter in ((0, 0), (1, 4)):
+        for lang, base, gain in (("en", 150, 10), ("de", 100, 40), ("fr", 110, 40),
+                                 ("tr", 90, 0)):  # fmt: skip
+            out += _planted("none", lang, seed, base + jitter)
+            # de, fr: the gain shrinks with seed 1 (a seed sd); tr: x scores as none does.
+            out += _planted("x", lang, seed, base + gain - jitter if gain else base + jitter)
+    rows, items = split_output(out)
+    gains = configuration_gains(get_task("pos"), rows, ItemSet(items), "en",
+                                PairedBootstrap(n_boot=300))  # fmt: skip
+    got = {(r.group or r.lang, r.stat): r for r in gains}
+    assert {r.config for r in gains} == {"x"}
+    de = got[("de", "")]
+    assert de.value == pytest.approx(np.mean([40 / 200, (40 - 8) / 200]))
+    assert de.ci_low is not None and de.ci_high is not None and de.ci_low > 0
+    assert got[("de", "sd")].value == pytest.approx(np.std([0.2, 0.16], ddof=1))
+    tr = got[("tr", "")]
+    assert tr.value == 0 and got[("tr", "sd")].value == 0
+    assert tr.ci_low is not None and tr.ci_high is not None and tr.ci_low <= 0 <= tr.ci_high
+    assert got[("enf", "")].value == pytest.approx(np.mean([de.value, got[("fr", "")].value]))
+    assert got[("noenf", "")].value == pytest.approx(tr.value)
+    assert got[("Indo-European", "")].value == pytest.approx(got[("enf", "")].value)
+    assert got[("Turkic", "")].ci_low == pytest.approx(tr.ci_low)  # the same one language
+    assert ("en", "") in got and got[("en", "")].group == ""  # the source's own gain
+
+
+def test_recipe_check_names_what_differs() -> None:
+    from probe.experiments.intermediate_gains import recipe_differences, recipe_note
+
+    same = {"lr": 5e-3, "max_epochs": 30, "parameters": 1000}
+    recipes = {"none": same, "a": dict(same), "b": {**same, "max_epochs": 8, "parameters": 9}}
+    assert recipe_differences(recipes) == {"b": ["max_epochs", "parameters"]}
+    assert "b: max_epochs, parameters" in recipe_note(recipe_differences(recipes), "")
+    assert recipe_note({}, "lr 5e-3").startswith("one recipe")
+
+
 # --- end to end on the tiny BERT ----------------------------------------------------------
 
 
@@ -244,9 +300,11 @@ def test_none_equals_the_grids_dlfa_cell(tmp_path: Path, tiny_bert: Path) -> Non
     result = IntermediateExperiment(config, RunOptions(tmp_path / "res", progress=False)).run()
     ours = {(r.lang, r.metric): r.value for r in result.rows if r.config == "none"}
     key = result.directory.parent.name
-    job = _PairJob("pos", ex["paths"].cache_root, key, "en", ("en", "de"), (1, 2),
+    job = _PairJob("pos", ex["paths"].cache_root, key, "en", ("en", "de"), "dlfa", (1, 2), 0,
                    GridConfig(**ex, train=train))  # fmt: skip
-    grid = {(r.lang, r.metric): r.value for r in run_pair(job)}
+    grid = {
+        (r.lang, r.metric): r.value for r in run_pair(job) if isinstance(r, Row) and not r.subset
+    }  # the evaluation split, not the dev rows
     for lang in ("en", "de"):
         assert ours[(lang, "accuracy")] == grid[(lang, "accuracy")]
         assert ours[(lang, "ece")] == pytest.approx(grid[(lang, "ece")], abs=1e-9)
@@ -316,9 +374,25 @@ def test_cli_end_to_end_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert {r.metric for r in rows if r.subset == "dev"} == {"udpos_dev_accuracy",
                                                              "pawsx_dev_accuracy"}  # fmt: skip
     assert any(r.metric == "gain_accuracy_sd" and r.stat == "sd" for r in rows)
-    assert {r.seed for r in rows} == {None}  # means over the seeds
+    assert {r.seed for r in rows} == {None, 0, 1}  # per-seed scores kept beside the means
+    assert {r.seed for r in rows if r.metric.startswith("gain_")} == {None}
+    scores = {(r.config, r.lang, r.seed): r.value for r in rows if r.metric == "accuracy"}
+    for (conf, lang, seed), value in scores.items():
+        if seed is None:
+            per_seed = [scores[(conf, lang, s)] for s in (0, 1)]
+            assert value == pytest.approx(np.mean(per_seed))
+    # Every gain has its paired bootstrap interval, and it brackets the gain.
+    gain_rows = [r for r in rows if r.metric == "gain_accuracy"]
+    assert gain_rows and all(r.ci_low is not None and r.ci_high is not None for r in gain_rows)
+    assert all(r.ci_low <= r.value + 1e-12 and r.value <= r.ci_high + 1e-12  # type: ignore[operator]
+               for r in gain_rows)  # fmt: skip
     assert payload["settings"]["seeds"] == [0, 1]
+    assert payload["settings"]["recipe_differences"] == {}
     assert "udpos>pawsx" in out.output and "Δtargets" in out.output
+    assert "95% paired bootstrap interval" in out.output and "one recipe" in out.output
+    with (directory / "results.csv").open() as f:
+        csv_gains = [r for r in csv.DictReader(f) if r["metric"] == "gain_accuracy"]
+    assert csv_gains and all(r["ci_low"] and r["ci_high"] for r in csv_gains)
 
 
 def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
@@ -351,6 +425,10 @@ def test_finetune_mode_tiny(tmp_path: Path, tiny_bert: Path) -> None:
     assert ("udpos", "en", "udpos_dev_accuracy") in got
     assert ("none", "en", "udpos_dev_accuracy") not in got
     assert ("udpos", "de", "gain_accuracy") in got
+    gain = next(r for r in payload["rows"] if r["metric"] == "gain_accuracy" and r["lang"] == "de")
+    assert gain["ci_low"] is not None and gain["ci_low"] <= gain["value"] <= gain["ci_high"]
+    assert payload["settings"]["recipe_differences"] == {}
+    assert "one recipe" in out.output
     assert payload["settings"]["mode"] == "finetune"
     assert (directory / "intermediate.png").stat().st_size > 0
 

@@ -25,6 +25,7 @@ from probe.experiments.grid import GridConfig, GridExperiment
 from probe.experiments.journal import Journal, fingerprint
 from probe.experiments.layers import LayersConfig, run_layers
 from probe.experiments.pool import run_jobs
+from probe.results.items import JobOutput
 from probe.results.report import Row
 from probe.train import TrainConfig
 from tests.helpers import SENTENCES, cache_fields, make_ud
@@ -245,7 +246,8 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
     tmp_path: Path, tiny_bert: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = _extract_config(tmp_path, tiny_bert)
-    base = GridConfig(**ex, pairs="0,2", train=TrainConfig(max_epochs=2))
+    base = GridConfig(**ex, pairs="0,2", train=TrainConfig(max_epochs=2), seeds=(0,),
+                      baselines=False)  # fmt: skip
     here = RunOptions(tmp_path / "res", workers=1, progress=False)
     one = GridExperiment(base, here).run()
     assert not (one.directory / "jobs").exists()  # a finished run leaves no journal
@@ -256,7 +258,7 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
     real_run_pair = grid_module.run_pair
     ran: list[tuple[int, int]] = []
 
-    def flaky(job: grid_module._PairJob) -> list[Row]:
+    def flaky(job: grid_module._PairJob) -> JobOutput:
         ran.append(job.pair)
         if job.pair == (0, 2):
             raise RuntimeError("worker lost")
@@ -265,10 +267,10 @@ def test_grid_on_dask_equals_one_worker_and_resumes(
     monkeypatch.setattr(grid_module, "run_pair", flaky)
     with pytest.raises(RuntimeError, match="worker lost"):
         GridExperiment(base, here).run()
-    assert Journal(one.directory / "jobs", "").saved() == ["pair-2-2"]
+    assert Journal(one.directory / "jobs", "").saved() == ["dlfa-2-2-seed-0"]
     ran.clear()
 
-    def counted(job: grid_module._PairJob) -> list[Row]:
+    def counted(job: grid_module._PairJob) -> JobOutput:
         ran.append(job.pair)
         return real_run_pair(job)
 

@@ -38,8 +38,9 @@ def test_layers_rows_carry_pos_f1_beside_accuracy(tmp_path: Path, tiny_bert: Pat
         train=TrainConfig(max_epochs=2), control=True,
     )  # type: ignore[arg-type]  # fmt: skip
     result = run_layers(config, RunOptions(results_dir=tmp_path / "results", progress=False))
-    scored = {(r.head, r.layer, r.lang) for r in result.rows if r.metric == "accuracy"}
-    f1 = {(r.head, r.layer, r.lang): r.value for r in result.rows if r.metric == "pos_f1"}
+    means = [r for r in result.rows if r.seed is None and not r.group]  # seed means per language
+    scored = {(r.head, r.layer, r.lang) for r in means if r.metric == "accuracy"}
+    f1 = {(r.head, r.layer, r.lang): r.value for r in means if r.metric == "pos_f1"}
     probes = {k for k in scored if k[0] in ("linear", "scalar_mix")}
     assert probes and set(f1) == probes  # every probe row, not the control task's
     assert all(0.0 <= v <= 1.0 for v in f1.values())
@@ -48,4 +49,4 @@ def test_layers_rows_carry_pos_f1_beside_accuracy(tmp_path: Path, tiny_bert: Pat
     headline = summary.index("udpos: accuracy x100 of a linear probe per layer")
     assert headline < summary.index("udpos: pos_f1 x100 of the same probes")  # accuracy first
     on_disk = read_table(result.directory / "results.csv")
-    assert len(on_disk.filter(metric="pos_f1")) == len(f1)
+    assert len(on_disk.filter(metric="pos_f1", seed=None, group="")) == len(f1)

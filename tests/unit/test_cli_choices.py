@@ -41,6 +41,7 @@ def _expected_choices() -> dict[str, tuple[str, ...]]:
     from probe.heads.registry import BODIES, HEADS
     from probe.runtime.precision import PRECISIONS
     from probe.train.schedules import SCHEDULES
+    from probe.train.select import RECIPES
 
     assert COMPUTE_DTYPES == PRECISIONS
     return {
@@ -52,6 +53,7 @@ def _expected_choices() -> dict[str, tuple[str, ...]]:
         "head": tuple(name for name, kind in HEADS.items() if kind.reads == "pair"),
         "body": BODIES.names(),
         "schedule": (*SCHEDULES, "both"),
+        "recipe": (*RECIPES, "split"),  # domain-shift, calibration: how every head trains
     }
 
 

@@ -5,6 +5,7 @@ control label, and words the model sees differently keep their own draws."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from transformers import BertTokenizerFast
 
 from probe.analysis.control import control_labels
@@ -46,3 +47,26 @@ def test_a_cased_tokenizer_keeps_case_variants_apart() -> None:
     """Without lowercasing "The" is not "the" for the model ("The" is [UNK] here)."""
     types = keys(["The", "the", "THE"], lowercase=False)
     assert types[0] != types[1] and types[0] == types[2]  # both unknown: one input, one type
+
+
+def test_majority_share_is_the_most_frequent_label_and_its_share() -> None:
+    """What flags selectivity as uninformative: NER-like (O ~85%) vs balanced labels."""
+    from probe.analysis.control import majority_share
+
+    ner_like = np.array([0] * 85 + [1] * 5 + [2] * 10)
+    assert majority_share(ner_like, 3) == (0, 0.85)
+    assert majority_share(np.array([2, 1, 2, 0, 1, 2]), 4) == (2, 0.5)
+    with pytest.raises(ValueError, match="at least one"):
+        majority_share(np.array([], dtype=np.int64), 3)
+
+
+def test_a_control_map_per_seed_differs_and_keeps_the_label_distribution() -> None:
+    """Selectivity averages over several maps: each seed is its own type -> label map, each
+    drawn from the same label distribution."""
+    types = np.arange(20_000)
+    counts = np.array([70, 20, 10])
+    maps = [control_labels(types, counts, seed) for seed in range(3)]
+    assert all((a != b).mean() > 0.3 for a, b in zip(maps, maps[1:], strict=False))
+    for labels in maps:
+        assert np.allclose(np.bincount(labels, minlength=3) / len(types), [0.7, 0.2, 0.1],
+                           atol=0.015)  # fmt: skip

@@ -269,3 +269,25 @@ def test_one_layer_twice_skips_the_gate_with_the_same_output() -> None:
     head(h, h, mask).sum().backward()
     assert all(p.grad is None for p in head.aif.parameters())
     assert head.classifier.weight.grad is not None
+
+
+def test_the_equal_capacity_control_is_the_last_layer_head_when_its_gate_is_fixed() -> None:
+    """SelfGatedHead has DLFA's parameters; with its zero-initialised gate (M = 0.5 until it
+    trains) it is exactly the last layer through the same classifier, and a trained gate
+    changes its output (it is a bigger head, not a relabelled linear one)."""
+    from probe.heads.dlfa import SelfGatedHead
+
+    for level in ("token", "sentence"):
+        control = SelfGatedHead(HIDDEN, 3, level=level, dropout=0.0)
+        linear = DLFAHead(HIDDEN, 3, level=level, dropout=0.0)
+        linear.load_state_dict(control.state_dict())  # the same modules, the same weights
+        assert sum(p.numel() for p in control.parameters()) == sum(
+            p.numel() for p in linear.parameters()
+        )
+        h, other, mask = _batch(LENGTHS, 7)
+        real = mask if level == "token" else slice(None)
+        fixed = control(h, other, mask)  # the second input is ignored
+        assert torch.allclose(fixed[real], linear(h, h, mask)[real], atol=1e-6)
+        _scramble(control)  # a trained gate
+        linear.load_state_dict(control.state_dict())
+        assert not torch.allclose(control(h, h, mask)[real], linear(h, h, mask)[real], atol=1e-3)

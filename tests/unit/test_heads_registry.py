@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.heads.dlfa import ConcatHead, DLFAHead
+from probe.heads.dlfa import ConcatHead, DLFAHead, SelfGatedHead
 from probe.heads.linear import LinearProbe, PairLinearProbe
 from probe.heads.multitask import FusionBody, MixBody, MLPBody
 from probe.heads.registry import BODIES, HEADS, pair_heads
@@ -31,7 +31,8 @@ PAIRS = PairData(
     RNG.standard_normal((N_LAYERS, 6, HIDDEN)).astype(np.float32),
     RNG.integers(0, CLASSES, 6),
 )
-READS = {"one": 2, "all": tuple(range(N_LAYERS)), "pair": (N_LAYERS - 1, 1)}
+READS = {"one": 2, "all": tuple(range(N_LAYERS)), "pair": (N_LAYERS - 1, 1),
+         "last": (N_LAYERS - 1, N_LAYERS - 1)}  # fmt: skip
 # What each name built before the registry, per level: the same classes, so the same numbers.
 BUILT = {
     ("linear", "word"): lambda: LinearProbe(HIDDEN, CLASSES),
@@ -40,6 +41,7 @@ BUILT = {
     ("scalar_mix", "pair"): lambda: PairScalarMixProbe(N_LAYERS, HIDDEN, CLASSES),
     ("dlfa", "word"): lambda: DLFAHead(HIDDEN, CLASSES, reduction=2),
     ("concat", "word"): lambda: ConcatHead(HIDDEN, CLASSES),
+    ("gated-last", "word"): lambda: SelfGatedHead(HIDDEN, CLASSES, reduction=2),
 }
 
 
@@ -68,9 +70,9 @@ def test_every_head_builds_and_reads_its_view_at_each_level(name: str, level: st
 
 def test_every_built_pair_is_listed() -> None:
     assert {(n, lv) for n, kind in HEADS.items() for lv in kind.levels} == set(BUILT)
-    assert HEADS.names() == ("linear", "scalar_mix", "dlfa", "concat")
-    assert pair_heads() == ("dlfa", "concat")
-    assert [n for n, kind in HEADS.items() if kind.has_gate] == ["dlfa"]
+    assert HEADS.names() == ("linear", "scalar_mix", "dlfa", "concat", "gated-last")
+    assert pair_heads() == ("dlfa", "concat")  # the grid's control is not a --head choice
+    assert [n for n, kind in HEADS.items() if kind.has_gate] == ["dlfa", "gated-last"]
 
 
 def test_unknown_names_and_unserved_levels_are_refused() -> None:

@@ -101,11 +101,23 @@ def _grid_rows(task_metric: str, langs: list[str], n_layers: int) -> list[Row]:
             rows.append(Row("dlfa", pair, lang, task_metric, score, layers=layers))
             if k != last:
                 gain = rng.normal(0, 0.03)
-                rows.append(Row("dlfa", pair, lang, f"gain_{task_metric}", gain, layers=layers))
+                rows.append(
+                    Row(
+                        "dlfa",
+                        pair,
+                        lang,
+                        f"gain_{task_metric}",
+                        gain,
+                        layers=layers,
+                        config="vs last",
+                        ci_low=gain - 0.01,
+                        ci_high=gain + 0.01,
+                    )
+                )
         for group in ("targets", "enf", "noenf"):
             if k != last:
                 rows.append(Row("dlfa", pair, group, f"gain_{task_metric}", rng.normal(0, 0.03),
-                                layers=layers, group=group))  # fmt: skip
+                                layers=layers, group=group, config="vs last"))  # fmt: skip
     return rows
 
 

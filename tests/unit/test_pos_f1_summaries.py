@@ -44,22 +44,22 @@ def test_finetune_summary_prints_pos_f1_under_accuracy() -> None:
 
 def test_grid_summary_adds_a_pos_f1_table() -> None:
     rows = Table(
-        [Row("dlfa", "2,2", lang, "accuracy", acc, layers=(2,)) for lang, acc in
+        [Row("dlfa", "2,2", lang, "accuracy", acc, layers=(2, 2)) for lang, acc in
          (("en", 0.9), ("de", 0.6))]
         + [Row("dlfa", "1,2", lang, "accuracy", acc, layers=(1, 2)) for lang, acc in
            (("en", 0.92), ("de", 0.65))]
-        + [Row("dlfa", "2,2", lang, "pos_f1", f1, layers=(2,)) for lang, f1 in
+        + [Row("dlfa", "2,2", lang, "pos_f1", f1, layers=(2, 2)) for lang, f1 in
            (("en", 0.85), ("de", 0.5))]
         + [Row("dlfa", "1,2", lang, "pos_f1", f1, layers=(1, 2)) for lang, f1 in
            (("en", 0.875), ("de", 0.55))]
     )  # fmt: skip
-    text = grid_table(get_task("udpos"), rows, "en", ["en", "de"], (2,))
-    head, _, f1 = text.partition("\n\n")
-    assert head.startswith("udpos: accuracy x100 per layer pair")
+    text = grid_table(get_task("udpos"), rows, "en", ["en", "de"], (2, 2))
+    head, _, f1 = text.partition("\n\nudpos: pos_f1")
+    assert head.startswith("udpos: accuracy x100")
+    assert "XTREME" in f1.splitlines()[0]
     lines = f1.splitlines()
-    assert lines[0].startswith("udpos: pos_f1 x100 per layer pair")
-    assert lines[2].split() == ["2", "*", "85.0", "50.0"]
-    assert lines[3].split() == ["1,2", "87.5", "55.0"]
+    assert lines[2].split() == ["dlfa", "2,2", "85.0", "50.0"]  # the last layer first
+    assert lines[3].split() == ["dlfa", "1,2", "87.5", "55.0"]
 
 
 _TASK_FILE = """

@@ -18,18 +18,36 @@ geographic kinds URIEL's precomputed table uses tree distance and great-circle d
 instead; the cosine distances of the `fam` and `geo` vectors used here order language pairs
 alike (shared tree nodes; shared nearby reference points) but their values are not those of
 `lang2vec.distance`, and the geographic ones are small (all `geo` entries are positive).
+
+`typology_tests` sets the distances against per-layer transfer scores honestly (issue 20):
+the confirmatory test is at one layer fixed before the scores are seen (`default_layer`),
+with a bootstrap interval over languages and Holm's correction over the distance kinds; the
+sweep over every layer is reported as exploratory, Holm-corrected over layers x kinds; and
+the syntactic distance is also tested with the genetic one partialled out (related languages
+share word order, so a raw syntactic correlation may be genealogy in disguise).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from probe.analysis.crosslingual.correlation import (
+    Correlation,
+    PartialCorrelation,
+    bootstrap_correlation,
+    correlate,
+    partial_spearman,
+)
+from probe.analysis.multiple import holm, min_spearman_p
 from probe.errors import ProbeError, unknown_name
 
 DISTANCE_KINDS: tuple[str, ...] = (
@@ -132,3 +150,137 @@ def distances_from(
 ) -> dict[tuple[str, str], float]:
     """{(target, kind): distance from source} for every target and kind."""
     return {(t, k): language_distance(source, t, k) for t in targets for k in kinds}
+
+
+# --- transfer vs distance, tested -------------------------------------------------------------
+
+# The confirmatory layer: two thirds up the encoder, mBERT's 8 of 12, the layer XTREME reads
+# for Tatoeba retrieval (--specific_layer 7 = hidden_states[8]); fixed by depth alone.
+TYPOLOGY_LAYER, TYPOLOGY_DEPTH = 8, 12
+PARTIAL = ("syntactic", "genetic")  # syntactic distance controlling for genetic distance
+
+
+def default_layer(depth: int) -> int:
+    """The layer the typology test reads when none is given: 8 of 12 at the same relative
+    depth, rounded half up (MiniLM's 6 layers: 4; 24 layers: 16).
+
+    Fixed in advance by the encoder's depth alone, never by the scores: picking the layer
+    whose correlation looks strongest and then testing it there is a test on its own
+    outcome. Two thirds up is the convention XTREME uses for its retrieval layer, and where
+    multilingual encoders are commonly found most language-neutral, so it is the layer a
+    reader would name before seeing any number.
+    """
+    if depth < 1:
+        raise ProbeError(f"an encoder needs at least one transformer layer, not {depth}")
+    return max(1, math.floor(depth * TYPOLOGY_LAYER / TYPOLOGY_DEPTH + 0.5))
+
+
+@dataclass(frozen=True)
+class DistanceTest:
+    """Target scores vs the targets' distance from the source, at one layer, for one kind.
+
+    `correlation`: Pearson and Spearman with their raw p; `ci_low`/`ci_high`: the bootstrap
+    interval of Spearman's rho over languages; `p_holm`: Spearman's p Holm-adjusted over the
+    distance kinds at the fixed layer (NaN at every other layer); `p_holm_sweep`: adjusted
+    over every layer x kind (the exploratory sweep). The transfer ratio is not tested apart:
+    at one layer it is every target's score over the same source score, so its rank
+    correlations are the same.
+    """
+
+    layer: int
+    distance: str
+    correlation: Correlation
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_holm: float = math.nan
+    p_holm_sweep: float = math.nan
+
+
+@dataclass(frozen=True)
+class PartialTest:
+    """Spearman's rho of the scores with `distance`, `control` partialled out, at `layer`."""
+
+    layer: int
+    distance: str
+    control: str
+    correlation: PartialCorrelation
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+
+
+@dataclass(frozen=True)
+class TypologyTests:
+    """The typology analysis of one run: `layer` the fixed layer, `languages` the targets
+    tested (with a score and every distance), `tests` every layer x kind (the fixed layer's
+    carry `p_holm`), `partial` the syntactic | genetic test at the fixed layer (None when a
+    kind is not asked for), and `min_p` the smallest exact Spearman p possible at n."""
+
+    layer: int
+    languages: tuple[str, ...]
+    tests: list[DistanceTest]
+    partial: PartialTest | None
+    n_boot: int
+    alpha: float = 0.05
+
+    @property
+    def n(self) -> int:
+        return len(self.languages)
+
+    @property
+    def min_p(self) -> float:
+        return min_spearman_p(self.n)
+
+    def at(self, layer: int) -> list[DistanceTest]:
+        return [t for t in self.tests if t.layer == layer]
+
+
+def _value(v: float) -> float:
+    """A float, with every NaN the one `math.nan` object: rows holding it then compare equal
+    across runs (NaN != NaN, but tuple and dataclass equality check identity first)."""
+    return math.nan if math.isnan(v) else float(v)
+
+
+def typology_tests(
+    scores: Mapping[int, Mapping[str, float]],
+    distances: Mapping[tuple[str, str], float],
+    kinds: Sequence[str],
+    layer: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> TypologyTests:
+    """Correlate each layer's target scores ({layer: {target: score}}) with each distance
+    kind ({(target, kind): distance}); test at `layer` with intervals and Holm over kinds,
+    and Holm the whole sweep. Targets missing a score at a layer drop out of that layer's
+    correlations (NaN-safe); targets missing a distance of any kind are left out entirely,
+    so every kind is tested on the same languages."""
+    if layer not in scores:
+        raise ProbeError(f"typology layer {layer} has no scores (layers: "
+                         f"{', '.join(map(str, sorted(scores)))})")  # fmt: skip
+    langs = sorted({t for t, _ in distances})
+    langs = [t for t in langs if all((t, k) in distances for k in kinds)]
+    dist = {k: np.array([distances[(t, k)] for t in langs]) for k in kinds}
+
+    def values(at: int) -> np.ndarray:
+        return np.array([scores[at].get(t, math.nan) for t in langs], dtype=np.float64)
+
+    raw: list[tuple[int, str, Correlation, tuple[float, float]]] = []
+    for at in sorted(scores):
+        y = values(at)
+        for i, kind in enumerate(kinds):
+            interval = (bootstrap_correlation(dist[kind], y, n_boot, seed + i)
+                        if at == layer else (math.nan, math.nan))  # fmt: skip
+            raw.append((at, kind, correlate(dist[kind], y), interval))
+    sweep = holm([c.spearman_p for _, _, c, _ in raw])
+    fixed_p = holm([c.spearman_p for at, _, c, _ in raw if at == layer])
+    fixed_iter = iter(fixed_p)
+    tests = []
+    for (at, kind, corr, (low, high)), p_sweep in zip(raw, sweep, strict=True):
+        p_fixed = _value(next(fixed_iter)) if at == layer else math.nan
+        tests.append(DistanceTest(at, kind, corr, low, high, p_fixed, _value(p_sweep)))
+    partial = None
+    if all(k in kinds for k in PARTIAL):
+        x, z, y = dist[PARTIAL[0]], dist[PARTIAL[1]], values(layer)
+        low, high = bootstrap_correlation(x, y, n_boot, seed + len(kinds), z=z)
+        partial = PartialTest(layer, *PARTIAL, partial_spearman(x, y, z), low, high)
+    return TypologyTests(layer, tuple(langs), tests, partial, n_boot)

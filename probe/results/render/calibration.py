@@ -4,7 +4,9 @@ Rows are selected by their typed fields: `config` (the regime), `layers` ((i,) f
 (k, last) for DLFA), `subset="dev"` (the temperature fit) and `group="held-out"`. The
 reliability diagrams travel from the jobs as bin rows (`bin_rows`: per bin its items,
 accuracy and confidence, before and after scaling), which `diagrams` turns back into the
-reliability.json entries; they never reach results.csv.
+reliability.json entries (the first seed's heads); they never reach results.csv. Tables print
+seed means (seed None); the held-out table and the differences add the sd over seeds, and the
+differences their 95% interval with a "*" when it excludes 0.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 
 from probe.analysis.calibration import Reliability
 from probe.data.tasks import Task
-from probe.results.render.domain_shift import split_choice
+from probe.results.intervals import interval_text, mark
+from probe.results.render.domain_shift import pm, seeds_line, split_choice, str_table
 from probe.results.report import save_figure, text_table
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -47,7 +50,8 @@ def bin_rows(like: Row, before: Reliability, after: Reliability) -> list[Row]:
         for name, values in zip(_BIN_FIELDS, (rel.counts, rel.accuracy, rel.confidence),
                                 strict=True):  # fmt: skip
             rows += [Row(like.head, like.layer, like.lang, f"bin_{name}{suffix}", float(v),
-                         layers=like.layers, config=like.config, subset=f"bin{b}")
+                         layers=like.layers, config=like.config, subset=f"bin{b}",
+                         seed=like.seed)
                      for b, v in enumerate(values)]  # fmt: skip
     return rows
 
@@ -55,8 +59,10 @@ def bin_rows(like: Row, before: Reliability, after: Reliability) -> list[Row]:
 def diagrams(bins: Table, rows: Table) -> Diagrams:
     """reliability.json: per head, layer and language, ECE before and after scaling, T and
     both diagrams' bins (in the order the heads ran)."""
+    seed = bins[0].seed if bins else None  # the seed whose heads the diagrams show
     temperature = {(r.config, r.layers): r.value
-                   for r in rows.filter(subset="dev", metric="temperature")}  # fmt: skip
+                   for r in rows.filter(subset="dev", metric="temperature", seed=seed,
+                                        stat="")}  # fmt: skip
     values: dict[tuple[str, str, str], dict[str, list[float]]] = {}
     for r in bins:
         values.setdefault((r.head, r.layer, r.lang), {}).setdefault(r.metric, []).append(r.value)
@@ -85,15 +91,18 @@ def _reliability(found: dict[str, list[float]], suffix: str) -> Reliability:
 def render_calibration(
     task: Task, rows: Table, bins: Table, regimes: Sequence[str], langs: Sequence[str],
     held_out: Sequence[str], n_layers: int, directory: Path, key: str, *, design: str = "",
+    recipe: str = "", seeds: Sequence[int] = (0,), compared: Sequence[str] = (),
 ) -> str:  # fmt: skip
     """Write reliability.json, reliability_<regime>.png and ece_per_layer.png; return the
-    summary text (`design`, the `design_line`, first)."""
+    summary text (`design`, the `design_line`, the recipe and seeds lines first)."""
     found = diagrams(bins, rows)
     (directory / "reliability.json").write_text(json.dumps(found, indent=1))
-    plot_reliability(found, rows, regimes, langs, directory, key)
+    first = bins[0].seed if bins else None
+    plot_reliability(found, rows, regimes, langs, directory, key, seed=first)
     plot_ece(task, rows, regimes, langs, n_layers, directory, key)
-    text = summary(task, rows, regimes, langs, held_out, n_layers)
-    return f"{design}\n\n{text}" if design else text
+    text = summary(task, rows, regimes, langs, held_out, n_layers, compared)
+    head = [line for line in (design, recipe, seeds_line(seeds)) if line]
+    return "\n".join(head) + "\n\n" + text
 
 
 def design_line(
@@ -114,16 +123,25 @@ def design_line(
     return f"design: {regimes}; {size}"
 
 
-def _heads(rows: Table, regime: str) -> Table:
-    """One row per head of the regime, in the order they ran: its dev temperature."""
-    return rows.filter(config=regime, subset="dev", metric="temperature")
+def _heads(rows: Table, regime: str, seed: int | None = None) -> Table:
+    """One row per head of the regime, in the order they ran: its dev temperature (the seed
+    mean by default, or one seed's)."""
+    return rows.filter(config=regime, subset="dev", metric="temperature", seed=seed, stat="")
+
+
+def _sd(rows: Table, row: Row) -> float | None:
+    found = rows.filter(head=row.head, layers=row.layers, lang=row.lang, config=row.config,
+                        subset=row.subset, group=row.group, metric=f"{row.metric}_sd",
+                        stat="sd")  # fmt: skip
+    return found[0].value if found else None
 
 
 def summary(
     task: Task, rows: Table, regimes: Sequence[str], langs: Sequence[str],
-    held_out: Sequence[str], n_layers: int,
+    held_out: Sequence[str], n_layers: int, compared: Sequence[str] = (),
 ) -> str:  # fmt: skip
-    """ECE before/after temperature scaling per regime, then the regimes on held-out targets."""
+    """ECE before/after temperature scaling per regime, the regimes on held-out targets,
+    then the differences with their intervals."""
     lines = []
     for regime in regimes:
         words = rows.one(config=regime, metric="train_words")
@@ -131,11 +149,12 @@ def summary(
         names = [f"D{h.layer}" if is_dlfa(h) else h.layer for h in heads]
         for metric, what in (("ece", "ECE"), ("ece_ts", "ECE after temperature scaling")):
             scored = rows.filter(config=regime, metric=metric, lang=lambda g: g in langs,
-                                 subset="", group="")  # fmt: skip
+                                 subset="", group="", seed=None, stat="")  # fmt: skip
             table = {(name, r.lang): r.value for name, h in zip(names, heads, strict=True)
                      for r in scored.filter(layers=h.layers)}  # fmt: skip
             lines += [
-                f"{what} x100, heads trained on {regime} ({int(words):,} words; D = DLFA k,last)",
+                f"{what} x100 (mean over seeds), heads trained on {regime} ({int(words):,} "
+                "words; D = DLFA k,last)",
                 text_table(names, langs, table),
                 "",
             ]
@@ -146,24 +165,64 @@ def summary(
         if any(is_dlfa(h) for h in _heads(rows, regimes[0])):
             names.append("dlfa")
         label = "acc" if task.metric == "accuracy" else "F1"
-        for scale, digits, what, metrics in (
-            (100.0, 1, f"{task.metric}, ECE, ECE after T (x100)",
+        for scale, what, metrics in (
+            (100.0, f"{task.metric}, ECE, ECE after T (x100)",
              ((task.metric, label), ("ece", "ECE"), ("ece_ts", "ECE-T"))),
-            (1.0, 3, "NLL, NLL after T (nats)", (("nll", "NLL"), ("nll_ts", "NLL-T"))),
+            (1.0, "NLL, NLL after T (nats)", (("nll", "NLL"), ("nll_ts", "NLL-T"))),
         ):  # fmt: skip
-            cols, table = [], {}
+            cols: list[str] = []
+            cells: dict[tuple[str, str], str] = {}
             for metric, short in metrics:
                 for regime in regimes:
                     col = f"{short}:{regime}"
                     cols.append(col)
-                    for r in rows.filter(config=regime, group="held-out", metric=metric):
-                        table[("dlfa" if is_dlfa(r) else str(r.layers[0]), col)] = r.value
+                    for r in rows.filter(config=regime, group="held-out", metric=metric,
+                                         seed=None, stat=""):  # fmt: skip
+                        name = "dlfa" if is_dlfa(r) else str(r.layers[0])
+                        sd = _sd(rows, r)
+                        cells[(name, col)] = (pm(r.value, sd, scale) if scale != 1.0 else
+                                              f"{r.value:.3f}" + ("" if sd is None
+                                                                  else f"±{sd:.3f}"))  # fmt: skip
             lines += [
-                f"held-out targets ({', '.join(held_out)}), mean {what}, per regime",
-                text_table(names, cols, table, scale=scale, digits=digits),
+                f"held-out targets ({', '.join(held_out)}), mean {what} ± sd over seeds, per "
+                "regime",
+                str_table(names, cols, cells, corner="layer"),
                 "",
             ]
+    lines += _differences(task, rows, compared)
     return "\n".join(lines).rstrip()
+
+
+def _differences(task: Task, rows: Table, compared: Sequence[str]) -> list[str]:
+    """The differences' table: per comparison, the task metric's and ECE's Δ over the
+    compared languages (mean over them), ± sd over seeds, with the 95% interval."""
+    label = "acc" if task.metric == "accuracy" else "F1"
+    metrics = list(dict.fromkeys((task.metric, "ece")))
+    found = rows.filter(metric=lambda m: m in {f"gain_{x}" for x in metrics}, group="targets",
+                        stat="")  # fmt: skip
+    if not found:
+        return []
+    cols: list[str] = []
+    for metric in metrics:
+        short = label if metric == task.metric else "ECE"
+        cols += [f"{short} Δ", f"{short} 95% CI"]
+    cells: dict[tuple[str, str], str] = {}
+    names: list[str] = []
+    for r in found:
+        name = f"{r.head} ({r.config})"
+        names = names if name in names else [*names, name]
+        short = label if r.metric == f"gain_{task.metric}" else "ECE"
+        cells[(name, f"{short} Δ")] = pm(r.value, _sd(rows, r), sign=True) + mark(r)
+        cells[(name, f"{short} 95% CI")] = interval_text(r)
+    return [
+        f"differences x100 on {', '.join(compared)} (mean over them; ± sd over seeds, 95% "
+        "interval over sentences and seeds, * = excludes 0): dlfa-last / dlfa-k = DLFA minus "
+        "its matched single-layer baseline (the last layer / layer k, trained alike) in one "
+        "regime; pooled-source = the pooled regime's head minus the source-only one's. ECE "
+        "Δ < 0: better calibrated",
+        str_table(names, cols, cells, corner="comparison"),
+        "",
+    ]
 
 
 def _bars(ax: Any, rel: dict[str, Any], color: str, label: str, filled: bool) -> None:
@@ -179,7 +238,7 @@ def _bars(ax: Any, rel: dict[str, Any], color: str, label: str, filled: bool) ->
 
 def plot_reliability(
     found: Diagrams, rows: Table, regimes: Sequence[str], langs: Sequence[str], directory: Path,
-    key: str,
+    key: str, seed: int | None = None,
 ) -> list[Path]:  # fmt: skip
     """Per regime, a grid of reliability diagrams: languages x heads (layers, then DLFA).
     Bars: accuracy per confidence bin before scaling; line: after temperature scaling.
@@ -191,7 +250,7 @@ def plot_reliability(
 
     paths = []
     for regime in regimes:
-        heads = list(_heads(rows, regime))
+        heads = list(_heads(rows, regime, seed))
         fig, axes = plt.subplots(len(langs), len(heads), dpi=90, squeeze=False,
                                  figsize=(1.9 * len(heads) + 0.6, 1.9 * len(langs) + 0.6),
                                  sharex=True, sharey=True)  # fmt: skip
@@ -238,7 +297,7 @@ def plot_ece(
     for ax, lang in zip(axes.flat, langs, strict=False):
         for regime, color in zip(regimes, ("tab:blue", "tab:orange", "tab:green"), strict=False):
             for metric, style in (("ece", "-"), ("ece_ts", "--")):
-                scored = rows.filter(config=regime, lang=lang, metric=metric)
+                scored = rows.filter(config=regime, lang=lang, metric=metric, seed=None, stat="")
                 probe = {r.layers: r.value for r in scored if not is_dlfa(r)}
                 ys = [100 * probe.get((i,), np.nan) for i in layers]
                 label = f"{regime}{' after T' if metric == 'ece_ts' else ''}"

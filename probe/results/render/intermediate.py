@@ -9,6 +9,7 @@ import numpy as np
 
 from probe.data.tasks import Task
 from probe.results.gains import BASELINE, SD, scores
+from probe.results.intervals import interval_text, mark
 from probe.results.report import save_figure
 from probe.results.table import Table
 
@@ -24,15 +25,18 @@ def render_intermediate(task: Task, rows: Table, source: str, directory: Path, k
 
 
 class _Cells:
-    """Scores, gains and gain sds by (configuration, language or group)."""
+    """Seed-mean scores, gains (rows: their intervals) and gain sds by (configuration,
+    language or group)."""
 
     def __init__(self, task: Task, rows: Table) -> None:
         gain = f"gain_{task.metric}"
-        self.confs = scores(task, rows).values("config")
-        self.values = {(r.config, r.lang): r.value for r in scores(task, rows)}
+        means = scores(task, rows).filter(seed=None)  # per-seed rows stay in results.csv
+        self.confs = means.values("config")
+        self.values = {(r.config, r.lang): r.value for r in means}
         # Keyed by language for a language's gain, by group for an aggregate's.
-        self.gains = {(r.config, r.group or r.lang): r.value
-                      for r in rows.filter(metric=gain, stat="")}  # fmt: skip
+        self.gain_rows = {(r.config, r.group or r.lang): r
+                          for r in rows.filter(metric=gain, stat="", seed=None)}  # fmt: skip
+        self.gains = {k: r.value for k, r in self.gain_rows.items()}
         self.sds = {(r.config, r.group or r.lang): r.value
                     for r in rows.filter(metric=f"{gain}_sd", stat=SD)}  # fmt: skip
         # Gain columns: targets, enf, noenf, then each family, as present.
@@ -42,22 +46,23 @@ class _Cells:
 
 
 def intermediate_table(task: Task, rows: Table, source: str, langs: Sequence[str]) -> str:
-    """Main metric x100 per configuration and language, the target mean, then the gains."""
+    """Main metric x100 per configuration and language (seed means), the target mean and the
+    gains, marked "*" where their interval excludes 0; then each gain's seed sd and
+    interval."""
     metric = task.metric
     cells = _Cells(task, rows)
-    confs, values, gains, sds, groups = (cells.confs, cells.values, cells.gains, cells.sds,
-                                         cells.groups)  # fmt: skip
+    confs, values, gains, groups = cells.confs, cells.values, cells.gains, cells.groups
     targets = [lang for lang in langs if lang != source]
     name_width = max(8, *(len(c) + 1 for c in confs))
     cols = [*langs, "mean"]
     width = max(7, *(len(c) + 1 for c in cols))
-    gwidths = [max(8, len(_short(g)) + 2) for g in groups]
+    gwidths = [max(9, len(_short(g)) + 3) for g in groups]
     head = f"{'config':<{name_width}}" + "".join(f"{c:>{width}}" for c in cols)
-    head += "".join(f"{'Δ' + _short(g):>{w}}" for g, w in zip(groups, gwidths, strict=True))
+    head += "".join(f"{'Δ' + _short(g):>{w - 1}} " for g, w in zip(groups, gwidths, strict=True))
     lines = [
         f"{task.name}: {metric} x100 per configuration; source {source}; mean = over target "
         f"languages; Δ = gain over '{BASELINE}' (targets, inside/outside the source's family, "
-        "per family)",
+        "per family); * = its 95% interval excludes 0",
         head,
     ]
     for conf in confs:
@@ -65,13 +70,48 @@ def intermediate_table(task: Task, rows: Table, source: str, langs: Sequence[str
         line = f"{conf:<{name_width}}"
         line += "".join(_cell(values.get((conf, c)), width) for c in langs)
         line += _cell(float(np.mean(mean)) if mean else None, width)
-        line += "".join(_cell(gains.get((conf, g)), w, signed=True)
-                        for g, w in zip(groups, gwidths, strict=True))  # fmt: skip
-        lines.append(line)
-    if sds:
-        spread = [f"{c} {100 * sds[(c, 'targets')]:.1f}" for c in confs if (c, "targets") in sds]
-        lines.append("seed sd of Δtargets: " + ", ".join(spread))
+        for g, w in zip(groups, gwidths, strict=True):
+            found = cells.gain_rows.get((conf, g))
+            line += _cell(gains.get((conf, g)), w - 1, signed=True)
+            line += mark(found) if found is not None and mark(found) else " "
+        lines.append(line.rstrip())
+    lines += _interval_block(cells, name_width)
     return "\n".join(lines)
+
+
+def _interval_block(cells: _Cells, name_width: int) -> list[str]:
+    """One line per configuration: each group's Δ ± seed sd and its interval."""
+    others = [c for c in cells.confs if c != BASELINE and any((c, g) in cells.gain_rows
+                                                             for g in cells.groups)]  # fmt: skip
+    if not others:
+        return []
+    texts = {(c, g): _gain_text(cells, c, g) for c in others for g in cells.groups}
+    widths = [max(len(g), *(len(texts[(c, g)]) for c in others)) + 2 for g in cells.groups]
+    sd = " ± sd over seeds" if cells.sds else ""
+    lines = ["", f"Δ over '{BASELINE}' x100: seed mean{sd} [95% paired bootstrap interval over "
+             "sentences and seeds]"]  # fmt: skip
+    lines.append(
+        f"{'config':<{name_width}}"
+        + "".join(f"{g:>{w}}" for g, w in zip(cells.groups, widths, strict=True))
+    )
+    for c in others:
+        lines.append(
+            f"{c:<{name_width}}"
+            + "".join(f"{texts[(c, g)]:>{w}}" for g, w in zip(cells.groups, widths, strict=True))
+        )
+    return lines
+
+
+def _gain_text(cells: _Cells, conf: str, group: str) -> str:
+    """ "+1.2 ± 0.3 [+0.4, +2.0]*" (no sd with one seed; "-" without the gain)."""
+    row = cells.gain_rows.get((conf, group))
+    if row is None:
+        return "-"
+    text = f"{100 * row.value:+.1f}"
+    sd = cells.sds.get((conf, group))
+    if sd is not None:
+        text += f" ± {100 * sd:.1f}"
+    return f"{text} {interval_text(row)}{mark(row)}"
 
 
 def _short(group: str) -> str:

@@ -1,18 +1,24 @@
-"""`probe map` on screen and on disk: the per-layer curves, the extreme layers, the correlations
-with distance, the summary text, map.csv / correlation.csv / distances.csv and both figures."""
+"""`probe map` on screen and on disk: the per-layer curves, the extreme layers, the typology
+tests (transfer vs distance), the summary text, map.csv / correlation.csv / distances.csv and
+both figures.
+
+The typology lines never call a correlation significant on its raw p: the confirmatory test
+is at the fixed layer with Holm over the distance kinds, the per-layer sweep is labelled
+exploratory with Holm over layers x kinds, and with few targets the summary says how small
+a p the test could give at all."""
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from probe.analysis.crosslingual.correlation import Correlation, correlate
+from probe.analysis.crosslingual.typology import DistanceTest, TypologyTests
 from probe.errors import ProbeError
 from probe.results.render.map_plots import plot_map, plot_transfer_vs_distance
 from probe.results.report import text_table
@@ -41,19 +47,13 @@ class MapInputs:
     no_uriel: tuple[str, ...]
     n_layers: int
     xtreme_layer: int | None = None
+    typology: TypologyTests | None = None  # None: no distances (no URIEL vector, no target)
+    n_seeds: int = 1
 
 
-@dataclass(frozen=True)
-class CorrelationRow:
-    """Zero-shot target scores vs the targets' distance from the source, at one layer.
-
-    (The transfer ratio is not correlated separately: at one layer it is every target's
-    score divided by the same source score, so its correlations are exactly the same.)
-    """
-
-    layer: int
-    distance: str
-    correlation: Correlation
+# One layer x distance kind of the typology analysis (probe.analysis.crosslingual.typology).
+CorrelationRow = DistanceTest
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def render_map(rows: Table, inputs: MapInputs, directory: Path) -> tuple[str, Ma
     """Write the CSV files and figures; return the summary text and what it was made from."""
     view = map_view(rows, inputs)
     _write_map_csv(view.series, directory / "map.csv")
-    _write_correlations(view.correlations, directory / "correlation.csv")
+    _write_correlations(inputs.typology, directory / "correlation.csv")
     _write_distances(inputs.distances, directory / "distances.csv")
     plot_map(view.series, directory / "map.png", title=f"{inputs.task} ({inputs.key}): "
              f"structural vs cross-lingual signal per layer (source {inputs.source})",
@@ -87,14 +87,17 @@ def map_view(rows: Table, inputs: MapInputs) -> MapView:
     structural = _argmax(series["source_score"])
     if structural is None:
         raise ProbeError(f"no {inputs.metric} for the source {inputs.source!r}: nothing to map")
-    return MapView(series, _correlations(rows, inputs), neutral, structural)
+    tests = inputs.typology.tests if inputs.typology is not None else []
+    return MapView(series, tests, neutral, structural)
 
 
 # --- curves, extreme layers and correlations -------------------------------------------------
 
 
 def _cells(rows: Table, **where: Any) -> Cells:
-    """{(layer, language): value} of the matching rows (each reads one layer)."""
+    """{(layer, language): value} of the matching rows (each reads one layer): seed means
+    (seed None), never a single seed's row or a standard deviation."""
+    where = {"seed": None, "stat": "", **where}
     return {(r.layers[0], r.lang): r.value for r in rows.filter(**where)}
 
 
@@ -160,26 +163,13 @@ def _argmax(values: list[float]) -> int | None:
     return max(finite, key=lambda p: (p[0], -p[1]))[1] if finite else None
 
 
-def _correlations(rows: Table, inputs: MapInputs) -> list[CorrelationRow]:
-    score = _cells(rows, head="linear", metric=inputs.metric)
-    distances, kinds = inputs.distances, inputs.kinds
-    with_distance = [t for t in inputs.targets if all((t, k) in distances for k in kinds)]
-    out = []
-    for layer in range(inputs.n_layers):
-        values = [score.get((layer, t), math.nan) for t in with_distance]
-        for kind in kinds:
-            dist = [distances[(t, kind)] for t in with_distance]
-            out.append(CorrelationRow(layer, kind, correlate(dist, values)))
-    return out
-
-
-def _scatter_layers(series: Mapping[str, list[float]], n_layers: int) -> list[tuple[int, str]]:
-    """The best layer (highest mean target score) and the last layer, once each."""
-    best = _argmax(series["target_score"])
-    last = n_layers - 1
-    if best is None or best == last:
-        return [(last, "best and last" if best == last else "last")]
-    return [(best, "best"), (last, "last")]
+def _scatter_layers(inputs: MapInputs) -> list[tuple[int, str]]:
+    """The fixed typology layer and the last layer, once each: both named before any score
+    is seen (the best-scoring layer would be a layer chosen by its outcome)."""
+    last = inputs.n_layers - 1
+    if inputs.typology is None or inputs.typology.layer == last:
+        return [(last, "typology (fixed) and last" if inputs.typology else "last")]
+    return [(inputs.typology.layer, "typology (fixed)"), (last, "last")]
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -194,16 +184,35 @@ def _write_map_csv(series: dict[str, list[float]], path: Path) -> None:
             writer.writerow([i, *(f"{series[n][i]:.6g}" for n in names)])
 
 
-def _write_correlations(correlations: Sequence[CorrelationRow], path: Path) -> None:
+CORRELATION_COLUMNS = ("layer", "distance", "analysis", "n", "pearson_r", "pearson_p",
+                       "spearman_rho", "spearman_p", "ci_low", "ci_high", "p_holm",
+                       "p_holm_sweep")  # fmt: skip
+
+
+def _write_correlations(typology: TypologyTests | None, path: Path) -> None:
+    """One row per layer x kind: `analysis` is "fixed" at the typology layer (ci_* its
+    bootstrap interval over languages, p_holm Holm over the kinds) and "exploratory"
+    elsewhere; p_holm_sweep is Holm over every layer x kind. The partial correlation is one
+    more row, analysis "partial", distance "syntactic|genetic" (its rho and p in the
+    spearman columns)."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["layer", "distance", "n", "pearson_r", "pearson_p", "spearman_rho",
-                         "spearman_p"])  # fmt: skip
-        for c in correlations:
+        writer.writerow(CORRELATION_COLUMNS)
+        if typology is None:
+            return
+        for c in typology.tests:
             k = c.correlation
-            writer.writerow([c.layer, c.distance, k.n,
+            kind = "fixed" if c.layer == typology.layer else "exploratory"
+            writer.writerow([c.layer, c.distance, kind, k.n,
                              *(f"{v:.6g}" for v in (k.pearson_r, k.pearson_p, k.spearman_rho,
-                                                    k.spearman_p))])  # fmt: skip
+                                                    k.spearman_p, c.ci_low, c.ci_high,
+                                                    c.p_holm, c.p_holm_sweep))])  # fmt: skip
+        p = typology.partial
+        if p is not None:
+            pc = p.correlation
+            writer.writerow([p.layer, f"{p.distance}|{p.control}", "partial", pc.n, "", "",
+                             *(f"{v:.6g}" for v in (pc.rho, pc.p, p.ci_low, p.ci_high)), "",
+                             ""])  # fmt: skip
 
 
 def _write_distances(distances: Distances, path: Path) -> None:
@@ -221,7 +230,7 @@ def _scatter(rows: Table, inputs: MapInputs, view: MapView, path: Path) -> None:
     score = _cells(rows, head="linear", metric=inputs.metric)
     with_dist = [t for t in inputs.targets if all((t, k) in distances for k in kinds)]
     panels = []
-    for layer, name in _scatter_layers(view.series, inputs.n_layers):
+    for layer, name in _scatter_layers(inputs):
         corr = {c.distance: c.correlation for c in view.correlations if c.layer == layer}
         points = {k: [(distances[(t, k)], score.get((layer, t), math.nan), t)
                       for t in with_dist] for k in kinds}  # fmt: skip
@@ -347,16 +356,70 @@ def _distance_lines(inputs: MapInputs, view: MapView) -> list[str]:
     out = [f"URIEL distance from {inputs.source} (cosine of lang2vec vectors)",
            text_table(with_dist, kinds, inputs.distances, corner="lang", scale=1, digits=3),
            ""]  # fmt: skip
-    for chosen, name in _scatter_layers(view.series, inputs.n_layers):
-        out.append(f"correlation of target {inputs.metric} with distance at the {name} "
-                   f"layer {chosen} (n = targets):")  # fmt: skip
-        for c in view.correlations:
-            if c.layer == chosen:
-                k = c.correlation
-                out.append(f"  {c.distance:<13} n={k.n}  Pearson r={_fmt(k.pearson_r)} "
-                           f"(p={_fmt(k.pearson_p, 3)})  Spearman rho={_fmt(k.spearman_rho)}"
-                           f" (p={_fmt(k.spearman_p, 3)})")  # fmt: skip
-    return [*out, "(every layer: correlation.csv; Spearman p exact for n <= 8)", ""]
+    if inputs.typology is not None:
+        out += typology_lines(inputs.typology, inputs.metric, inputs.n_layers, inputs.n_seeds)
+    return out
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def typology_lines(t: TypologyTests, metric: str, n_layers: int, n_seeds: int = 1) -> list[str]:
+    """The typology table at the fixed layer (rho, its interval over languages, raw p, Holm
+    p over the kinds, a * only where Holm p < 0.05), the partial correlation, the small-n
+    caveat and the exploratory sweep's one line."""
+    scores = f"seed-mean target {metric} ({n_seeds} seeds)" if n_seeds > 1 else f"target {metric}"
+    fixed = t.at(t.layer)
+    out = [
+        f"typology at layer {t.layer} (fixed in advance: --typology-layer, default 8 of 12 "
+        f"scaled to the depth): Spearman rho of {scores} vs distance, n = {t.n} targets, "
+        f"95% bootstrap interval over languages ({t.n_boot} resamples), raw p and Holm-adjusted "
+        f"p over the {len(fixed)} distance kinds; * = Holm p < {ALPHA}",
+        f"  {'distance':<13}{'n':>4}{'rho':>8}  {'95% CI':<16}{'raw p':>9}{'Holm p':>9}",
+    ]
+    for c in fixed:
+        k = c.correlation
+        ci = "-" if math.isnan(c.ci_low) else f"[{c.ci_low:+.2f}, {c.ci_high:+.2f}]"
+        mark = " *" if not math.isnan(c.p_holm) and c.p_holm < ALPHA else ""
+        out.append(f"  {c.distance:<13}{k.n:>4}{_fmt(k.spearman_rho):>8}  {ci:<16}"
+                   f"{_p(k.spearman_p):>9}{_p(c.p_holm):>9}{mark}")  # fmt: skip
+    if t.partial is not None:
+        pc = t.partial.correlation
+        ci = ("-" if math.isnan(t.partial.ci_low)
+              else f"[{t.partial.ci_low:+.2f}, {t.partial.ci_high:+.2f}]")  # fmt: skip
+        out.append(f"  partial {t.partial.distance} | {t.partial.control} (ranks residualised "
+                   f"on {t.partial.control} distance; t test, n-3 df): rho={_fmt(pc.rho)} {ci} "
+                   f"p={_p(pc.p)} (n={pc.n}; one test, not in the Holm family)")  # fmt: skip
+    min_p = t.min_p
+    if t.n < 3:
+        out.append(f"  n = {t.n}: too few targets for any correlation (undefined, NaN)")
+    elif len(fixed) * min_p >= ALPHA:
+        out.append(f"  caveat: with n = {t.n} targets the smallest two-sided exact Spearman p "
+                   f"is 2/{t.n}! = {min_p:.3g}, so after Holm over {len(fixed)} kinds no test "
+                   f"can reach {ALPHA}; these correlations cannot be significant whatever "
+                   "their size")  # fmt: skip
+    elif t.n <= 10:
+        out.append(
+            f"  caveat: n = {t.n} targets is small (smallest possible Spearman p "
+            f"{min_p:.3g}; intervals over so few languages are wide and unstable)"
+        )
+    sweep = [c for c in t.tests if not math.isnan(c.p_holm_sweep)]
+    passed = [c for c in sweep if c.p_holm_sweep < ALPHA]
+    best = min(sweep, key=lambda c: c.p_holm_sweep, default=None)
+    line = (
+        f"exploratory sweep (every layer 0..{n_layers - 1} x kind, {len(sweep)} tests, "
+        f"Holm over all of them; not a test of any one layer): {len(passed)} below {ALPHA}"
+    )
+    if best is not None:
+        line += (
+            f"; smallest Holm p {_p(best.p_holm_sweep)} ({best.distance}, layer "
+            f"{best.layer}, rho={_fmt(best.correlation.spearman_rho)})"
+        )
+    out += [line, "(every layer: correlation.csv; Spearman p exact for n <= 8)", ""]
+    return out
 
 
 def _extreme_lines(inputs: MapInputs, view: MapView) -> list[str]:

@@ -101,8 +101,10 @@ def plot_transfer_vs_distance(
     ylabel: str,
     title: str,
 ) -> Path:
-    """One row per chosen layer, one column per distance kind; points are target languages,
-    each panel titled with Pearson r and its p-value (and n)."""
+    """One row per layer shown (the fixed typology layer and the last), one column per
+    distance kind; points are target languages, each panel titled with Spearman's rho, its
+    raw p-value (uncorrected: the summary and correlation.csv give the Holm-adjusted one) and
+    n."""
     plt = _pyplot()
     kinds = list(panels[0][1])
     fig, axes = plt.subplots(len(panels), len(kinds), figsize=(3.1 * len(kinds),
@@ -115,8 +117,8 @@ def plot_transfer_vs_distance(
             for x, y, lang in pts:
                 ax.annotate(lang, (x, y), textcoords="offset points", xytext=(3, 3), fontsize=8)
             c = corr.get(kind)
-            stats = "n/a" if c is None or math.isnan(c.pearson_r) else (
-                f"r={c.pearson_r:.2f}, p={c.pearson_p:.2f} (n={c.n})")  # fmt: skip
+            stats = "n/a" if c is None or math.isnan(c.spearman_rho) else (
+                f"rho={c.spearman_rho:.2f}, raw p={c.spearman_p:.2g} (n={c.n})")  # fmt: skip
             ax.set_title(f"{kind}: {stats}", fontsize=8)
             ax.set_xlabel(f"{kind} distance", fontsize=8)
             if col == 0:
