@@ -374,6 +374,16 @@ class Experiment(ABC, Generic[C, J]):
         return (ctx.source,)
 
 
+def check_seeds(seeds: tuple[int, ...]) -> None:
+    """A run's `--seeds`: at least one, each >= 0, none twice (every config checks with this)."""
+    if not seeds:
+        raise ProbeError("--seeds needs at least one seed")
+    if min(seeds) < 0:
+        raise ProbeError(f"--seeds must be >= 0, got {','.join(map(str, seeds))}")
+    if len(set(seeds)) != len(seeds):
+        raise ProbeError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
+
+
 def training_lines(settings: Mapping[str, Any]) -> str:
     """The summary's first lines: what trained, and how much ("trained on en train: 204,585
     words"), and the task's declared split choice where it has one."""

@@ -58,7 +58,7 @@ from probe.analysis.metrics import score
 from probe.data.discovery import check_language, expand_languages
 from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError
-from probe.experiments.base import Context, Experiment
+from probe.experiments.base import Context, Experiment, check_seeds
 from probe.experiments.domain_shift import seed_means
 from probe.experiments.leakage import SplitUse
 from probe.experiments.subset_record import training_subsets
@@ -125,8 +125,7 @@ class CalibrationConfig:
     treebanks: tuple[str, ...] = ()  # UD picks (--treebank)
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ProbeError(f"seeds must be distinct and at least one, got {self.seeds}")
+        check_seeds(self.seeds)
 
     @property
     def dlfa_recipe(self) -> TrainConfig:

@@ -65,7 +65,7 @@ from probe.data.tasks import (
     run_task,
 )
 from probe.errors import ProbeError
-from probe.experiments.base import Context, Experiment
+from probe.experiments.base import Context, Experiment, check_seeds
 from probe.experiments.leakage import SplitRef, SplitUse
 from probe.experiments.subset_record import extracted_subsets, training_subsets
 from probe.extract import (
@@ -134,8 +134,7 @@ class DomainShiftConfig:
     train_split: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ProbeError(f"seeds must be distinct and at least one, got {self.seeds}")
+        check_seeds(self.seeds)
 
     @property
     def dlfa_recipe(self) -> TrainConfig:

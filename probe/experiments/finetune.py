@@ -37,7 +37,7 @@ from probe.data.reading import read_task_split
 from probe.data.subsets import sample_sentences
 from probe.data.tasks import Task, default_data_dir, get_task
 from probe.errors import ProbeError
-from probe.experiments.base import Context, Experiment
+from probe.experiments.base import Context, Experiment, check_seeds
 from probe.heads.registry import HEADS
 from probe.models import ModelRef, load_encoder, resolve_model
 from probe.results.gains import average_seeds
@@ -177,8 +177,7 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         langs = expand_languages(task, cfg.langs, self.data_dir, cfg.treebanks)
         if self.epochs < 1 or cfg.batch_size < 1:
             raise ProbeError("epochs and batch_size must be >= 1")
-        if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
-            raise ProbeError(f"seeds must be distinct and >= 0, at least one; got {cfg.seeds}")
+        check_seeds(cfg.seeds)
         n_layers = int(self._encoder_config.num_hidden_layers) + 1
         k = cfg.fuse_layer
         if k is not None and not 0 <= k <= n_layers - 1:

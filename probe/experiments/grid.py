@@ -40,7 +40,7 @@ from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import score
 from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError, unknown_name
-from probe.experiments.base import Context, Experiment
+from probe.experiments.base import Context, Experiment, check_seeds
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -92,8 +92,7 @@ class GridConfig:
     def __post_init__(self) -> None:
         if self.head not in pair_heads():
             raise unknown_name("grid head (--head)", self.head, pair_heads())
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ProbeError(f"--seeds needs distinct seeds, got {self.seeds}")
+        check_seeds(self.seeds)
 
 
 @dataclass(frozen=True)

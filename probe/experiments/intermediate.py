@@ -31,7 +31,7 @@ from probe.analysis.bootstrap import LEVEL, N_BOOT, PairedBootstrap
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments import intermediate_seed
-from probe.experiments.base import Context, Experiment
+from probe.experiments.base import Context, Experiment, check_seeds
 from probe.experiments.intermediate_gains import (
     configuration_gains,
     recipe_differences,
@@ -120,10 +120,7 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         """The target (every language) and each intermediate task's source splits, in one
         call: one key, one encoder load. Seeds and configurations are checked first."""
         cfg = self.config
-        if not cfg.seeds:
-            raise ProbeError("--seeds needs at least one seed")
-        if len(set(cfg.seeds)) != len(cfg.seeds):
-            raise ProbeError(f"--seeds lists a seed twice: {','.join(map(str, cfg.seeds))}")
+        check_seeds(cfg.seeds)
         log.info("configurations: %s", ", ".join(c.name for c in self.plan))  # checks --sets
         seed = cfg.seeds[0]  # the seed the jobs draw hold-outs and subsets with
         requests = [self.zero_shot_request(task, source, seed)]

@@ -34,7 +34,7 @@ from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import IGNORE_INDEX, score
 from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError
-from probe.experiments.base import Context, Experiment, RunOptions
+from probe.experiments.base import Context, Experiment, RunOptions, check_seeds
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -104,9 +104,7 @@ class LayersConfig:
 
     def __post_init__(self) -> None:
         if self.seeds:
-            if min(self.seeds) < 0 or len(set(self.seeds)) != len(self.seeds):
-                raise ProbeError(f"seeds must be distinct non-negative integers, not "
-                                 f"{list(self.seeds)}")  # fmt: skip
+            check_seeds(self.seeds)
             # The first seed draws the data (train_dev, extraction's sample), as train.seed.
             object.__setattr__(self, "train", replace(self.train, seed=self.seeds[0]))
         if self.control_maps is not None and self.control_maps < 1:

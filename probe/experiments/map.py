@@ -45,7 +45,7 @@ from probe.data.discovery import check_language, expand_languages, languages_for
 from probe.data.sources.parallel import tatoeba_code
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
-from probe.experiments.base import Context, Experiment, RunOptions
+from probe.experiments.base import Context, Experiment, RunOptions, check_seeds
 from probe.experiments.layers import LayersConfig, LayersExperiment
 from probe.experiments.map_parallel import (
     TATOEBA_SPLIT,
@@ -100,8 +100,7 @@ class MapConfig:
     n_boot: int = 1000  # bootstrap replicates of the intervals over languages
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ProbeError(f"--seeds needs distinct seeds, got {self.seeds}")
+        check_seeds(self.seeds)
         if self.n_boot < 1:
             raise ProbeError(f"n_boot must be at least 1, not {self.n_boot}")
 
