@@ -116,7 +116,7 @@ def test_control_maps_beyond_the_seeds(tmp_path: Path, tiny_bert: Path) -> None:
 
 
 def test_config_refuses_bad_seeds_and_twin_of_twin(tmp_path: Path, tiny_bert: Path) -> None:
-    with pytest.raises(ProbeError, match="distinct"):
+    with pytest.raises(ProbeError, match="lists a seed twice"):
         _config(tmp_path, tiny_bert, seeds=(0, 0))
     with pytest.raises(ProbeError, match="control_maps"):
         _config(tmp_path, tiny_bert, control_maps=0)
