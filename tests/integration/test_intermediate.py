@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 from torch import Tensor
 
+from probe.analysis.bootstrap import PairedBootstrap
 from probe.cli import cli
 from probe.data.tasks import TASKS, get_task
 from probe.errors import ProbeError
@@ -22,9 +23,11 @@ from probe.experiments import intermediate, intermediate_seed
 from probe.experiments.base import RunOptions
 from probe.experiments.grid import GridConfig, _PairJob, run_pair
 from probe.experiments.intermediate import IntermediateConfig, IntermediateExperiment
+from probe.experiments.intermediate_gains import configuration_gains
 from probe.experiments.intermediate_plan import plan_configurations, resolve_via
 from probe.heads.multitask import Body, MLPBody, TaskHead
-from probe.results.gains import average_seeds, gains_over, per_family_gains
+from probe.results.gains import average_seeds
+from probe.results.items import ItemSet
 from probe.results.rows import Row
 from probe.train import PairData, TrainConfig, WordData
 from probe.train.schedules import MixedFeed, StageData, run_schedule, train_stage
@@ -210,14 +213,14 @@ def test_gains_per_language_family_and_seed_spread() -> None:
               "x": {"en": 0.95, "de": 0.6, "fr": 0.9, "tr": 0.2}}  # fmt: skip
     rows = [Row("mlp", c, lang, "accuracy", v, config=c)
             for c, d in scores.items() for lang, v in d.items()]  # fmt: skip
-    gains = gains_over(pos, rows, "en", "none")
+    gains = configuration_gains(pos, rows, ItemSet(), "en", PairedBootstrap(10))
     got = {r.group or r.lang: r.value for r in gains if r.config == "x"}
     assert got["de"] == pytest.approx(0.1) and got["tr"] == pytest.approx(-0.2)
     assert got["en"] == pytest.approx(0.05)  # the source's own gain, not in any mean
     assert got["enf"] == pytest.approx(0.2)  # de, fr: Indo-European like en
     assert got["noenf"] == pytest.approx(-0.2)  # tr: Turkic
     assert got["targets"] == pytest.approx((0.1 + 0.3 - 0.2) / 3)
-    fam = {r.group: r.value for r in per_family_gains(pos, rows + gains, "en")}
+    fam = {r.group: r.value for r in gains if r.group not in ("", "enf", "noenf", "targets")}
     assert fam == pytest.approx({"Indo-European": 0.2, "Turkic": -0.2})
 
     seed0 = [replace(r, seed=0) for r in gains]
