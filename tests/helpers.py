@@ -154,3 +154,33 @@ def planted_pairs(n: int, d: int, noise: float, seed: int) -> tuple[np.ndarray, 
     x = meaning + noise * rng.normal(size=(n, d)) + rng.normal(size=d)
     eng = meaning + noise * rng.normal(size=(n, d)) + rng.normal(size=d)
     return x, eng
+
+
+def word_bert(directory: Path, n_words: int, hidden: int, n_layers: int, seed: int) -> Any:
+    """A tiny random BERT over the vocabulary w0..w{n_words-1}, built under `seed`, with its
+    tokenizer saved to `directory`: for a test to shape its weights, then `save_pretrained`.
+    hidden/16 attention heads, a 2x feed-forward layer, `hidden` positions."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(n_words))]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(directory)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=n_layers,
+                        num_attention_heads=hidden // 16, intermediate_size=2 * hidden,
+                        max_position_embeddings=hidden)  # fmt: skip
+    torch.manual_seed(seed)
+    return BertModel(config, add_pooling_layer=False)
+
+
+def plant_word_classes(model: Any, n_words: int, strength: float) -> None:
+    """Move word wi's embedding by ±strength along one random direction (+ for even i): the
+    class signal pretraining would give, in miniature. Draws the direction from torch's
+    global RNG, so call it right after `word_bert` for a reproducible model."""
+    import torch
+
+    hidden = model.config.hidden_size
+    direction = torch.nn.functional.normalize(torch.randn(hidden), dim=0)
+    with torch.no_grad():
+        for i in range(n_words):
+            sign = 1.0 if i % 2 == 0 else -1.0
+            model.embeddings.word_embeddings.weight[5 + i] += strength * sign * direction

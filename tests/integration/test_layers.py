@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from probe.data.tasks import get_task
 from probe.errors import ProbeError
@@ -19,7 +18,7 @@ from probe.results.render.layers import NEXT_BEST, RANDOM, render_layers
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import TrainConfig
-from tests.helpers import SENTENCES, cache_fields, make_ud
+from tests.helpers import SENTENCES, cache_fields, make_ud, plant_word_classes, word_bert
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,21 +154,9 @@ N_WORDS = 200  # word types w0..w199: even ones are NOUN, odd ones VERB
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT whose word embeddings carry each word's class along one direction (what
     pretraining gives, in miniature); its random twin's embeddings do not."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     directory = tmp_path_factory.mktemp("planted-layers")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(N_WORDS))]
-    BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=32)  # fmt: skip
-    torch.manual_seed(0)
-    model = BertModel(config, add_pooling_layer=False)
-    direction = torch.nn.functional.normalize(torch.randn(32), dim=0)
-    with torch.no_grad():
-        for i in range(N_WORDS):
-            sign = 1.0 if i % 2 == 0 else -1.0
-            model.embeddings.word_embeddings.weight[5 + i] += 0.6 * sign * direction
+    model = word_bert(directory, N_WORDS, hidden=32, n_layers=1, seed=0)
+    plant_word_classes(model, N_WORDS, strength=0.6)
     model.save_pretrained(directory)
     return directory
 

@@ -16,7 +16,7 @@ from probe.experiments.base import RunOptions
 from probe.experiments.layers import LayersConfig, LayersResult, run_layers
 from probe.extract.spec import random_twin
 from probe.train import TrainConfig
-from tests.helpers import cache_fields
+from tests.helpers import cache_fields, plant_word_classes, word_bert
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -33,21 +33,9 @@ def planted_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     embeddings drawn independently per word, which a probe can memorise for the words it
     trains on but which say nothing about unseen words.
     """
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     directory = tmp_path_factory.mktemp("planted-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(N_WORDS))]
-    BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128,
-                        max_position_embeddings=64)  # fmt: skip
-    torch.manual_seed(0)
-    model = BertModel(config, add_pooling_layer=False)
-    direction = torch.nn.functional.normalize(torch.randn(64), dim=0)
-    with torch.no_grad():
-        for i in range(N_WORDS):
-            sign = 1.0 if i % 2 == 0 else -1.0
-            model.embeddings.word_embeddings.weight[5 + i] += 0.5 * sign * direction
+    model = word_bert(directory, N_WORDS, hidden=64, n_layers=2, seed=0)
+    plant_word_classes(model, N_WORDS, strength=0.5)
     model.save_pretrained(directory)
     return directory
 

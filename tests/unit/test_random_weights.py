@@ -13,6 +13,7 @@ from probe.cache import CacheSpec
 from probe.errors import ProbeError
 from probe.extract.spec import ExtractSpec, random_twin
 from probe.models import ModelRef, load_encoder, random_encoder, resolve_model
+from tests.helpers import word_bert
 
 
 def _spec(**kw: object) -> CacheSpec:
@@ -91,16 +92,8 @@ def test_settings_record_the_seed_for_a_twin_only() -> None:
 def trained_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT whose saved weights are visibly not BERT's init: std 0.1 linear and
     embedding weights, LayerNorm gains of 1.5, biases of 0.3 (what training moves away from)."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
     directory = tmp_path_factory.mktemp("trained-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(60))]
-    BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128,
-                        max_position_embeddings=64)  # fmt: skip
-    torch.manual_seed(1)
-    model = BertModel(config, add_pooling_layer=False)
+    model = word_bert(directory, 60, hidden=64, n_layers=2, seed=1)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "LayerNorm.weight" in name:
