@@ -367,8 +367,9 @@ def _fuse_layer(ctx: click.Context, param: click.Parameter, value: str) -> int |
 
 
 def dlfa_training(opts: dict[str, Any]) -> Any:
-    """DLFA's training defaults (DLFA_TRAINING) with the options."""
-    overrides = {"seed": opts["seed"]}
+    """DLFA's training defaults (DLFA_TRAINING) with the options; its seed is the first of
+    --seeds (each job then trains with its own)."""
+    overrides = {"seed": opts["seeds"][0]}
     for name in ("lr", "max_epochs"):
         if opts.get(name) is not None:
             overrides[name] = opts[name]

@@ -157,7 +157,7 @@ def grid(**opts: Any) -> None:
         pairs=opts["pairs"],
         head=opts["head"],
         reduction=opts["reduction"],
-        train=dlfa_training({**opts, "seed": opts["seeds"][0]}),
+        train=dlfa_training(opts),
         max_train_words=opts["max_train_words"],
         train_split=opts["train_split"],
         seeds=opts["seeds"],
