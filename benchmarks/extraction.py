@@ -154,15 +154,21 @@ def naive(settings: Settings, out: str) -> dict[str, Any]:
     }
 
 
-def forward_only(settings: Settings) -> dict[str, Any]:
+def forward_only(
+    settings: Settings,
+    langs: Sequence[str] = ("all",),
+    splits: Sequence[str] | None = TEST_SPLITS,
+) -> dict[str, Any]:
     """(c) The toolkit's own batches through the model, nothing else timed."""
     from probe.runtime.precision import small_kernel_caches
 
     with small_kernel_caches():  # as `probe extract` runs the encoder
-        return _forward_only(settings)
+        return _forward_only(settings, langs, splits)
 
 
-def _forward_only(settings: Settings) -> dict[str, Any]:
+def _forward_only(
+    settings: Settings, langs: Sequence[str], splits: Sequence[str] | None
+) -> dict[str, Any]:
     import torch
 
     from probe.extract import Encoder
@@ -174,7 +180,7 @@ def _forward_only(settings: Settings) -> dict[str, Any]:
     from probe.runtime.precision import autocast, pick_compute_dtype
 
     spec, request, options, paths = extract_setup(
-        settings, str(Path(settings.work_dir) / "unused-cache")
+        settings, str(Path(settings.work_dir) / "unused-cache"), langs=langs, splits=splits
     )
     jobs = plan_jobs(request, paths)
     device = resolve_device(settings.device)
@@ -508,6 +514,39 @@ def gpu_sampler(device: str, interval: float = 0.1) -> Iterator[Any]:
     finally:
         stop.set()
         thread.join()
+
+
+# --- a large job ------------------------------------------------------------------------------
+
+
+def large_job(settings: Settings, lang: str = "en", split: str = "train") -> dict[str, Any]:
+    """`probe extract` on one large split against the bare forward of its own batches
+    (target >= 0.9): alternating fresh processes, `repeats` rounds, medians."""
+    work = Path(settings.work_dir)
+    rounds: dict[str, list[dict[str, Any]]] = {"toolkit": [], "forward_only": []}
+    for i in range(max(settings.repeats, 1)):
+        cache = work / f"large-cache-{i}"
+        rounds["toolkit"].append(
+            run_step(
+                "benchmarks.extraction:toolkit",
+                settings,
+                cache=str(cache),
+                langs=[lang],
+                splits=[split],
+            )
+        )
+        shutil.rmtree(cache, ignore_errors=True)
+        rounds["forward_only"].append(run_step("benchmarks.extraction:forward_only", settings,
+                                               langs=[lang], splits=[split]))  # fmt: skip
+    out: dict[str, Any] = {"split": f"{settings.task}/{lang}/{split}",
+                           "words": rounds["toolkit"][0]["words"]}  # fmt: skip
+    for way, runs in rounds.items():
+        out[way] = {"words_per_s": statistics.median(r["words_per_s"] for r in runs),
+                    "rounds_words_per_s": [r["words_per_s"] for r in runs]}  # fmt: skip
+    out["toolkit_vs_forward"] = round(
+        out["toolkit"]["words_per_s"] / out["forward_only"]["words_per_s"], 3
+    )
+    return out
 
 
 # --- everything -------------------------------------------------------------------------------

@@ -4,8 +4,13 @@
     python -m benchmarks --quick              # smoke run: 60 sentences per split
     python -m benchmarks --device cuda        # the same on a GPU (pinned memory, big batches)
     python -m benchmarks --only long-sentence # one 20,000-word sentence vs its sentences
+    python -m benchmarks --only host-pipeline # the host pipeline (stand-in encoder) vs the disk
+    python -m benchmarks --only startup       # process start to first batch, and its parts
+    python -m benchmarks --only large         # en/train: probe extract vs its bare forward
+    python -m benchmarks --peer neurox        # NeuroX 1.0.9 vs probe extract, whole processes
+    python -m benchmarks --device cuda --only gpu   # mBERT-sized on a GPU (benchmarks/gpu.py)
 
-Targets (issue 7) are checked against the numbers of this run; a missed one is marked
+Targets (issues 7 and 23) are checked against the numbers of this run; a missed one is marked
 MISSED in the table and listed under "missed" in the JSON. benchmarks/README.md says
 what bounds each.
 """
@@ -25,10 +30,14 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import REPO, Settings, machine  # noqa: E402
+from benchmarks.host_pipeline import SHAPES  # noqa: E402
+from benchmarks.peer import DEFAULT_SPLITS as PEER_SPLITS  # noqa: E402
 
 QUICK_SENTENCES = 60
 LONG_WORDS = 20_000  # the long-sentence measurement's one sentence
 QUICK_LONG_WORDS = 5_000
+ONLY = ("extraction", "training", "long-sentence", "host-pipeline", "startup", "large", "gpu",
+        "peer")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,9 +62,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--name", default="latest", help="results file name, without .json")
     add("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     add("--work-dir", type=Path, default=None, help="scratch for caches (default: a temp dir)")
-    add("--only", choices=("extraction", "training", "long-sentence"), default=None,
+    add("--only", choices=ONLY, default=None,
         help="one part: extraction (a, b, c, cache, memory, long sentence), the cached "
-        "training, or the long-sentence measurement alone")  # fmt: skip
+        "training, the long-sentence measurement, the host pipeline against the disk, "
+        "start-up, the large job (en/train), or the GPU measurements (--device cuda)")  # fmt: skip
+    add("--shapes", default="mbert,me5-small",
+        help="hidden-state shapes of the host pipeline's stand-in encoder: "
+        f"{', '.join(SHAPES)} (default: mbert,me5-small)")  # fmt: skip
+    add(
+        "--peer",
+        choices=("neurox",),
+        default=None,
+        help="also run NeuroX 1.0.9 side by side (installs it in a venv under the work dir)",
+    )
+    add(
+        "--peer-splits",
+        default=",".join(PEER_SPLITS),
+        help="lang/split list for --peer (default: %(default)s)",
+    )
     add("--inline", action="store_true", help="every step in this process (tests; no RSS)")
     return parser.parse_args(argv)
 
@@ -64,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     # As the `probe` command does (probe/cli.py): idle OpenMP threads sleep, never spin.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from benchmarks import cached_training, extraction
+    from benchmarks import cached_training, extraction, gpu, host_pipeline, peer, startup
 
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as scratch:
         work = args.work_dir or Path(scratch)
@@ -100,6 +124,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         if args.only in (None, "training"):
             record["cached_training"] = cached_training.measure(settings)
+        if args.only in (None, "host-pipeline"):
+            shapes = [s for s in args.shapes.split(",") if s]
+            record["host_pipeline"] = {s: host_pipeline.measure(settings, s) for s in shapes}
+            first = record["host_pipeline"][shapes[0]]
+            for key in ("host_pipeline_words_per_s", "disk_write_words_per_s",
+                        "host_pipeline_vs_disk"):  # fmt: skip
+                record[key] = first[key]
+        if args.only in (None, "startup"):
+            record["startup"] = startup.measure(settings)
+            record["startup_s"] = record["startup"]["startup_s"]
+        if args.only in (None, "large"):
+            record["large_job"] = extraction.large_job(settings)
+        if args.peer or args.only == "peer":
+            splits = tuple(s for s in args.peer_splits.split(",") if s)
+            record["peer"] = peer.measure(settings, splits)
+        if args.only == "gpu" or (args.only is None and settings.device.startswith("cuda")):
+            if not record["machine"]["cuda"]:
+                raise SystemExit("--only gpu needs a CUDA device (pass --device cuda)")
+            record["gpu_mbert"] = gpu.measure(settings)
         record["gpu"] = _gpu_note(settings, record)
         record["load_average_1m_after"] = round(os.getloadavg()[0], 2)
         record["seconds"] = round(time.perf_counter() - began, 1)
@@ -116,12 +159,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _gpu_note(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
     if settings.device.startswith("cuda"):
         ex = record.get("extraction", {})
+        mbert = record.get("gpu_mbert", {})
         return {
             "ran": True,
             "device": record["machine"].get("gpu"),
             "toolkit_words_per_s": ex.get("toolkit", {}).get("words_per_s"),
             "toolkit_gpu_utilisation": ex.get("toolkit", {}).get("gpu_utilisation"),
             "forward_gpu_utilisation": ex.get("forward_only", {}).get("gpu_utilisation"),
+            "mbert_words_per_s": mbert.get("toolkit_words_per_s"),
+            "mbert_forward_words_per_s": mbert.get("forward_words_per_s"),
+            "mbert_host_share": mbert.get("host_share"),
+            "mbert_gpu_utilisation": mbert.get("toolkit_gpu_utilisation"),
         }
     why = ("no GPU on this machine" if not record["machine"]["cuda"]
            else "a GPU is present; rerun with --device cuda")  # fmt: skip
@@ -154,6 +202,17 @@ def targets(record: dict[str, Any]) -> list[dict[str, Any]]:
     if "long_sentence" in ex:
         add("long sentence / normal words per s", ex["long_sentence_vs_normal"],
             ">= 0.5", ex["long_sentence_vs_normal"] >= 0.5)  # fmt: skip
+    if "host_pipeline_vs_disk" in record:
+        add("host pipeline / disk words per s", record["host_pipeline_vs_disk"], ">= 0.8",
+            record["host_pipeline_vs_disk"] >= 0.8)  # fmt: skip
+    if "large_job" in record:
+        ratio = record["large_job"]["toolkit_vs_forward"]
+        add(f"{record['large_job']['split']}: toolkit / bare forward", ratio, ">= 0.9",
+            ratio >= 0.9)  # fmt: skip
+    for cmp in (record.get("peer") or {}).get("splits", {}).values():
+        goal = 5 if cmp["words"] >= 100_000 else 3
+        add(f"{cmp['split']}: probe / NeuroX (whole process)", cmp["probe_vs_neurox"],
+            f">= {goal}", cmp["probe_vs_neurox"] >= goal)  # fmt: skip
     tr = record.get("cached_training")
     if tr:
         add("layers time / extraction pass", tr["ratio_layers_to_extraction"], "< 1",
@@ -169,6 +228,55 @@ def _rounds(result: dict[str, Any]) -> str:
 
 def _peaks(run: dict[str, Any]) -> str:
     return ", ".join("-" if p is None else f"{p:,.0f}" for p in run.get("rounds_peak_rss_mb", []))
+
+
+def _pipeline_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The table rows of issue 23: host pipeline, start-up, large job, the peer, the GPU."""
+    rows: list[tuple[str, str]] = []
+    for shape, hp in (record.get("host_pipeline") or {}).items():
+        host = hp["rounds"]["host"]
+        rounds = ", ".join(f"{r['words_per_s']:,.0f}" for r in host)
+        cpu = ", ".join(f"{r['cpu_seconds']:.1f}" for r in host)
+        rows.append((
+            f"host pipeline ({shape} {host[0]['shape']}), words/s",
+            f"{hp['host_pipeline_words_per_s']:,.0f} vs disk {hp['disk_write_words_per_s']:,.0f} "
+            f"({hp['disk_write_gb_per_s']:.2f} GB/s): x{hp['host_pipeline_vs_disk']:.3f}; "
+            f"{hp['words']:,} words; rounds {rounds}; CPU s {cpu}",
+        ))  # fmt: skip
+    if "startup" in record:
+        st = record["startup"]
+        rounds = ", ".join(f"{r['startup_s']:.2f}" for r in st["rounds"])
+        imports = ", ".join(f"{k} {v:.2f}" for k, v in st["imports_s"].items())
+        rows.append((
+            "start-up (process start to first batch)",
+            f"{st['startup_s']:.2f} s ({st['split']}; rounds {rounds}); imports alone (s): "
+            f"{imports}; not needed but loaded: {', '.join(st['not_needed_loaded']) or 'none'}",
+        ))  # fmt: skip
+    if "large_job" in record:
+        lj = record["large_job"]
+        rows.append((
+            f"large job {lj['split']} ({lj['words']:,} words), words/s",
+            f"{lj['toolkit']['words_per_s']:,.0f} vs bare forward "
+            f"{lj['forward_only']['words_per_s']:,.0f}: x{lj['toolkit_vs_forward']:.3f}",
+        ))  # fmt: skip
+    for cmp in (record.get("peer") or {}).get("splits", {}).values():
+        pr, nx = cmp["probe"], cmp["neurox"]
+        rows.append((
+            f"{cmp['split']} ({cmp['words']:,} words): probe vs NeuroX",
+            f"{pr['seconds']:.1f} vs {nx['seconds']:.1f} s wall (x{cmp['probe_vs_neurox']}), "
+            f"{pr['words_per_s']:,.0f} vs {nx['words_per_s']:,.0f} words/s, peak RSS "
+            f"{pr['peak_rss_mb']:,.0f} vs {nx['peak_rss_mb']:,.0f} MB, "
+            f"{pr['bytes_per_word']:,.0f} vs {nx['bytes_per_word']:,.0f} bytes/word",
+        ))  # fmt: skip
+    if "gpu_mbert" in record:
+        g = record["gpu_mbert"]
+        rows.append((
+            "GPU mBERT-sized, words/s",
+            f"{g['toolkit_words_per_s']:,.0f} vs bare forward {g['forward_words_per_s']:,.0f}; "
+            f"host share {g['host_share']:.1%}; GPU utilisation "
+            f"{g['toolkit_gpu_utilisation']}% ({g['model']})",
+        ))  # fmt: skip
+    return rows
 
 
 def table(record: dict[str, Any]) -> str:
@@ -223,6 +331,7 @@ def table(record: dict[str, Any]) -> str:
             ("probe grid on the cache",
              f"{tr['grid']['call_seconds']:.1f} s (x{tr['ratio_grid_to_extraction']:.2f})"),
         ]  # fmt: skip
+    rows += _pipeline_rows(record)
     gpu = record["gpu"]
     rows.append(("GPU", gpu.get("note") or f"{gpu['device']}: utilisation "
                  f"{gpu['toolkit_gpu_utilisation']}%"))  # fmt: skip

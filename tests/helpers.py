@@ -184,3 +184,55 @@ def plant_word_classes(model: Any, n_words: int, strength: float) -> None:
         for i in range(n_words):
             sign = 1.0 if i % 2 == 0 else -1.0
             model.embeddings.word_embeddings.weight[5 + i] += strength * sign * direction
+
+
+def make_pawsx(root: Path, n: int = 24, seed: int = 0) -> Path:
+    """An XTREME-layout PAWS-X dir: en dev (trains) and de test (labelled, the HF dump's
+    name), pairs of the tiny sentences with labels alternating 0/1."""
+    rng = np.random.default_rng(seed)
+    text = [" ".join(s) for s in SENTENCES]
+    rows = []
+    for i in range(n):
+        a, b = rng.choice(len(text), size=2)
+        rows.append(f"{i}\t{text[a]}\t{text[b]}\t{i % 2}\n")
+    en = root / "xtreme" / "pawsx" / "en" / "dev-en.tsv"
+    de = root / "xtreme" / "pawsx" / "_hf_labeled" / "test-de.tsv"
+    # XTREME's unlabelled test files (how de is found; en's test is scored as unlabelled)
+    unlabelled = [root / "xtreme" / "pawsx" / lang / f"test-{lang}.tsv" for lang in ("de", "en")]
+    for path in (en, de, *unlabelled):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    en.write_text("".join(r.split("\t", 1)[1] for r in rows))
+    de.write_text("id\tsentence1\tsentence2\tlabel\n" + "".join(rows[: n // 2]))
+    for path in unlabelled:
+        path.write_text("".join(r.split("\t", 1)[1].rsplit("\t", 1)[0] + "\n"
+                                for r in rows[: n // 2]))  # fmt: skip
+    return root
+
+
+def make_xnli(root: Path, n: int = 30, seed: int = 0) -> Path:
+    """An XTREME-layout XNLI dir: a labelled en test (trains) and en, de dev (scored)."""
+    rng = np.random.default_rng(seed)
+    text = [" ".join(s) for s in SENTENCES]
+    labels = ("entailment", "neutral", "contradiction")
+    for lang, split in (("en", "test"), ("en", "dev"), ("de", "dev")):
+        path = root / "xtreme" / "xnli" / lang / f"{split}-{lang}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for i in range(n):
+            a, b = rng.choice(len(text), size=2)
+            lines.append(f"{text[a]}\t{text[b]}\t{labels[i % 3]}\n")
+        path.write_text("".join(lines))
+    return root
+
+
+def make_xtreme_tagging(root: Path, task: str, splits: dict[str, tuple[str, ...]],
+                        tags: tuple[str, ...], repeat: int = 4) -> Path:  # fmt: skip
+    """XTREME's `word<TAB>tag` files for `task` (udpos, panx): {lang: splits}; tags cycle."""
+    for lang, names in splits.items():
+        for split in names:
+            path = root / "xtreme" / task / lang / f"{split}-{lang}.tsv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            blocks = ["\n".join(f"{w}\t{tags[i % len(tags)]}" for i, w in enumerate(s))
+                      for s in SENTENCES * repeat]  # fmt: skip
+            path.write_text("\n\n".join(blocks) + "\n")
+    return root

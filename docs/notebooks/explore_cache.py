@@ -60,6 +60,7 @@ from pathlib import Path
 import h5py
 import matplotlib.pyplot as plt
 import numpy as np
+import xxhash
 
 CACHE = Path(os.environ.get("PROBE_CACHE", "cache"))
 RESULTS = Path(os.environ.get("PROBE_RESULTS", "results"))
@@ -161,8 +162,11 @@ with h5py.File(example, "r") as f:
     print("  " + " ".join(f"{w}/{t}" for w, t in zip(words, tags, strict=True)))
     last = f["features"].shape[0] - 1
     stored = json.loads(text(f.attrs["checksums"]))["features"][last]
-    computed = zlib.crc32(np.ascontiguousarray(f["features"][last]).data)
-    print(f"layer {last} CRC32: stored {stored}, recomputed {computed}")
+    layer_bytes = np.ascontiguousarray(f["features"][last]).data
+    algorithm = text(f.attrs.get("checksum", "crc32"))  # format 1 shards: CRC32
+    computed = xxhash.xxh3_64_intdigest(layer_bytes) if algorithm == "xxh3_64" else (
+        zlib.crc32(layer_bytes))  # fmt: skip
+    print(f"layer {last} {algorithm}: stored {stored}, recomputed {computed}")
     assert computed == stored, f"{example}: layer {last} does not match its checksum"
 
 # %% [markdown]

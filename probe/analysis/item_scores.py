@@ -23,7 +23,12 @@ ITEM_COLUMNS: dict[str, tuple[str, ...]] = {
     "accuracy": ("correct", "labelled"),
     "entity_f1": ("correct", "predicted", "gold"),
     "pos_f1": ("correct", "predicted", "gold"),
+    # Structural probes' ratios (probe.analysis.structural computes their counts).
+    "uuas": ("correct", "gold_edges"),
+    "root_acc": ("correct", "sentences"),
 }
+# Metrics that are the ratio of their first column's sum to their second's.
+RATIOS = ("accuracy", "uuas", "root_acc")
 
 
 def item_stats(
@@ -38,6 +43,8 @@ def item_stats(
     `offsets` (sentences + 1 word offsets) are given, else one row per predicted item."""
     if metric not in ITEM_COLUMNS:
         raise unknown_name("metric with per-item statistics", metric, tuple(ITEM_COLUMNS))
+    if metric in RATIOS[1:]:
+        raise ValueError(f"{metric!r} counts come from probe.analysis.structural, not labels")
     pred, gold = np.asarray(pred), np.asarray(gold)
     if metric == "accuracy":
         correct = ((pred == gold) & (gold != IGNORE_INDEX)).astype(np.int64)
@@ -71,7 +78,7 @@ def metric_from_sums(metric: str, sums: np.ndarray) -> np.ndarray:
 
         return ece_from_sums(sums)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "accuracy":
+        if metric in RATIOS:
             return sums[..., 0] / sums[..., 1]  # type: ignore[no-any-return]
         if metric in ITEM_COLUMNS:
             # F1 = 2PR / (P + R) = 2 * correct / (predicted + gold); 0 when nothing is correct

@@ -72,7 +72,7 @@ def shard_info(path: Path) -> list[str]:
 
 
 def verify_shards(paths: list[Path] | None, root: Path, echo: Callable[[str], None] = print) -> int:
-    """Check every layer's CRC32; returns how many shards failed."""
+    """Check every layer's checksum; returns how many shards failed."""
     bad = 0
     for path in paths or _shard_files(root):
         try:

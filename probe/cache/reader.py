@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,18 @@ import h5py
 import numpy as np
 
 from probe.cache.schema import (
+    CHECKSUMS,
     FORMAT_VERSION,
+    READABLE_FORMATS,
     SENTENCE_FEATURES,
     WORD_FEATURES,
-    attrs_crc,
+    array_checksum,
+    attrs_checksum,
     decode_attr,
     rebuild_hint,
+    shard_checksum,
     split_shard_paths,
-    strings_crc,
+    strings_checksum,
 )
 from probe.errors import CacheError
 
@@ -39,9 +42,10 @@ class Shard:
 
     Damaged bytes are never returned as data. On open (cheap, always): HDF5's own checks
     (truncation, v110 metadata checksums), the datasets and their shapes against the attrs,
-    and the CRC32 of `labels` and `offsets`, which are read once and kept. Each feature
-    layer's CRC32 is checked the first time that layer is read (about as costly as the read
-    itself, once), a strings dataset's each time it is read. `dataset()` is raw access.
+    and the checksums of `labels` and `offsets`, which are read once and kept. Each feature
+    layer's checksum is checked the first time that layer is read, a strings dataset's each
+    time it is read. `dataset()` is raw access. The algorithm is the shard's own `checksum`
+    attribute (xxh3_64), CRC32 for shards written before it (format 1).
     """
 
     def __init__(self, path: Path, file: h5py.File) -> None:
@@ -51,6 +55,7 @@ class Shard:
         self._checked: set[tuple[str, int]] = set()
         self._small: dict[str, np.ndarray] = {}
         self._checksums: dict[str, list[int]] = {}
+        self.checksum = shard_checksum(self.attrs)
 
     def __enter__(self) -> Shard:
         return self
@@ -67,7 +72,7 @@ class Shard:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return WORD_FEATURES if self.level == "word" else SENTENCE_FEATURES
+        return WORD_FEATURES if self.level in ("word", "pair-tokens") else SENTENCE_FEATURES
 
     @property
     def n_layers(self) -> int:
@@ -91,7 +96,7 @@ class Shard:
         with self._reading(f"layer {index} of {name!r}"):
             data = self._file[name][index]
         if (name, index) not in self._checked:
-            if zlib.crc32(np.ascontiguousarray(data).data) != self._checksums[name][index]:
+            if array_checksum(data, self.checksum) != self._checksums[name][index]:
                 raise self._corrupt(f"layer {index} of {name!r} fails its checksum")
             self._checked.add((name, index))
         return data
@@ -111,31 +116,76 @@ class Shard:
 
     @property
     def offsets(self) -> np.ndarray:
-        """Word spans: sentence i is rows offsets[i]:offsets[i+1] (word-level shards)."""
+        """Row spans: sentence (a token view's pair) i is rows offsets[i]:offsets[i+1]
+        (word-level and pair-tokens shards)."""
         return self._small["offsets"]
 
     @property
     def word_types(self) -> np.ndarray:
         """Each word's type key as the model sees it (int64; equal iff the words' input ids
         are), read and checked on first use (word-level shards)."""
-        if "word_types" not in self._small:
-            if self.level != "word" or "word_types" not in self._file:
-                raise self._corrupt("it has no 'word_types' dataset (a word shard must)")
-            with self._reading("'word_types'"):
-                array = self._file["word_types"][()]
-            if zlib.crc32(np.ascontiguousarray(array).data) != self._checksums["word_types"][0]:
-                raise self._corrupt("dataset 'word_types' fails its checksum")
+        return self._row_array("word_types", "word")
+
+    @property
+    def segments(self) -> np.ndarray:
+        """Each token's segment in a pair's token view (int8: 0 text a, 1 text b, -1 a
+        special token), read and checked on first use (pair-tokens shards)."""
+        return self._row_array("segments", "pair-tokens")
+
+    @property
+    def has_tree(self) -> bool:
+        """Whether the shard stores its sentences' dependency trees (UD word shards)."""
+        return "heads" in self._file
+
+    @property
+    def heads(self) -> np.ndarray:
+        """Each word's head as a sentence-local 0-based index, -1 for the root (int32; UD
+        word shards), read and checked on first use."""
+        self._need_tree()
+        return self._row_array("heads", "word")
+
+    @property
+    def relations(self) -> np.ndarray:
+        """Each word's relation to its head, an index into `relation_names` (int16; UD word
+        shards), read and checked on first use."""
+        self._need_tree()
+        return self._row_array("relations", "word")
+
+    @property
+    def relation_names(self) -> list[str]:
+        """The relations `relations` indexes, as the treebank writes them (`nsubj:pass`)."""
+        self._need_tree()
+        return self.strings("relation_names")
+
+    def _need_tree(self) -> None:
+        if not self.has_tree:
+            raise CacheError(
+                f"{self.path}: this shard stores no dependency trees (task "
+                f"{self.attrs.get('task')!r} reads no UD trees, or it was written before they "
+                "were cached); structural probes need a UD task's shards. "
+                f"{rebuild_hint(self.path)}"
+            )
+
+    def _row_array(self, name: str, level: str) -> np.ndarray:
+        """A per-row array of a `level` shard, read and checksum-checked on first use."""
+        if name not in self._small:
+            if self.level != level or name not in self._file:
+                raise self._corrupt(f"it has no {name!r} dataset (a {level} shard must)")
+            with self._reading(repr(name)):
+                array = self._file[name][()]
+            if array_checksum(array, self.checksum) != self._checksums[name][0]:
+                raise self._corrupt(f"dataset {name!r} fails its checksum")
             if array.shape != (self.n_rows,):
-                raise self._corrupt(f"{len(array)} word types for {self.n_rows} rows")
+                raise self._corrupt(f"{len(array)} values of {name!r} for {self.n_rows} rows")
             array.flags.writeable = False
-            self._small["word_types"] = array
-        return self._small["word_types"]
+            self._small[name] = array
+        return self._small[name]
 
     def strings(self, name: str) -> list[str]:
         with self._reading(repr(name)):
             values = [s.decode() if isinstance(s, bytes) else s for s in self._file[name][()]]
         expected = self._checksums.get(name)  # shards written before strings had CRCs: none
-        if expected is not None and strings_crc(values) != expected[0]:
+        if expected is not None and strings_checksum(values, self.checksum) != expected[0]:
             raise self._corrupt(f"dataset {name!r} fails its checksum")
         return values
 
@@ -146,9 +196,9 @@ class Shard:
             for layer in range(self.n_layers):
                 self.layer(layer, name)
         for name in self._checksums:
-            if name == "word_types":
+            if name in ("word_types", "segments", "heads", "relations"):
                 self._small.pop(name, None)  # read afresh: the check runs on first use
-                self.word_types  # noqa: B018 (read for its check)
+                self._row_array(name, self.level)
             elif name not in (*self.feature_names, *self._small, "attrs"):
                 self.strings(name)
 
@@ -160,6 +210,8 @@ class Shard:
             for v in checksums.values()
         ):
             raise self._corrupt("its checksums attribute is missing or unreadable")
+        if self.checksum not in CHECKSUMS:
+            raise self._corrupt(f"its checksum algorithm {self.checksum!r} is unknown")
         self._checksums = checksums
         try:
             n_layers, hidden = self.n_layers, self.hidden
@@ -169,9 +221,11 @@ class Shard:
         if set(checksums) - set(names):
             # Written with a CRC for every dataset and the attrs (shards written before that
             # have feature CRCs only); any other key set means a damaged name.
-            if set(checksums) != {*self._file.keys(), "attrs"}:
+            with self._reading("its dataset names"):  # a damaged link table raises here
+                stored = {*self._file.keys(), "attrs"}
+            if set(checksums) != stored:
                 raise self._corrupt("its checksums do not name exactly its datasets")
-            if attrs_crc(self.attrs.items()) != checksums["attrs"][0]:
+            if attrs_checksum(self.attrs.items(), self.checksum) != checksums["attrs"][0]:
                 raise self._corrupt("its attributes fail their checksum")
         rows = -1
         for name in names:
@@ -184,18 +238,23 @@ class Shard:
                 )
             if len(checksums.get(name, ())) != n_layers:
                 raise self._corrupt(f"the checksums do not cover the {n_layers} layers of {name!r}")
-        wanted = ("offsets", "labels") if self.level == "word" else ("labels",)
+        spans = self.level in ("word", "pair-tokens")  # rows grouped by offsets
+        wanted = ("offsets", "labels") if spans else ("labels",)
         for name in wanted:
             with self._reading(repr(name)):
                 array = self._file[name][()]
             expected = checksums.get(name)
-            if expected is not None and zlib.crc32(np.ascontiguousarray(array).data) != expected[0]:
+            if expected is not None and array_checksum(array, self.checksum) != expected[0]:
                 raise self._corrupt(f"dataset {name!r} fails its checksum")
             array.flags.writeable = False
             self._small[name] = array
-        if self._small["labels"].shape != (rows,):
-            raise self._corrupt(f"{len(self._small['labels'])} labels for {rows} rows")
-        if self.level == "word":
+        # A token view labels its pairs (one label per span), every other shard its rows.
+        pairs = self.level == "pair-tokens"
+        labelled = len(self._small["offsets"]) - 1 if pairs else rows
+        if self._small["labels"].shape != (labelled,):
+            unit = "pairs" if pairs else "rows"
+            raise self._corrupt(f"{len(self._small['labels'])} labels for {labelled} {unit}")
+        if spans:
             offsets = self._small["offsets"]
             if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != rows or (
                 np.any(np.diff(offsets) < 0)
@@ -231,9 +290,9 @@ def open_shard(path: Path | str, verify: bool = False) -> Shard:
         if not bool(shard.attrs.get("complete", False)):
             raise CacheError(f"{path}: shard is incomplete (its writer did not finish). {hint}")
         version = shard.attrs.get("format_version", -1)
-        if version != FORMAT_VERSION:
-            raise CacheError(f"{path}: cache format {version} "
-                             f"!= {FORMAT_VERSION} of this toolkit. {hint}")  # fmt: skip
+        if version not in READABLE_FORMATS:
+            raise CacheError(f"{path}: cache format {version} is not one this toolkit reads "
+                             f"({FORMAT_VERSION} and older). {hint}")  # fmt: skip
         shard.check_structure()
         if verify:
             shard.verify()
@@ -302,6 +361,35 @@ class SplitReader:
     @property
     def word_types(self) -> np.ndarray:
         return np.concatenate([s.word_types for s in self.shards])
+
+    @property
+    def segments(self) -> np.ndarray:
+        return np.concatenate([s.segments for s in self.shards])
+
+    @property
+    def has_tree(self) -> bool:
+        return all(s.has_tree for s in self.shards)
+
+    @property
+    def heads(self) -> np.ndarray:
+        """Sentence-local head indices (-1: the root) of every word, shard after shard."""
+        return np.concatenate([s.heads for s in self.shards])
+
+    @property
+    def relation_names(self) -> list[str]:
+        """Every relation of the split's shards, sorted: what `relations` indexes."""
+        return sorted({name for s in self.shards for name in s.relation_names})
+
+    @property
+    def relations(self) -> np.ndarray:
+        """Each word's relation as an index into this split's `relation_names` (each shard's
+        own indices mapped onto the split's list)."""
+        names = {name: i for i, name in enumerate(self.relation_names)}
+        parts = []
+        for shard in self.shards:
+            local = np.asarray([names[n] for n in shard.relation_names], dtype=np.int16)
+            parts.append(local[shard.relations] if len(local) else shard.relations)
+        return np.concatenate(parts)
 
     @property
     def offsets(self) -> np.ndarray:

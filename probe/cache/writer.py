@@ -1,8 +1,9 @@
 """Writing one shard so that a file under its final name is always complete.
 
-A temporary name per writer, disk space reserved before the encoder runs, CRC32s computed
-while streaming, fsync then rename; one lock per shard across processes, and the temporary
-files of writers that died are swept under that lock. Failed writes are one CacheError line.
+A temporary name per writer, disk space reserved before the encoder runs, checksums
+(xxh3_64, `schema.CHECKSUM`) computed while streaming, fsync then rename; one lock per shard
+across processes, and the temporary files of writers that died are swept under that lock.
+Failed writes are one CacheError line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import re
 import socket
 import time
-import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from probe.cache.schema import STR, attrs_crc, encode_attr, strings_crc
+from probe.cache.schema import (
+    CHECKSUM,
+    STR,
+    Digest,
+    array_checksum,
+    attrs_checksum,
+    encode_attr,
+    new_digest,
+    strings_checksum,
+)
 from probe.errors import CacheError
 from probe.runtime.faults import fault_point
 from probe.runtime.locking import exclusive_lock
@@ -94,10 +103,10 @@ def write_error(path: Path, err: Exception) -> CacheError:
 class ShardWriter:
     """Writes one shard under a temporary name; `commit()` marks it complete and renames it.
 
-    Feature rows must arrive in order (blocks of consecutive rows) so each layer's CRC32 can
-    be computed while streaming, without reading the file back; `row_arrays` (one value per
-    row, known only once a block is tokenised, such as `word_types`) stream with them, one
-    CRC32 each, as do the other datasets. Files use HDF5's v110 format, whose metadata
+    Feature rows must arrive in order (blocks of consecutive rows) so each layer's checksum
+    can be computed while streaming, without reading the file back; `row_arrays` (one value
+    per row, known only once a block is tokenised, such as `word_types`) stream with them, one
+    checksum each, as do the other datasets. Files use HDF5's v110 format, whose metadata
     (attrs, headers) carries its own checksums. A failed write (disk full, file too large)
     removes the temporary file and raises one CacheError line: a shard that exists under its
     final name is always complete.
@@ -123,9 +132,13 @@ class ShardWriter:
         self._names = tuple(feature_names)
         self._next_row = 0
         self._n_rows = n_rows
-        self._crc: dict[str, list[int]] = {name: [0] * n_layers for name in self._names}
+        # Running digests of the streamed datasets; finished checksums of the others.
+        self._digests: dict[str, list[Digest]] = {
+            name: [new_digest(CHECKSUM) for _ in range(n_layers)] for name in self._names
+        }
         self._row_arrays = dict(row_arrays or {})
-        self._crc.update({name: [0] for name in self._row_arrays})
+        self._digests.update({name: [new_digest(CHECKSUM)] for name in self._row_arrays})
+        self._sums: dict[str, list[int]] = {}
         feature_bytes = len(self._names) * n_layers * n_rows * hidden * np.dtype(dtype).itemsize
         feature_bytes += sum(n_rows * np.dtype(t).itemsize for t in self._row_arrays.values())
         size = feature_bytes + sum(np.asarray(a).nbytes for a in arrays.values())
@@ -152,12 +165,13 @@ class ShardWriter:
             for name, array in arrays.items():
                 array = np.ascontiguousarray(array)
                 file.create_dataset(name, data=array)
-                self._crc[name] = [zlib.crc32(array.data)]
+                self._sums[name] = [array_checksum(array, CHECKSUM)]
             for name, values in strings.items():
                 file.create_dataset(name, data=list(values), dtype=STR)
-                self._crc[name] = [strings_crc(values)]
+                self._sums[name] = [strings_checksum(values, CHECKSUM)]
             for name, value in attrs.items():
                 file.attrs[name] = encode_attr(value)
+            file.attrs["checksum"] = CHECKSUM
             file.attrs["complete"] = False
         except _WRITE_ERRORS as err:
             raise self._failed(err) from err
@@ -177,14 +191,14 @@ class ShardWriter:
                 block = np.ascontiguousarray(blocks[name])
                 file[name][:, start : start + n, :] = block
                 fault_point("write")
-                for layer in range(block.shape[0]):
-                    self._crc[name][layer] = zlib.crc32(block[layer].data, self._crc[name][layer])
+                for layer, digest in enumerate(self._digests[name]):
+                    digest.update(block[layer].data)
             for name, row_dtype in self._row_arrays.items():
                 values = np.ascontiguousarray(blocks[name], dtype=row_dtype)
                 if values.shape != (n,):
                     raise ValueError(f"{name}: {values.shape[0]} values for {n} rows")
                 file[name][start : start + n] = values
-                self._crc[name][0] = zlib.crc32(values.data, self._crc[name][0])
+                self._digests[name][0].update(values.data)
         except _WRITE_ERRORS as err:
             raise self._failed(err) from err
         self._next_row += n
@@ -205,8 +219,10 @@ class ShardWriter:
         try:
             file.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             file.attrs["complete"] = True
-            self._crc["attrs"] = [attrs_crc(file.attrs.items())]
-            file.attrs["checksums"] = json.dumps(self._crc)
+            sums = {name: [d.intdigest() for d in ds] for name, ds in self._digests.items()}
+            sums.update(self._sums)
+            sums["attrs"] = [attrs_checksum(file.attrs.items(), CHECKSUM)]
+            file.attrs["checksums"] = json.dumps(sums)
             file.flush()
             file.close()
             fault_point("commit")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from probe.cli import cache, extract, probing, robustness, transfer
+from probe.cli import cache, extract, paper, probing, report, robustness, structural, transfer
 from probe.errors import ProbeError
 
 
@@ -111,11 +111,14 @@ for _command in (
     probing.layers,
     probing.grid,
     probing.map_command,
+    structural.structural,
     robustness.domain_shift,
     robustness.calibration,
     transfer.finetune,
     transfer.intermediate,
+    paper.paper,
     cache.cache,
+    report.report,
 ):
     cli.add_command(_command)
 

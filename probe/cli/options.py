@@ -20,7 +20,7 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 # Where the values the options default to or choose from live.
 EXTRACT_SPEC = "probe.extract.spec"
-TASK_NAMES = "probe.data.tasks:TASKS.names"
+TASK_NAMES = "probe.data.tasks:task_names"  # the registry's names and pair tasks' token views
 TRAIN = "probe.train:TrainConfig"
 SEED = f"{TRAIN}.seed"
 RESULTS_DIR = "probe.experiments.base:RunOptions.results_dir"
@@ -314,11 +314,33 @@ def seeds_option(default: str = "0,1,2", what: str = "head") -> Decorator:
     )
 
 
-def max_train_words_option(help: str = "Cap the source training words.") -> Decorator:
-    """--max-train-words: a seeded random sample of whole sentences (genre-stratified), and
-    the only part of the training split that is extracted."""
+def max_train_words_option(
+    help: str = "Cap the source training words (pairs for pair tasks).",
+) -> Decorator:
+    """--max-train-words (or --max-train): a seeded random sample of whole sentences (pairs;
+    genre-stratified), and the only part of the training split that is extracted."""
     help += " A seeded random sample of whole sentences; only it is extracted."
-    return click.option("--max-train-words", type=click.IntRange(min=1), default=None, help=help)
+    return click.option("--max-train-words", "--max-train", "max_train_words",
+                        type=click.IntRange(min=1), default=None, help=help)  # fmt: skip
+
+
+def max_eval_option() -> Decorator:
+    """--max-eval-sentences: a seeded sample of every language's evaluation split (a CPU
+    budget), recorded in settings.json; XNLI's and PAWS-X's translations keep the same rows."""
+    return click.option(
+        "--max-eval-sentences", type=click.IntRange(min=1), default=None,
+        help="Score each language on a seeded sample of at most N evaluation sentences (pairs); "
+        "only it is extracted. Default: the whole split.",
+    )  # fmt: skip
+
+
+def pair_pool_option() -> Decorator:
+    """--pair-pool: which row of a pair's fused tokens is classified."""
+    return click.option(
+        "--pair-pool", type=LibraryChoice("probe.heads.registry:PAIR_POOLS"), default="first",
+        show_default=True,
+        help="Pair tasks: classify the fused [CLS] row (first) or the mean over the pair's tokens.",
+    )  # fmt: skip
 
 
 def reduction_option(ref: str) -> Decorator:

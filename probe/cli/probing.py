@@ -13,7 +13,9 @@ from probe.cli.options import (
     dlfa_training,
     extraction_options,
     from_library,
+    max_eval_option,
     max_train_words_option,
+    pair_pool_option,
     pool_options,
     reduction_option,
     results_dir_option,
@@ -133,6 +135,8 @@ def layers(**opts: Any) -> None:
     help="Epochs of the linearly decaying rate, with early stopping on dev loss.",
 )
 @max_train_words_option()
+@max_eval_option()
+@pair_pool_option()
 @train_split_option()
 def grid(**opts: Any) -> None:
     """Fuse the last layer with each lower layer (DLFA) and score every language zero-shot.
@@ -142,6 +146,7 @@ def grid(**opts: Any) -> None:
       probe grid --task pos --model minilm --data-dir ../shared/data
       probe grid --task ner --model minilm --pairs all --head concat
       probe grid --task panx --model mbert --pairs all --cluster tcp://scheduler:8786
+      probe grid --task xnli --model me5-small --max-train 2000 --max-eval-sentences 500
     Prints and saves the score per system and language (mean ± sd over --seeds), every fused
     pair's gain over the last layer, the equal-capacity gated control, the best single layer
     chosen on source dev and concat, each with a paired bootstrap 95% interval (per
@@ -162,6 +167,8 @@ def grid(**opts: Any) -> None:
         train_split=opts["train_split"],
         seeds=opts["seeds"],
         baselines=opts["baselines"],
+        pair_pool=opts["pair_pool"],
+        max_eval_sentences=opts["max_eval_sentences"],
     )
     options = RunOptions(
         opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
@@ -223,6 +230,13 @@ def grid(**opts: Any) -> None:
     "embeddings; default: 8 of 12 scaled to the model's depth, fixed before any score is "
     "seen). Every other layer is reported as an exploratory sweep.",
 )
+@click.option(
+    "--structural",
+    default="",
+    help="More structural curves beside the task's probe, comma list: uuas (a distance "
+    "probe on the task's UD trees) and word tasks such as morph-Number or deprel; each "
+    "trained on the source per layer (first seed), the summary says where each peaks.",
+)
 @results_dir_option()
 @seeds_option(what="probe")
 @max_train_words_option()
@@ -264,6 +278,7 @@ def map_command(**opts: Any) -> None:
         extra_parallel=extra,
         seeds=opts["seeds"],
         typology_layer=opts["typology_layer"],
+        structural=tuple(x.strip() for x in opts["structural"].split(",") if x.strip()),
     )
     result = run_map(
         config,

@@ -18,6 +18,7 @@ from probe.cli.options import (
     from_library,
     max_train_words_option,
     model_option,
+    pair_pool_option,
     pool_options,
     random_weights,
     reduction_option,
@@ -33,6 +34,7 @@ from probe.errors import ProbeError
 
 FINETUNE = "probe.experiments.finetune:FinetuneConfig"
 EPOCHS = "probe.experiments.finetune:DEFAULT_EPOCHS"
+PAIR_EPOCHS = "probe.experiments.finetune:PAIR_EPOCHS"
 INTERMEDIATE = "probe.experiments.intermediate:IntermediateConfig"
 INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
 
@@ -64,8 +66,8 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     type=click.IntRange(min=1),
     default=None,
     cls=LibraryOption,
-    help_values=(EPOCHS,),
-    help="Default: XTREME's {} for word tasks.",
+    help_values=(EPOCHS, PAIR_EPOCHS),
+    help="Default: XTREME's {} for word tasks, {} for pair tasks (xnli, pawsx).",
 )
 @click.option(
     "--lr",
@@ -77,13 +79,13 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     "--batch-size",
     type=click.IntRange(min=1),
     **from_library(f"{FINETUNE}.batch_size"),
-    help="Sentences per step.",
+    help="Sentences (pairs) per step.",
 )
 @click.option(
     "--max-length",
     type=click.IntRange(min=1),
     **from_library(f"{FINETUNE}.max_length"),
-    help="Subword tokens per sentence; words past it are not trained on.",
+    help="Subword tokens per sentence (pair, cut longest first); words past it are not trained on.",
 )
 @click.option("--device", **from_library(f"{FINETUNE}.device"), help="auto, cpu, cuda, cuda:1, ...")
 @seeds_option(default="0", what="fine-tuned encoder and head")
@@ -94,9 +96,16 @@ INTERMEDIATE_TRAINING = "probe.experiments.intermediate:INTERMEDIATE_TRAINING"
     "--max-train-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="Train on a seeded random sample of N source training sentences (stratified by genre "
-    "where ids carry it; ids in subsets.json).",
+    help="Train on a seeded random sample of N source training sentences (pairs on pair tasks; "
+    "stratified by genre where ids carry it; ids in subsets.json).",
 )
+@click.option(
+    "--max-eval-sentences",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score a seeded random sample of N evaluation sentences (pairs) of each language.",
+)
+@pair_pool_option()
 def finetune(**opts: Any) -> None:
     """Fine-tune the encoder with the last-layer (or DLFA) head on the source; zero-shot eval.
 
@@ -104,6 +113,7 @@ def finetune(**opts: Any) -> None:
     Examples:
       probe finetune --task pos --model minilm --data-dir ../shared/data --epochs 1
       probe finetune --task ner --model mbert --fuse-layer 8 --device cuda --seeds 0,1,2
+      probe finetune --task pawsx --model me5-small --fuse-layer 10 --max-steps 200
     Prints and saves the main metric per language, mean ± sd over seeds with its bootstrap
     interval (results.csv/json, settings.json, summary.txt). One seed by default: each seed
     fine-tunes the whole encoder again.
@@ -120,6 +130,7 @@ def finetune(**opts: Any) -> None:
         batch_size=opts["batch_size"], max_length=opts["max_length"], device=opts["device"],
         seeds=opts["seeds"], max_steps=opts["max_steps"],
         max_train_sentences=opts["max_train_sentences"],
+        max_eval_sentences=opts["max_eval_sentences"], pair_pool=opts["pair_pool"],
         treebanks=treebanks(opts), train_split=opts["train_split"],
         random_weights=random_weights(opts),
     )  # fmt: skip

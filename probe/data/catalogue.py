@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from probe.data.sources.columns import read_token_tag
-from probe.data.sources.conllu import read_conllu
+from probe.data.sources.conllu import feature_value, read_conllu
 from probe.data.sources.hub import (
     MASAKHANER_LANGS,
     PANX_LANGS,
@@ -22,13 +22,69 @@ from probe.data.sources.hub import (
 )
 from probe.data.sources.pairs import attach_genres, attach_labels, read_pair_tsv
 from probe.data.sources.parallel import TATOEBA_LANGUAGES, read_parallel
+from probe.data.sources.records import TaggedSentence
 from probe.data.tasks import TASKS, Records, Task
 from probe.data.ud import TreebankRule
+from probe.errors import DataError
 
 UPOS = (
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
     "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
 )  # fmt: skip
+
+
+# UD's universal dependency relations (universaldependencies.org/u/dep): `deprel` labels
+# each word with its relation to its head, subtypes cut (`nsubj:pass` -> nsubj).
+UD_RELATIONS = (
+    "acl", "advcl", "advmod", "amod", "appos", "aux", "case", "cc", "ccomp", "clf",
+    "compound", "conj", "cop", "csubj", "dep", "det", "discourse", "dislocated", "expl",
+    "fixed", "flat", "goeswith", "iobj", "list", "mark", "nmod", "nsubj", "nummod", "obj",
+    "obl", "orphan", "parataxis", "punct", "reparandum", "root", "vocative", "xcomp",
+)  # fmt: skip
+
+# UD's universal features and their universal values (universaldependencies.org/u/feat),
+# one `morph-<Feature>` task each. The inventory fixes each task's label index, so a label
+# means the same in every language and cache, whichever treebanks a data directory holds;
+# which languages a task runs on is the data's: every language whose treebank annotates the
+# feature (one that does not is skipped with a note). Each label set is the feature's
+# universal values plus NO_FEATURE (the word does not carry it) and OTHER_VALUE (a value
+# outside the universal inventory: a language-specific one such as Turkish Mood=GenNecPot,
+# or several values at once such as PronType=Int,Rel).
+UD_FEATURES: dict[str, tuple[str, ...]] = {
+    "PronType": ("Art", "Dem", "Emp", "Exc", "Ind", "Int", "Neg", "Prs", "Rcp", "Rel", "Tot"),
+    "NumType": ("Card", "Dist", "Frac", "Mult", "Ord", "Range", "Sets"),
+    "Poss": ("Yes",),
+    "Reflex": ("Yes",),
+    "Foreign": ("Yes",),
+    "Abbr": ("Yes",),
+    "Typo": ("Yes",),
+    "Gender": ("Com", "Fem", "Masc", "Neut"),
+    "Animacy": ("Anim", "Hum", "Inan", "Nhum"),
+    "Number": ("Coll", "Count", "Dual", "Grpa", "Grpl", "Inv", "Pauc", "Plur", "Ptan", "Sing",
+               "Tri"),
+    "Case": ("Abs", "Acc", "Erg", "Nom", "Abe", "Ben", "Cau", "Cmp", "Cns", "Com", "Dat", "Dis",
+             "Equ", "Gen", "Ins", "Par", "Tem", "Tra", "Voc", "Abl", "Add", "Ade", "All", "Del",
+             "Ela", "Ess", "Ill", "Ine", "Lat", "Loc", "Per", "Sbe", "Sbl", "Spl", "Sub", "Sup",
+             "Ter"),
+    "Definite": ("Com", "Cons", "Def", "Ind", "Spec"),
+    "Deixis": ("Abv", "Bel", "Even", "Med", "Nvis", "Prox", "Remt"),
+    "DeixisRef": ("1", "2"),
+    "Degree": ("Abs", "Aug", "Cmp", "Dim", "Equ", "Pos", "Sup"),
+    "VerbForm": ("Conv", "Fin", "Gdv", "Ger", "Inf", "Part", "Sup", "Vnoun"),
+    "Mood": ("Adm", "Cnd", "Des", "Imp", "Ind", "Int", "Irr", "Jus", "Nec", "Opt", "Pot", "Prp",
+             "Qot", "Sub"),
+    "Tense": ("Fut", "Imp", "Past", "Pqp", "Pres"),
+    "Aspect": ("Hab", "Imp", "Iter", "Perf", "Prog", "Prosp"),
+    "Voice": ("Act", "Antip", "Bfoc", "Cau", "Dir", "Inv", "Lfoc", "Mid", "Pass", "Rcp"),
+    "Evident": ("Fh", "Nfh"),
+    "Polarity": ("Neg", "Pos"),
+    "Person": ("0", "1", "2", "3", "4"),
+    "Polite": ("Elev", "Form", "Humb", "Infm"),
+    "Clusivity": ("Ex", "In"),
+}  # fmt: skip
+NO_FEATURE = "none"
+OTHER_VALUE = "other"
+MORPH_PREFIX = "morph-"
 
 
 def iob2(*types: str) -> tuple[str, ...]:
@@ -78,6 +134,64 @@ def _tatoeba_locate(data_dir: Path, lang: str, split: str) -> tuple[Path, ...]:
 def _read_conllu(paths: tuple[Path, ...]) -> Records:
     """One split of one or more treebanks (`--treebank en_ewt+en_gum`), in that order."""
     return [sent for path in paths for sent in read_conllu(path)]
+
+
+def _read_deprels(paths: tuple[Path, ...]) -> Records:
+    """Each word tagged with its universal relation to its head (`deprel`, `deprel-arc`);
+    a treebank without trees cannot serve these tasks."""
+    out = []
+    for path in paths:
+        for sent in read_conllu(path):
+            if not sent.has_tree:
+                raise DataError(path, None, f"sentence {sent.sent_id!r} has no dependency "
+                                "tree (HEAD `_`): deprel tasks need one")  # fmt: skip
+            rels = tuple(rel.partition(":")[0] for rel in sent.deprels)
+            out.append(replace(sent, tags=rels))
+    return out
+
+
+def _read_feature(feature: str) -> Callable[[tuple[Path, ...]], Records]:
+    """Each word tagged with its value of `feature` (NO_FEATURE, OTHER_VALUE: UD_FEATURES)."""
+    universal = frozenset(UD_FEATURES[feature])
+
+    def label(feats: str) -> str:
+        value = feature_value(feats, feature)
+        if value is None:
+            return NO_FEATURE
+        return value if value in universal else OTHER_VALUE
+
+    def read(paths: tuple[Path, ...]) -> Records:
+        return [replace(sent, tags=tuple(label(f) for f in sent.feats))
+                for path in paths for sent in read_conllu(path)]  # fmt: skip
+
+    return read
+
+
+def _unannotated(feature: str) -> Callable[[Records], str | None]:
+    """The note a language without `feature` is skipped with: no word of it carries one."""
+
+    def reason(records: Records) -> str | None:
+        for sent in records:
+            assert isinstance(sent, TaggedSentence)
+            if any(tag != NO_FEATURE for tag in sent.tags):
+                return None
+        return f"its treebank does not annotate {feature} (no word carries it)"
+
+    return reason
+
+
+def ud_word_task(
+    name: str, labels: tuple[str, ...], read: Callable[[tuple[Path, ...]], Records],
+    description: str, **extra: object,
+) -> Task:  # fmt: skip
+    """A word task over every language's default UD treebank, `pos`'s rule and splits."""
+    return Task(
+        name=name, level="word", metric="accuracy", labels=labels,
+        languages=tuple(UD_LANGS), default_source="en",
+        train_split="train", dev_split="dev", eval_split="test",
+        layout=UD_LAYOUT, treebanks=TreebankRule(), read=read, description=description,
+        **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def _read_columns(sep: str | None) -> Callable[[tuple[Path, ...]], Records]:
@@ -218,3 +332,22 @@ _register(replace(
     description="Tatoeba's files pooled as XTREME's retrieval pools them: the mean over every "
     "attended token, [CLS]/[SEP] included; nothing trains on it",
 ))  # fmt: skip
+
+_register(ud_word_task(
+    "deprel", UD_RELATIONS, _read_deprels, "Each word's universal dependency relation to its "
+    "head (UD DEPREL, subtypes cut: nsubj:pass -> nsubj) from its own vector; pos's "
+    "treebanks and splits",
+))  # fmt: skip
+_register(ud_word_task(
+    "deprel-arc", UD_RELATIONS, _read_deprels, "Edge probing: the universal relation of a "
+    "(head, dependent) pair of the UD tree from the two words' vectors (every non-root word "
+    "and its head); pos's treebanks and splits", edges=True,
+))  # fmt: skip
+for _feature, _values in UD_FEATURES.items():
+    _register(ud_word_task(
+        f"{MORPH_PREFIX}{_feature}", (NO_FEATURE, *_values, OTHER_VALUE),
+        _read_feature(_feature), f"Morphology: each word's UD {_feature} value ({NO_FEATURE} "
+        f"where it has none, {OTHER_VALUE} for a value outside UD's universal ones), in "
+        f"every language whose treebank annotates {_feature} (others are skipped with a "
+        "note); pos's treebanks and splits", skip_language=_unannotated(_feature),
+    ))  # fmt: skip

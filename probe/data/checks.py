@@ -7,6 +7,7 @@ task's labels likewise. A bad tag is reported at its file line when the file can
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,11 +44,9 @@ def check_records(task: Task, records: Records, paths: tuple[Path, ...], split: 
                         f"sentence {sent.sent_id!r}, word {sent.words[i]!r}: tag {tag!r} is not "
                         f"in the {task.name} label set ({', '.join(task.labels)})",
                     )  # fmt: skip
-            fixed.append(
-                TaggedSentence(sent.sent_id, sent.words, tags) if tags != sent.tags else sent
-            )
+            fixed.append(dataclasses.replace(sent, tags=tags) if tags != sent.tags else sent)
         return fixed
-    if task.level == "pair":
+    if task.level in ("pair", "pair-tokens"):
         for pair in records:
             assert isinstance(pair, TextPair)
             if pair.label is not None and pair.label not in allowed:

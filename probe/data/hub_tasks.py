@@ -117,6 +117,13 @@ def read_hub_split(task: Task, lang: str, split: str, treebanks: Sequence[str] =
     same way for local and hub records).
     """
     if _rule(task) is not None:
+        from probe.data.catalogue import UPOS
+
+        if task.labels != UPOS:  # the hub's UD rows are read as UPOS tags only
+            raise ProbeError(
+                f"task {task.name!r} reads UD trees or features, which only local treebanks "
+                "give: pass --data-dir (or set PROBE_DATA)"
+            )
         return hub.load_ud(hub_treebanks(task, lang, treebanks), split)
     if treebanks:
         raise ProbeError(f"task {task.name!r} reads no UD treebanks; --treebank is for UD tasks")

@@ -23,11 +23,20 @@ from probe.data.ud import TreebankRule, parse_picks, ud_index
 from probe.errors import DataError, ProbeError
 from probe.registry import Registry
 
-Level = Literal["word", "pair", "parallel"]
+# "pair-tokens" is a pair task's token view (`token_view`): every token of the joint encoding
+# of a pair is a row of the cache, for heads that need tokens (DLFA on a pair).
+Level = Literal["word", "pair", "parallel", "pair-tokens"]
 SentencePooling = Literal["mean", "mean-with-specials"]
 SENTENCE_POOLINGS: tuple[str, ...] = ("mean", "mean-with-specials")
 Records = list[TaggedSentence] | list[TextPair]
 Locate = Callable[[Path, str, str], tuple[Path, ...]]
+# A pair task's token view is the task named `<name>@tokens` (probe.data.tasks.token_view).
+TOKEN_VIEW = "@tokens"
+# Tokens a pair keeps in its token view, special tokens included: XTREME's max_seq_length for
+# XNLI and PAWS-X, and what bounds the view's storage (docs/cache-format.md). A constant of
+# extraction, not a setting: changing it changes cached rows, so it needs an
+# EXTRACTOR_VERSION bump (probe.cache.schema), as every such constant does.
+PAIR_TOKEN_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,17 @@ class Task:
     # Scored beside `metric` in every row, never the headline: ("pos_f1",) on UPOS tasks,
     # XTREME's seqeval-0.0.12 F1 (names from probe.analysis.metrics.METRICS).
     extra_metrics: tuple[str, ...] = ()
+    # Token views of pair tasks: the joint encoding keeps at most this many tokens (special
+    # tokens included), cut longest-first as XTREME's pair tasks are; None for other levels.
+    token_length: int | None = None
+    # Edge probing (`deprel-arc`): a word task whose probed items are (head, dependent) word
+    # pairs of the UD tree, each labelled with the dependent's relation; cached as words
+    # (the heads in the shard), paired at training time (probe.train.edges).
+    edges: bool = False
+    # Why one language's records cannot serve the task (a morphological feature its
+    # treebank does not annotate), or None: such a language is skipped with that note
+    # (probe.extract.plan); for the source language it is an error.
+    skip_language: Callable[[Records], str | None] | None = None
 
     def __post_init__(self) -> None:
         if self.sentence_pooling not in SENTENCE_POOLINGS:
@@ -89,6 +109,12 @@ class Task:
         for split in (self.train_split, self.dev_split):
             if split is not None and split not in self.may_train:
                 raise ProbeError(f"task {self.name!r}: split {split!r} trains but is not trainable")
+
+    @property
+    def probe_level(self) -> str:
+        """The level of the heads that probe it: "pair" for edge tasks (two word vectors per
+        item), else the task's level."""
+        return "pair" if self.edges else self.level
 
     @property
     def patterns(self) -> tuple[PathPattern, ...]:
@@ -207,8 +233,41 @@ TASKS: Registry[Task] = Registry("task", load=_load_tasks)
 
 
 def get_task(name: str) -> Task:
-    """Look a task up by name; unknown names fail with the close matches and the full list."""
+    """Look a task up by name; unknown names fail with the close matches and the full list.
+    `<pair task>@tokens` is that task's token view (`token_view`)."""
+    if name.endswith(TOKEN_VIEW):
+        return token_view(TASKS.get(name.removesuffix(TOKEN_VIEW)))
     return TASKS.get(name)
+
+
+def task_names() -> tuple[str, ...]:
+    """Every task name `get_task` takes: the registry's, then each pair task's token view."""
+    names = TASKS.names()
+    views = tuple(f"{n}{TOKEN_VIEW}" for n in names if TASKS.get(n).level == "pair")
+    return (*names, *views)
+
+
+def token_view(task: Task) -> Task:
+    """A pair task as token features: the same data, splits, labels and scoring, but every
+    token of each pair's joint encoding (`[CLS] a [SEP] b [SEP]`, or the tokenizer's own pair
+    template) is a cached row with its segment, instead of each side's pooled vector.
+
+    What a head that reads tokens (DLFA's gate per token, its global branch over the pair)
+    trains on. It is its own cache directory (`<task>@tokens`), so the cheap pooled vectors
+    of the task stay as they are. A view of a view is the view itself."""
+    if task.level == "pair-tokens":
+        return task
+    if task.level != "pair":
+        raise ProbeError(
+            f"task {task.name!r} is {task.level}-level: only pair tasks have a token view"
+        )
+    return dataclasses.replace(task, name=task.name + TOKEN_VIEW, level="pair-tokens",
+                               token_length=PAIR_TOKEN_LENGTH)  # fmt: skip
+
+
+def base_task_name(name: str) -> str:
+    """The task a view belongs to (`xnli@tokens` -> `xnli`); other names unchanged."""
+    return name.removesuffix(TOKEN_VIEW)
 
 
 def run_task(name: str, train_split: str | None = None) -> Task:

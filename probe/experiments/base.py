@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from probe.data.discovery import check_language
 from probe.data.tasks import (
     Task,
+    base_task_name,
     default_data_dir,
     get_task,
     treebank_settings,
@@ -62,7 +63,7 @@ def _load_experiments() -> None:
     import importlib
 
     for module in ("layers", "grid", "map", "domain_shift", "calibration",
-                   "intermediate", "intermediate_finetune", "finetune"):  # fmt: skip
+                   "intermediate", "intermediate_finetune", "finetune", "structural"):  # fmt: skip
         importlib.import_module(f"probe.experiments.{module}")
 
 
@@ -116,6 +117,9 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
     cache: CacheHandle | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # The jobs' item statistics: what a protocol over several runs (`probe paper`) computes
+    # paired intervals between runs from.
+    items: ItemSet = field(default_factory=ItemSet)
 
 
 class Experiment(ABC, Generic[C, J]):
@@ -126,6 +130,8 @@ class Experiment(ABC, Generic[C, J]):
     needs_cache: ClassVar[bool] = True  # False: reads raw data and loads the encoder itself
     volatile: ClassVar[tuple[str, ...]] = ()  # more settings left out of the directory hash
     other_levels_hint: ClassVar[str] = ""  # where a task of another level goes instead
+    # True: its jobs probe edge tasks (`deprel-arc`: pairs of word vectors, Task.edges).
+    takes_edges: ClassVar[bool] = False
     # True: the jobs share live state loaded in this process (an encoder) and run here one
     # after another, so --workers N and --cluster are refused.
     in_process: ClassVar[bool] = False
@@ -161,8 +167,8 @@ class Experiment(ABC, Generic[C, J]):
 
         cfg: Any = self.config
         return ExtractRequest(task.name, cfg.langs, None, source, cfg.max_sentences,
-                              train_caps(task, cfg.max_train_words), seed,
-                              cfg.treebanks)  # fmt: skip
+                              train_caps(task, cfg.max_train_words), seed, cfg.treebanks,
+                              getattr(cfg, "max_eval_sentences", None))  # fmt: skip
 
     @abstractmethod
     def jobs(self, ctx: Context) -> list[tuple[str, J]]:
@@ -207,7 +213,7 @@ class Experiment(ABC, Generic[C, J]):
             return {}
         out = extracted_subsets(ctx.cache)
         fraction = getattr(self.config, "dev_fraction", None)
-        if fraction is not None and ctx.task.level in ("word", "pair"):
+        if fraction is not None and ctx.task.level in ("word", "pair", "pair-tokens"):
             cap = getattr(self.config, "max_train_words", None)
             out.update(training_subsets(ctx.task, ctx.cache, [(ctx.source, cap)], fraction,
                                         _data_seed(self.config)))  # fmt: skip
@@ -222,7 +228,8 @@ class Experiment(ABC, Generic[C, J]):
         return f"{self.name}-{ctx.source}"
 
     def results_base(self, ctx: Context) -> Path:
-        return self.options.results_dir / ctx.task.name / ctx.model_key
+        """`<results>/<task>/<model key>`: a task's views (`xnli@tokens`) under the task."""
+        return self.options.results_dir / base_task_name(ctx.task.name) / ctx.model_key
 
     @abstractmethod
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
@@ -260,6 +267,10 @@ class Experiment(ABC, Generic[C, J]):
                 f"`probe {self.name}` takes {' or '.join(self.levels)}-level tasks; "
                 f"{task.name!r} is {task.level}-level{self.other_levels_hint}"
             )
+        if task.edges and not self.takes_edges:
+            raise ProbeError(f"`probe {self.name}` does not take edge-probing tasks "
+                             f"({task.name!r} probes pairs of word vectors): use `probe layers` "
+                             "or `probe map`")  # fmt: skip
         if task.level != "parallel":  # heads train on it: an evaluation-only task is refused
             task.training_split()
         source = self.source_lang(task)
@@ -315,7 +326,7 @@ class Experiment(ABC, Generic[C, J]):
         (directory / "summary.txt").write_text(summary + "\n")
         journal.clear()  # every output is written: a rerun recomputes with the current code
         extras = self.extras(ctx, parts)
-        return RunResult(rows, directory, summary, settings, seconds, cache, extras)
+        return RunResult(rows, directory, summary, settings, seconds, cache, extras, ctx.items)
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         """Languages and depth from the cache: the languages with shards, source first."""

@@ -2,9 +2,11 @@
 
 Where `probe grid` trains a head on frozen, cached features, this fine-tunes the whole
 encoder (XTREME's setting) with the same heads on top: a linear classifier on the last
-layer (`fuse_layer=None`) or the DLFA head fusing the last layer with layer k. It reads the
-raw data (no cache) and trains through `probe.train.finetune`: the epoch with the best
-source-dev score is kept and every language's evaluation split is scored with
+layer (`fuse_layer=None`) or the DLFA head fusing the last layer with layer k, per word on
+word tasks, on the pair's fused [CLS] row on pair tasks (XNLI, PAWS-X: the job lives in
+`probe.experiments.finetune_pairs`). It reads the raw data (no cache) and trains through
+`probe.train.finetune`: the epoch with the best source-dev score is kept and every
+language's evaluation split is scored with
 `probe.analysis.metrics.score`. One job per training seed (`seeds`, default one: each seed
 fine-tunes the whole encoder again), in this process (it loads the encoder); the seeds vary
 the head's initialisation, the batch order and dropout, while the training subset, the dev
@@ -38,11 +40,13 @@ from probe.data.subsets import sample_sentences
 from probe.data.tasks import Task, default_data_dir, get_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment, check_seeds
+from probe.experiments.finetune_pairs import PAIR_FACTS, pair_system, run_pair_job
 from probe.heads.registry import HEADS
 from probe.models import ModelRef, load_encoder, resolve_model
 from probe.results.gains import average_seeds
 from probe.results.items import ItemScores, ItemSet, JobOutput, scored_items
-from probe.results.render.finetune import finetune_table, layers_name
+from probe.results.render.finetune import budget_line, finetune_table, layers_name
+from probe.results.render.grid import pair_name
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.runtime.device import resolve_device
@@ -54,18 +58,20 @@ from probe.train.finetune import (
     word_probabilities,
     word_records,
 )
+from probe.train.finetune_pairs import labelled_pairs
 
 log = logging.getLogger(__name__)
 
 HEAD = "finetune"
-# XTREME's fine-tuning epochs: 10 for the word tasks (POS, NER); 5 for XNLI/PAWS-X, which
-# are not supported here.
+# XTREME's fine-tuning epochs: 10 for the word tasks (POS, NER), 5 for the pair tasks
+# (XNLI, PAWS-X).
 DEFAULT_EPOCHS = 10
+PAIR_EPOCHS = 5
 
 # What the job reports besides its results, as rows that `aggregate` leaves out of
 # results.csv: facts of the run (settings.json) and the loss of every step (RunResult.extras).
 _FACTS = ("train_sentences", "train_words", "dev_sentences", "steps", "truncated_train_words",
-          "train_seconds", "eval_seconds")  # fmt: skip
+          "train_seconds", "eval_seconds", *PAIR_FACTS)  # fmt: skip
 _STEP_LOSS = "step_loss"
 # FinetuneConfig fields that are not settings of their own (the base records the task, the
 # languages, the source and the treebanks read; the directories change no number).
@@ -74,7 +80,8 @@ _NOT_SETTINGS = ("task", "langs", "source", "data_dir", "cache_root", "treebanks
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One `probe finetune` run. Defaults follow XTREME (lr 2e-5, max length 128, 10 epochs).
+    """One `probe finetune` run: one system (the baseline, or DLFA with one k). Defaults
+    follow XTREME (lr 2e-5, max length 128, 10 epochs for word tasks and 5 for pair tasks).
 
     `head_lr` is the head's own learning rate: the head (classifier, and DLFA's gate) starts
     from random weights, and at the encoder's 2e-5 it would still be close to its random
@@ -89,7 +96,7 @@ class FinetuneConfig:
     data_dir: Path | None = None
     cache_root: Path | None = None
     fuse_layer: int | None = None  # None: last layer + linear; k: DLFA on (last, k)
-    epochs: int | None = None  # None: XTREME's default (10 for word tasks)
+    epochs: int | None = None  # None: XTREME's default (10 for word tasks, 5 for pair tasks)
     lr: float = 2e-5
     head_lr: float = 1e-3
     batch_size: int = 32  # sentences
@@ -104,7 +111,13 @@ class FinetuneConfig:
     dev_fraction: float = 0.1  # held out of train when the task has no dev split
     reduction: int = 4  # DLFA bottleneck ratio
     max_steps: int | None = None
-    max_train_sentences: int | None = None
+    max_train_sentences: int | None = None  # pairs on pair tasks
+    # A seeded sample of N evaluation sentences (pairs) per language; None scores them all.
+    max_eval_sentences: int | None = None
+    # Pair tasks: the fused sequence's row the classifier reads (`probe.heads.registry.
+    # PAIR_POOLS`, as grid's --pair-pool): "first" ([CLS], XTREME's) or "mean" (the masked
+    # mean over the pair's tokens); word tasks classify every word.
+    pair_pool: str = "first"
     treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
     train_split: str | None = None  # --train-split; None = the task's own
     # Seed of the encoder's random-weights twin (--random-weights: same config and tokenizer,
@@ -139,12 +152,13 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
     process."""
 
     name = "finetune"
-    levels = ("word",)
-    other_levels_hint = " (fine-tuning on sentence pairs is not implemented: word-level tasks only)"
+    levels = ("word", "pair")
+    other_levels_hint = " (parallel data has no labels to fine-tune on)"
     needs_cache = False
     in_process = True  # the job loads the encoder
     volatile = ("device",)
     facts: dict[str, Any]  # the job's _FACTS, once it has run
+    unscored: tuple[str, ...] = ()  # pair tasks: languages whose evaluation labels are hidden
 
     @functools.cached_property
     def model(self) -> ModelRef:
@@ -162,9 +176,11 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
 
         return AutoConfig.from_pretrained(self.model.path)
 
-    @property
-    def epochs(self) -> int:
-        return self.config.epochs if self.config.epochs is not None else DEFAULT_EPOCHS
+    def epochs(self, task: Task) -> int:
+        """The config's epochs, or XTREME's for the task's level."""
+        if self.config.epochs is not None:
+            return self.config.epochs
+        return PAIR_EPOCHS if task.level == "pair" else DEFAULT_EPOCHS
 
     @property
     def max_length(self) -> int:
@@ -175,8 +191,15 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         """The languages with data (source first) and the encoder's depth (from its config)."""
         cfg = self.config
         langs = expand_languages(task, cfg.langs, self.data_dir, cfg.treebanks)
-        if self.epochs < 1 or cfg.batch_size < 1:
+        if self.epochs(task) < 1 or cfg.batch_size < 1:
             raise ProbeError("epochs and batch_size must be >= 1")
+        for name in ("max_steps", "max_train_sentences", "max_eval_sentences"):
+            if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+                raise ProbeError(f"{name} must be >= 1 (or None for no cap)")
+        self.unscored = self._unlabelled(task, langs) if task.level == "pair" else ()
+        if self.unscored and set(self.unscored) == set(langs):
+            raise ProbeError(f"no language of {task.name!r} among {', '.join(langs)} has a "
+                             f"labelled {task.eval_split} split to score")  # fmt: skip
         check_seeds(cfg.seeds)
         n_layers = int(self._encoder_config.num_hidden_layers) + 1
         k = cfg.fuse_layer
@@ -185,10 +208,20 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         others = tuple(lang for lang in langs if lang != source)
         return Context(task, source, (source, *others), None, n_layers)
 
+    def _unlabelled(self, task: Task, langs: Sequence[str]) -> tuple[str, ...]:
+        """The languages whose evaluation pairs lack labels (XTREME's PAWS-X test files;
+        only de and zh have labelled dumps): the job skips them, known before any training."""
+
+        def hidden(lang: str) -> bool:
+            records = read_task_split(task, self.data_dir, lang, task.eval_split).records
+            return len(labelled_pairs(records)) < len(records)
+
+        return tuple(lang for lang in langs if hidden(lang))
+
     def jobs(self, ctx: Context) -> list[tuple[str, _FinetuneJob]]:
         cfg, progress = self.config, self.options.progress
         job = _FinetuneJob(cfg, ctx.task.name, ctx.source, ctx.langs, self.data_dir, self.model,
-                           self.max_length, self.epochs, progress)  # fmt: skip
+                           self.max_length, self.epochs(ctx.task), progress)  # fmt: skip
         return [(f"finetune-seed-{s}", replace(job, seed=s)) for s in cfg.seeds]
 
     @staticmethod
@@ -217,11 +250,24 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
             own["random_weights"] = {"seed": seed}
         last = ctx.n_layers - 1
         own.update(
-            model_identity=self.model.identity, epochs=self.epochs, max_length=self.max_length,
+            model_identity=self.model.identity, epochs=self.epochs(task),
+            max_length=self.max_length,
             layer=layers_name((last,) if cfg.fuse_layer is None else (cfg.fuse_layer, last)),
             dev_split=task.dev_split or f"{cfg.dev_fraction:.0%} of {task.train_split}",
             selection=f"best source-dev {task.metric} per epoch",
             device=str(resolve_device(cfg.device)),
+        )  # fmt: skip
+        if task.level != "pair":
+            own.pop("pair_pool")  # words are classified one by one
+            return own
+        head, layers = pair_system(cfg.fuse_layer, last)
+        own.update(
+            head=head, layers=list(layers), layer=pair_name(layers),
+            dev_split=task.dev_split
+            or f"{cfg.dev_fraction:.0%} of {task.train_split}, by premise group",
+            pair_input="the tokenizer's pair template, tokenizer(a, b, truncation=True, "
+            "max_length=max_length)",
+            not_scored={lang: f"{task.eval_split} labels hidden" for lang in self.unscored},
         )  # fmt: skip
         return own
 
@@ -237,7 +283,8 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         self.facts = {k: round(v, 3) if k.endswith("seconds") else int(v)
                       for k, v in reported.items()}  # fmt: skip
         where = f"{ctx.source} {ctx.task.train_split}"
-        out = {**self.facts, "train_size": {where: self.facts["train_words"]},
+        size = self.facts["train_pairs" if ctx.task.level == "pair" else "train_words"]
+        out = {**self.facts, "train_size": {where: size},
                "intervals": {"method": "bootstrap over evaluation sentences and seeds",
                              "replicates": N_BOOT, "level": LEVEL}}  # fmt: skip
         steps = {int(r.seed or 0): int(r.value) for part in parts.values() for r in part
@@ -264,7 +311,20 @@ class FinetuneExperiment(Experiment[FinetuneConfig, _FinetuneJob]):
         return f"finetune-{'last' if k is None else k}-{ctx.source}"
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
-        return finetune_table(ctx.task, rows, ctx.source, ctx.langs, self.facts["steps"])
+        cfg, task = self.config, ctx.task
+        budget = budget_line(cfg.max_steps, cfg.max_train_sentences, cfg.max_eval_sentences,
+                             "pairs" if task.level == "pair" else "sentences")  # fmt: skip
+        if task.level != "pair":
+            return finetune_table(task, rows, ctx.source, ctx.langs, self.facts["steps"],
+                                  budget=budget)  # fmt: skip
+        head, layers = pair_system(cfg.fuse_layer, ctx.n_layers - 1)
+        pooled = "[CLS] row" if cfg.pair_pool == "first" else "mean over the pair"
+        hidden = ", ".join(self.unscored)
+        notes = [f"{hidden}: {task.eval_split} labels hidden, not scored"] if hidden else []
+        scored = [lang for lang in ctx.langs if lang not in self.unscored]
+        return finetune_table(task, rows, ctx.source, scored, self.facts["steps"],
+                              system=f"{head} {pair_name(layers)}, {pooled}", budget=budget,
+                              notes_given=notes, dev=True)  # fmt: skip
 
 
 def run_finetune_job(job: _FinetuneJob) -> JobOutput:
@@ -272,6 +332,8 @@ def run_finetune_job(job: _FinetuneJob) -> JobOutput:
     score every language (rows with seed=job.seed, and the scores' item statistics)."""
     cfg, source = job.config, job.source
     task = get_task(job.task).training_on(cfg.train_split)
+    if task.level == "pair":
+        return run_pair_job(job, _STEP_LOSS)
     device = resolve_device(cfg.device)
     encoder, tokenizer = load_encoder(job.model, str(device))
     last, k = int(encoder.config.num_hidden_layers), cfg.fuse_layer
@@ -304,7 +366,7 @@ def run_finetune_job(job: _FinetuneJob) -> JobOutput:
                  row("dev_loss", -trained.best[1], subset="dev")]  # fmt: skip
     t_eval = time.perf_counter()
     scored = score_languages(model, tok, task, job.data_dir, job.langs, prior, cfg, device, HEAD,
-                             layer)  # fmt: skip
+                             layer, cfg.max_eval_sentences)  # fmt: skip
     rows += restamp(scored, layers=layers, seed=job.seed)
     facts = {"train_sentences": len(train), "dev_sentences": len(dev), "steps": trained.steps,
              "train_words": sum(len(e.gold) for e in train),

@@ -38,9 +38,10 @@ import numpy as np
 from probe.analysis.bootstrap import PairedBootstrap
 from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import score
-from probe.data.tasks import Task, run_task
+from probe.data.tasks import Task, get_task, run_task, token_view
 from probe.errors import ProbeError, unknown_name
 from probe.experiments.base import Context, Experiment, check_seeds
+from probe.experiments.leakage import SplitUse
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -49,7 +50,7 @@ from probe.extract import (
     ensure_cached,
 )
 from probe.heads.dlfa import gate_mean
-from probe.heads.registry import HEADS, pair_heads
+from probe.heads.registry import HEADS, PAIR_POOLS, pair_heads
 from probe.results.gains import average_seeds
 from probe.results.intervals import delta_rows
 from probe.results.items import ItemScores, ItemSet, scored_items
@@ -88,10 +89,15 @@ class GridConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds; data subsets use the first
     baselines: bool = True  # gated-last, every single layer and concat, in the same run
     n_boot: int = 1000  # bootstrap replicates of every interval
+    # Pair tasks (their token view): which row of the fused tokens is classified.
+    pair_pool: str = "first"
+    max_eval_sentences: int | None = None  # a seeded sample of each evaluation split
 
     def __post_init__(self) -> None:
         if self.head not in pair_heads():
             raise unknown_name("grid head (--head)", self.head, pair_heads())
+        if self.pair_pool not in PAIR_POOLS:
+            raise unknown_name("pair pooling (--pair-pool)", self.pair_pool, PAIR_POOLS)
         check_seeds(self.seeds)
 
 
@@ -111,7 +117,8 @@ class _PairJob:
 
 
 def parse_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
-    """'last' -> [(k, L)], 'all' -> every (i, j) with i < j, or '3,6;4,6' (order is free)."""
+    """'last' -> [(k, L)], 'all' -> every (i, j) with i < j, or '3,6;4,6' (order is free;
+    "last" names the last layer, so '8,last;10,last' fits a model of any depth)."""
     last = n_layers - 1
     if spec == "last":
         return [(k, last) for k in range(last)]
@@ -120,7 +127,7 @@ def parse_pairs(spec: str, n_layers: int) -> list[tuple[int, int]]:
     pairs = []
     for item in spec.replace(" ", "").split(";"):
         try:
-            a, b = (int(x) for x in item.split(","))
+            a, b = (last if x == "last" else int(x) for x in item.split(","))
         except ValueError:
             raise ProbeError(f"bad layer pair {item!r}: expected 'i,j' (e.g. '4,6;5,6')") from None
         for layer in (a, b):
@@ -150,23 +157,34 @@ class GridExperiment(Experiment[GridConfig, _PairJob]):
     (head, pair, seed)."""
 
     name = "grid"
-    levels = ("word",)
-    other_levels_hint = " (grid needs token-level features; a pair task caches pooled vectors)"
+    levels = ("word", "pair-tokens")
+    other_levels_hint = " (grid fuses the layers of words or of a pair's tokens)"
+
+    def task_name(self) -> str:
+        """A pair task runs on its token view (`<task>@tokens`): the gate reads tokens."""
+        task = get_task(self.config.task)
+        return token_view(task).name if task.level == "pair" else task.name
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
         cfg = self.config
-        request = self.zero_shot_request(task, source, cfg.seeds[0])
+        # Hidden-label evaluation splits are not extracted: a token view costs ~0.6 MB a pair.
+        request = replace(self.zero_shot_request(task, source, cfg.seeds[0]), scored_only=True)
         return ensure_cached(cfg.spec, request, cfg.options, cfg.paths, progress=progress)
 
     def jobs(self, ctx: Context) -> list[tuple[str, _PairJob]]:
         assert ctx.cache is not None
         # An absolute cache path: a job may run in another working directory (a cluster worker).
         root, key = ctx.cache.root.resolve(), ctx.cache.key
+        scored = _scored(ctx)
         return [(f"{head}-{k}-{high}-seed-{seed}",
-                 _PairJob(ctx.task.name, root, key, ctx.source, ctx.langs, head, (k, high), seed,
+                 _PairJob(ctx.task.name, root, key, ctx.source, scored, head, (k, high), seed,
                           self.config))
                 for head, (k, high) in systems(self.config, ctx.n_layers)
                 for seed in self.config.seeds]  # fmt: skip
+
+    def split_use(self, ctx: Context) -> SplitUse:
+        """The source's training splits; the evaluation splits of the languages scored."""
+        return SplitUse.zero_shot(ctx.task, (ctx.source,), _scored(ctx))
 
     @staticmethod
     def job_function() -> Callable[[_PairJob], list[Row | ItemScores]]:
@@ -200,6 +218,14 @@ class GridExperiment(Experiment[GridConfig, _PairJob]):
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
         return render_grid(ctx.task, rows, ctx.source, ctx.langs, _baseline(ctx), directory,
                            ctx.model_key, self.config.head)  # fmt: skip
+
+
+def _scored(ctx: Context) -> tuple[str, ...]:
+    """The languages whose evaluation split has labels (PAWS-X's English test has none, and
+    is not extracted: `ExtractRequest.scored_only`)."""
+    assert ctx.cache is not None
+    cache, task = ctx.cache, ctx.task
+    return tuple(lang for lang in ctx.langs if cache.labelled(task.name, lang, task.eval_split))
 
 
 def _baseline(ctx: Context) -> tuple[int, int]:
@@ -311,8 +337,9 @@ def _at_chosen(
     return Table(out)
 
 
-def _head(head: str, config: GridConfig, hidden: int, n_classes: int) -> Any:
-    return HEADS.get(head).build("word", hidden, n_classes, reduction=config.reduction)
+def _head(head: str, config: GridConfig, level: str, hidden: int, n_classes: int) -> Any:
+    return HEADS.get(head).build(level, hidden, n_classes, reduction=config.reduction,
+                                 pool=config.pair_pool)  # fmt: skip
 
 
 def run_pair(job: _PairJob) -> list[Row | ItemScores]:
@@ -329,8 +356,8 @@ def run_pair(job: _PairJob) -> list[Row | ItemScores]:
     order = (high, k)  # the head reads (h_last, h_k)
     tr, dv = as_data(task, train, layers), as_data(task, dev, layers)
     n_classes = len(task.labels)
-    result = fit(lambda: _head(job.head, cfg, tr.hidden, n_classes), tr.sentences(order),
-                 dv.sentences(order), train_config)  # fmt: skip
+    result = fit(lambda: _head(job.head, cfg, task.level, tr.hidden, n_classes),
+                 tr.sentences(order), dv.sentences(order), train_config)  # fmt: skip
 
     def row(lang: str, metric: str, value: float, subset: str = "") -> Row:
         return Row(job.head, pair_name(job.pair), lang, metric, value, layers=job.pair,
@@ -343,13 +370,14 @@ def run_pair(job: _PairJob) -> list[Row | ItemScores]:
         data = as_data(task, split, layers)
         probs = predict_proba(result.head, data.sentences(order),
                               batch_size=train_config.eval_batch_size)  # fmt: skip
-        metrics = score(task.metric, probs, data.labels, offsets=split.offsets,
+        spans = split.offsets if task.level == "word" else None  # words of sentences, or pairs
+        metrics = score(task.metric, probs, data.labels, offsets=spans,
                         label_names=task.labels, extra=task.extra_metrics)  # fmt: skip
         for metric, value in metrics.items():
             out.append(row(lang, metric, value, subset))
             if metric in ITEM_COLUMNS and not subset:
                 out.append(scored_items(row(lang, metric, value), probs.argmax(axis=1),
-                                        data.labels, offsets=split.offsets,
+                                        data.labels, offsets=spans,
                                         label_names=task.labels))  # fmt: skip
         if HEADS.get(job.head).has_gate and lang == job.source and not subset:
             out.append(row(lang, "gate_mean", _mean_gate(result.head, data, order, train_config)))

@@ -52,7 +52,7 @@ def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tup
         found, skipped = [], []
         for name in TASKS.names():
             task = get_task(name)
-            if name == target.name or task.level not in ("word", "pair"):
+            if name == target.name or task.level not in ("word", "pair") or task.edges:
                 continue
             if task.train_split is None:
                 skipped.append(name)

@@ -150,6 +150,7 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
     name = "layers"
     levels = ("word", "pair")
     other_levels_hint = " (parallel data has no labels to probe: use `probe map`)"
+    takes_edges = True
 
     def __init__(self, config: LayersConfig, options: RunOptions | None = None) -> None:
         super().__init__(config, options)
@@ -201,7 +202,7 @@ class LayersExperiment(Experiment[LayersConfig, "_LayerJob"]):
     def with_control(self, ctx: Context) -> bool:
         """Control tasks are word tasks' (a type -> label map); the source must be scored."""
         assert ctx.cache is not None
-        return (self.config.control and ctx.task.level == "word"
+        return (self.config.control and ctx.task.probe_level == "word"
                 and ctx.cache.labelled(ctx.task.name, ctx.source, ctx.task.eval_split))  # fmt: skip
 
     @staticmethod
@@ -481,7 +482,7 @@ def _probe_layer(
     hidden = tr.hidden
 
     def factory() -> Any:
-        return HEADS.get("linear").build(task.level, hidden, n_classes)
+        return HEADS.get("linear").build(task.probe_level, hidden, n_classes)
 
     result = fit(factory, as_view(task, tr, layer), as_view(task, dv, layer), train_config)
     out: Output = []
@@ -531,7 +532,7 @@ def _mdl(task: Task, job: _LayerJob, train: CachedSplit, dev: CachedSplit) -> Ou
     hidden = tr.hidden
 
     def factory() -> Any:
-        return HEADS.get("linear").build(task.level, hidden, n_classes)
+        return HEADS.get("linear").build(task.probe_level, hidden, n_classes)
 
     code = online_code(tr, dv, n_classes, factory, replace(job.config.train, seed=seed), seed,
                        layer=layer)  # fmt: skip
@@ -556,7 +557,7 @@ def _scalar_mix(
     seed = train_config.seed
 
     def factory() -> Any:
-        return HEADS.get("scalar_mix").build(task.level, hidden, n_classes, n_layers=n_layers)
+        return HEADS.get("scalar_mix").build(task.probe_level, hidden, n_classes, n_layers=n_layers)
 
     result = fit(factory, as_view(task, tr, layers), as_view(task, dv, layers), train_config)
     head = cast(ScalarMixProbe | PairScalarMixProbe, result.head)

@@ -57,6 +57,13 @@ from probe.experiments.map_parallel import (
     parallel_job_rows,
     xtreme_layer,
 )
+from probe.experiments.structural import (
+    UUAS_CURVE,
+    CurveJob,
+    check_curves,
+    curve_jobs,
+    run_curve_job,
+)
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -98,9 +105,14 @@ class MapConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # the probes' training seeds; subsets use the first
     typology_layer: int | None = None  # None: typology.default_layer(depth), 8 of 12
     n_boot: int = 1000  # bootstrap replicates of the intervals over languages
+    # More structural curves beside the task's probe (`--structural`): "uuas" (a distance
+    # probe on the task's UD trees) and word tasks such as morph-Number, each trained on the
+    # source per layer (first seed); the summary says where each peaks.
+    structural: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_seeds(self.seeds)
+        check_curves(self.structural)
         if self.n_boot < 1:
             raise ProbeError(f"n_boot must be at least 1, not {self.n_boot}")
 
@@ -125,6 +137,7 @@ class MapExperiment(Experiment[MapConfig, Any]):
 
     name = "map"
     levels = ("word", "pair")
+    takes_edges = True
     other_levels_hint = (": `probe map` needs a task with labels to probe (e.g. pos); the "
                          "Tatoeba pairs are read for every language of that task")  # fmt: skip
 
@@ -154,6 +167,10 @@ class MapExperiment(Experiment[MapConfig, Any]):
                           key=lambda x: (x != source, x))  # fmt: skip
         self.codes, self.no_parallel = _parallel_codes(expected, cfg)
         requests = [self.zero_shot_request(task, source, cfg.seeds[0])]
+        if UUAS_CURVE in cfg.structural and task.treebanks is None:
+            raise ProbeError(f"--structural uuas reads UD trees; task {task.name!r} has none")
+        requests += [replace(requests[0], task=curve) for curve in cfg.structural
+                     if curve != UUAS_CURVE]  # fmt: skip
         if self.codes:
             codes = tuple(dict.fromkeys(self.codes.values()))
             requests += [ExtractRequest(name, codes, (TATOEBA_SPLIT,),
@@ -182,7 +199,8 @@ class MapExperiment(Experiment[MapConfig, Any]):
         parallel = [(f"parallel-{label}", ParallelJob(root, cache.key, label, code,
                                                       self.config.parallel, self.xtreme_layer))
                     for label, code in self.codes.items()]  # fmt: skip
-        return [*self.layers.jobs(ctx), *parallel]
+        curves = curve_jobs(self.config.structural, ctx, self.layers.config, self.config.seeds[0])
+        return [*self.layers.jobs(ctx), *parallel, *curves]
 
     @staticmethod
     def job_function() -> Callable[[Any], JobOutput]:
@@ -218,7 +236,9 @@ class MapExperiment(Experiment[MapConfig, Any]):
                                            self.typology_layer, n_boot=self.config.n_boot,
                                            seed=self.config.seeds[0])  # fmt: skip
         kept = [r for r in structural if r.seed is not None or r.stat]  # per-seed rows, sds
-        return [*kept, *means, *ratios, *parallel, *distances, *typology_rows(self.typology)]
+        curves = [r for name in parts if name.startswith("curve-") for r in parts[name]]
+        return [*kept, *means, *ratios, *parallel, *distances, *typology_rows(self.typology),
+                *curves]  # fmt: skip
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg = self.config
@@ -233,6 +253,7 @@ class MapExperiment(Experiment[MapConfig, Any]):
             "distance_definition": "cosine distance of lang2vec URIEL vectors (see typology.py)",
             "seeds": list(cfg.seeds),
             "data_seed": cfg.seeds[0],
+            "structural_curves": list(cfg.structural),
             "typology_layer": self.typology_layer,
             "typology": {
                 "layer_rule": "given by --typology-layer, else 8 of 12 scaled to the depth "
@@ -327,6 +348,8 @@ def run_map_job(job: Any) -> JobOutput:
     rows and item statistics)."""
     if isinstance(job, ParallelJob):
         return parallel_job_rows(job)
+    if isinstance(job, CurveJob):
+        return run_curve_job(job)
     return LayersExperiment.job_function()(job)
 
 

@@ -70,7 +70,7 @@ def training_subsets(
 def _entry(
     train: CachedSplit, dev: CachedSplit, task: Task, cap: int | None, seed: int
 ) -> dict[str, Any]:
-    unit = "words" if train.offsets is not None else "pairs"
+    unit = "pairs" if train.pairs else "words"  # a token view's items are pairs
     entry: dict[str, Any] = {"seed": seed, "cap": cap, "unit": unit}
     entry[f"train_{unit}"] = len(train.labels)
     entry["train_ids"] = subset_ids(train)

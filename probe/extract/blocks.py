@@ -32,6 +32,7 @@ class PreparedBlock:
     truncated: int
     last: bool  # the shard's last block
     word_types: np.ndarray  # word tasks: each row's type key, (n_rows,) int64; else empty
+    segments: np.ndarray  # a pair's token view: each row's segment, (n_rows,) int8; else empty
 
 
 class BlockBuffers:
@@ -57,10 +58,17 @@ class BlockBuffers:
         return self._buffers[self._turn][:size].reshape(self.n_layers, rows, self.hidden)
 
 
-def block_rows(n_layers: int, hidden: int, dtype: str, block_bytes: int, word_level: bool) -> int:
-    """Rows (words, or records of two rows) per block: `block_bytes` of features, at least
-    1024 so tiny budgets still make batches worth a forward pass."""
+def block_rows(
+    n_layers: int, hidden: int, dtype: str, block_bytes: int, word_level: bool,
+    token_length: int | None = None,
+) -> int:  # fmt: skip
+    """Records' rows per block (words, or records of two rows): `block_bytes` of features, at
+    least 1024 so tiny budgets still make batches worth a forward pass. A pair's token view
+    counts pairs of up to `token_length` rows each, at least 64 (a block of 1024 mBERT pairs
+    of 128 tokens would be 2.7 GB)."""
     bytes_per_row = n_layers * hidden * np.dtype(dtype).itemsize
+    if token_length is not None:
+        return max(64, block_bytes // bytes_per_row // token_length)
     return max(1024, block_bytes // bytes_per_row // (1 if word_level else 2))
 
 
@@ -87,25 +95,40 @@ def prepared_blocks(
         records = job.records[lo:hi]
         per_record = job.rows_per_record[lo:hi]
         word_level = job.task.level == "word"
-        rows_per_block = block_rows(n_layers, hidden, dtype, block_bytes, word_level)
+        tokens = job.task.level == "pair-tokens"
+        rows_per_block = block_rows(
+            n_layers,
+            hidden,
+            dtype,
+            block_bytes,
+            word_level,
+            units.token_limit(job.task.token_length) if tokens else None,
+        )
         ranges = shard_ranges(per_record, rows_per_block)
         row = 0
         for number, (b_lo, b_hi) in enumerate(ranges):
             empty, bare, truncated = units.empty_words, units.bare_first, units.truncated
             block, bases, out_rows = units.block(
                 job.task.level, records[b_lo:b_hi], per_record[b_lo:b_hi],
-                job.task.sentence_pooling,
+                job.task.sentence_pooling, job.task.token_length,
             )  # fmt: skip
-            batches = list(prepared(block, bases, pooling if word_level else "mean",
-                                    batch_tokens, units.pad_id, units.markers))  # fmt: skip
-            n_rows = sum(per_record[b_lo:b_hi])
+            # A word's subwords are pooled with `pooling`; a token view keeps every token
+            # ("first" of a one-token row); sentences are means.
+            how = pooling if word_level else "first" if tokens else "mean"
+            batches = list(prepared(block, bases, how, batch_tokens, units.pad_id,
+                                    units.markers))  # fmt: skip
+            n_rows = out_rows if tokens else sum(per_record[b_lo:b_hi])
             types = np.zeros(0, dtype=np.int64)
             if word_level:
                 types = np.concatenate([u.word_types for u in block if u.word_types is not None])
+            segments = np.zeros(0, dtype=np.int8)
+            if tokens:
+                segments = np.concatenate([u.segments for u in block if u.segments is not None])
+                segments = segments.astype(np.int8)
             yield PreparedBlock(
                 item.index, row, n_rows, out_rows, batches, units.empty_words - empty,
                 units.bare_first - bare, units.truncated - truncated,
-                last=number == len(ranges) - 1, word_types=types,
+                last=number == len(ranges) - 1, word_types=types, segments=segments,
             )  # fmt: skip
             row += n_rows
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from probe._version import __version__
-from probe.cache import CacheSpec, SplitReader, open_shard
+from probe.cache import CacheSpec, SplitReader, open_shard, split_shard_paths
 from probe.extract.spec import ExtractSpec
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,12 @@ class CacheHandle:
         return SplitReader.open(self.root, self.key, task, lang, split)
 
     def labelled(self, task: str, lang: str, split: str) -> bool:
-        """Whether every row of the split has a label (a hidden-label split is not scored)."""
+        """Whether every row of the split has a label (a hidden-label split is not scored,
+        nor one left out of the cache for it: `ExtractRequest.scored_only`)."""
+        if not split_shard_paths(self.root, self.key, task, lang, split):
+            log.info("%s/%s/%s is not cached (its labels are hidden): not scored", task, lang,
+                     split)  # fmt: skip
+            return False
         with self.open(task, lang, split) as reader:
             labelled = not np.any(reader.labels < 0)
         if not labelled:

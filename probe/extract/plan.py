@@ -7,6 +7,7 @@ rank of a distributed run computes the same one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from probe.data.subsets import sample_sentences, sample_tag
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.extract.spec import CachePaths, ExtractRequest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,35 @@ def plan_jobs(request: ExtractRequest, paths: CachePaths) -> list[SplitJob]:
         check_language(task, request.source, data_dir, picks)
     jobs = []
     for lang in langs:
+        found = []
         for split in request.splits or task.splits_for(lang, request.source):
             # Another treebank choice is other files, so another source hash: re-extracted.
             data = read_task_split(task, data_dir, lang, split, picks)
+            if unusable(task, lang, split, data.records, request.source):
+                break
+            if request.scored_only and split == task.eval_split and _unlabelled(data.records):
+                log.info("%s/%s/%s has no labels: not extracted", task.name, lang, split)
+                continue
             records, sampled = sample_records(task, data.records, request, lang, split)
-            jobs.append(SplitJob(task, lang, split, records, data.source_hash + sampled,
-                                 data.sources))  # fmt: skip
+            found.append(SplitJob(task, lang, split, records, data.source_hash + sampled,
+                                  data.sources))  # fmt: skip
+        else:
+            jobs += found
     return jobs
+
+
+def unusable(task: Task, lang: str, split: str, records: list[Any], source: str | None) -> bool:
+    """Whether a language is skipped: its split cannot serve the task (`Task.skip_language`:
+    a morphological feature its treebank does not annotate), said in a warning; for the
+    source language, which the probes train on, that is an error."""
+    reason = task.skip_language(records) if task.skip_language is not None else None
+    if reason is None:
+        return False
+    if lang == (source or task.default_source):
+        raise ProbeError(f"task {task.name!r}: source language {lang!r} cannot train it: "
+                         f"{reason} ({split})")  # fmt: skip
+    log.warning("%s: skipping %s: %s (%s split)", task.name, lang, reason, split)
+    return True
 
 
 def sample_records(
@@ -69,6 +94,11 @@ def sample_records(
         keep = sample_sentences(_record_ids(records), request.max_sentences, request.seed)
         records = [records[i] for i in keep]
         tag += sample_tag(request.seed, request.max_sentences)
+    if request.max_eval_sentences and split == task.eval_split:
+        budget = request.max_eval_sentences
+        keep = sample_sentences(_record_ids(records), budget, request.seed)
+        records = [records[i] for i in keep]
+        tag += sample_tag(request.seed, budget, "e")
     trains = request.source is None or lang == request.source
     for capped, budget in request.split_caps:
         if capped == split and trains:
@@ -77,6 +107,11 @@ def sample_records(
             records = [records[i] for i in keep]
             tag += sample_tag(request.seed, budget, "w" if task.level == "word" else "p")
     return records, tag
+
+
+def _unlabelled(records: Sequence[Any]) -> bool:
+    """Every record's label is hidden (pairs with label None; word records always have tags)."""
+    return all(getattr(r, "label", "") is None for r in records)
 
 
 def _record_ids(records: Sequence[Any]) -> list[str]:
@@ -130,7 +165,10 @@ def plan_shards(jobs: Sequence[SplitJob], shard_rows: int, root: Path, key: str)
     only (never of the world size), so any number of ranks finds the same shards."""
     items: list[ShardItem] = []
     for job in jobs:
-        ranges = shard_ranges(job.rows_per_record, shard_rows)
+        # A token view's row is a pair (its progress unit) holding up to token_length rows of
+        # features: bound its shards by that many tokens, not by pairs.
+        per_pair = job.task.token_length if job.task.level == "pair-tokens" else None
+        ranges = shard_ranges(job.rows_per_record, max(1, shard_rows // (per_pair or 1)))
         for index, (lo, hi) in enumerate(ranges):
             path = store.shard_path(root, key, job.task.name, job.lang, job.split,
                                     index if len(ranges) > 1 else None)  # fmt: skip

@@ -25,7 +25,13 @@ import torch
 from probe.cache import CacheSpec, writer
 from probe.cache.manifest import update_manifest, write_spec
 from probe.cache.reader import shard_is_current
-from probe.cache.schema import SENTENCE_FEATURES, WORD_FEATURES, WORD_ROW_ARRAYS, base_attrs
+from probe.cache.schema import (
+    SENTENCE_FEATURES,
+    TOKEN_ROW_ARRAYS,
+    WORD_FEATURES,
+    WORD_ROW_ARRAYS,
+    base_attrs,
+)
 from probe.data.tasks import Task
 from probe.errors import ProbeError
 from probe.extract.background import ShardWrites, prefetch, trim_heap
@@ -157,6 +163,11 @@ def _extract_items(items: Sequence[ShardItem], run: _Run, progress: bool) -> dic
     unit = "word" if items[0].job.task.level == "word" else "pair"
     where = f" ({rank})" if rank.distributed else ""
     done: dict[int, ShardReport] = {}
+    # A token view's shard is sized by its pairs' tokens: counted here, before the tokenising
+    # thread starts (the tokenizer is not shared between threads).
+    lengths = {i.index: encoder.units.pair_lengths(i.job.records[slice(*i.records)],
+                                                   i.job.task.token_length)
+               for i in items if i.job.task.level == "pair-tokens"}  # fmt: skip
     # Tokenising and batching run one block ahead on a thread of their own.
     blocks = prefetch(prepared_blocks(
         encoder.units, items, n_layers=encoder.n_layers, hidden=encoder.hidden,
@@ -184,7 +195,7 @@ def _extract_items(items: Sequence[ShardItem], run: _Run, progress: bool) -> dic
                     writer.remove_stale_temporaries(path)  # of killed writers; we hold the lock
                     bar.set_description(f"{job.task.name}/{job.lang}/{job.split}{where}")
                     shard = _extract_shard(encoder, item, blocks, run, bar, writes, lock,
-                                           buffers)  # fmt: skip
+                                           buffers, lengths.get(item.index))  # fmt: skip
             except BaseException:
                 lock.close()  # a no-op once the shard's writes took it over
                 raise
@@ -219,40 +230,50 @@ def _extract_shard(
     writes: ShardWrites,
     lock: ExitStack,
     buffers: BlockBuffers,
+    lengths: np.ndarray | None = None,
 ) -> ShardReport:
     """Run the encoder over one shard's prepared blocks; writes and the commit (and with
     them the lock) go to `writes`.
 
     The report's seconds are this thread's time on the shard: the encoder, pooling, and
-    waiting for the next prepared block or for an earlier block's write.
+    waiting for the next prepared block or for an earlier block's write. `lengths`: a token
+    view's tokens per pair (its rows), counted before the tokenising thread started.
     """
     job, path, spec = item.job, item.path, run.spec
     lo, hi = item.records
     task = job.task
     word_level = task.level == "word"
-    arrays, strings = _shard_metadata(task, job.records[lo:hi])
+    token_rows = task.level == "pair-tokens"  # a pair's token view: a row per token
+    if token_rows and lengths is None:
+        raise RuntimeError(f"token view shard {path} without its token counts")
+    arrays, strings = _shard_metadata(task, job.records[lo:hi], lengths)
+    n_rows = int(lengths.sum()) if lengths is not None else item.rows
+    # How rows were made of subwords: the word pooling, every token (a token view), a mean.
+    pooling = spec.pooling if word_level else "tokens" if token_rows else task.sentence_pooling
     attrs = base_attrs(
         level=task.level, task=task.name, lang=job.lang, split=job.split,
         model=spec.model, model_identity=run.ref.identity, cache_key=run.cache_spec.key(),
-        n_layers=encoder.n_layers, hidden=encoder.hidden, pooling=spec.pooling if word_level
-        else task.sentence_pooling, dtype=spec.dtype, compute_dtype=run.cache_spec.compute_dtype,
+        n_layers=encoder.n_layers, hidden=encoder.hidden, pooling=pooling, dtype=spec.dtype,
+        compute_dtype=run.cache_spec.compute_dtype,
         max_length=encoder.max_length, window_stride=encoder.stride,
         source_hash=job.source_hash, source_files=list(job.sources),
         label_names=list(task.labels), shard_index=0 if item.n_shards == 1 else lo,
         record_range=[lo, hi], n_shards=item.n_shards,
     )  # fmt: skip
+    if token_rows:
+        attrs["token_length"] = encoder.units.token_limit(task.token_length)
     start = time.perf_counter()
     shard = writer.ShardWriter(
         path,
-        feature_names=WORD_FEATURES if word_level else SENTENCE_FEATURES,
+        feature_names=WORD_FEATURES if word_level or token_rows else SENTENCE_FEATURES,
         n_layers=encoder.n_layers,
-        n_rows=item.rows,
+        n_rows=n_rows,
         hidden=encoder.hidden,
         dtype=spec.dtype,
         attrs=attrs,
         arrays=arrays,
         strings=strings,
-        row_arrays=WORD_ROW_ARRAYS if word_level else None,
+        row_arrays=WORD_ROW_ARRAYS if word_level else TOKEN_ROW_ARRAYS if token_rows else None,
     )
     writes.open(shard, lock.pop_all())  # the lock now belongs to the shard's commit
     tokens = pad = empty = bare = truncated = 0
@@ -261,15 +282,17 @@ def _extract_shard(
             raise RuntimeError(f"prepared block of shard {block.item} while at {item.index}")
         out = buffers.take(block.out_rows)
         for batch in block.batches:
-            encoder.run(batch, out)
+            encoder.submit(batch, out)  # its rows reach `out` on the row thread
             tokens += batch.tokens
             pad += batch.pad_tokens
             bar.update(batch.progress)
-        features = (
-            {"features": out, "word_types": block.word_types}
-            if word_level
-            else {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
-        )
+        encoder.drain()  # every row of the block is in `out`
+        if word_level:
+            features = {"features": out, "word_types": block.word_types}
+        elif token_rows:
+            features = {"features": out, "segments": block.segments}
+        else:
+            features = {"sentence_features": out[:, 0::2], "sentence_features_b": out[:, 1::2]}
         writes.block(shard, block.row, features)
         trim_heap()
         empty += block.empty_words
@@ -286,27 +309,45 @@ def _extract_shard(
 
 
 def _shard_metadata(
-    task: Task, records: Sequence[Any]
+    task: Task, records: Sequence[Any], token_lengths: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """Labels, offsets and the strings that trace a row back to its source."""
+    """Labels, offsets and the strings that trace a row back to its source (a pair's token
+    view: its pairs' `token_lengths` give the offsets, one label per pair)."""
     label_index = {name: i for i, name in enumerate(task.labels)}
     if task.level == "word":
         lengths = np.asarray([len(r.words) for r in records], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         labels = np.asarray([label_index[t] for r in records for t in r.tags], dtype=np.int16)
         words = [w for r in records for w in r.words]
-        return (
-            {"offsets": offsets, "labels": labels},
-            {"words": words, "sentence_ids": [r.sent_id for r in records]},
-        )
+        arrays: dict[str, np.ndarray] = {"offsets": offsets, "labels": labels}
+        strings = {"words": words, "sentence_ids": [r.sent_id for r in records]}
+        if records and all(r.has_tree for r in records):  # UD: the tree of every sentence
+            tree_arrays, tree_strings = tree_metadata(records)
+            arrays.update(tree_arrays)
+            strings.update(tree_strings)
+        return arrays, strings
     labels = np.asarray(
         [label_index[r.label] if r.label is not None else -1 for r in records], dtype=np.int16
     )
+    pair_arrays: dict[str, np.ndarray] = {"labels": labels}
+    if token_lengths is not None:
+        pair_arrays["offsets"] = np.concatenate([[0], np.cumsum(token_lengths)]).astype(np.int64)
     return (
-        {"labels": labels},
+        pair_arrays,
         {
             "sentence_ids": [r.pair_id for r in records],
             "text_a": [r.text_a for r in records],
             "text_b": [r.text_b for r in records],
         },
     )
+
+
+def tree_metadata(records: Sequence[Any]) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """A UD shard's trees (docs/cache-format.md): each word's head as a sentence-local
+    0-based index (-1 for the root) and its relation as written (`nsubj:pass`), an index
+    into the shard's `relation_names`; what structural probes and edge probing read."""
+    heads = np.asarray([h - 1 for r in records for h in r.heads], dtype=np.int32)
+    names = sorted({rel for r in records for rel in r.deprels})
+    index = {name: i for i, name in enumerate(names)}
+    relations = np.asarray([index[rel] for r in records for rel in r.deprels], dtype=np.int16)
+    return {"heads": heads, "relations": relations}, {"relation_names": names}

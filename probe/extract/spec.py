@@ -104,9 +104,10 @@ def random_twin(spec: ExtractSpec, seed: int = 0) -> ExtractSpec:
 class ExtractRequest:
     """Which data to extract under a spec: a task's languages and splits.
 
-    `max_sentences` and `split_caps` are part of the data's identity (each shard's source
-    hash), not of the key. Both are seeded random samples of whole records, stratified by
-    genre (`probe.data.subsets`), drawn with `seed`: `max_sentences` records per split, then
+    `max_sentences`, `split_caps` and `max_eval_sentences` are part of the data's identity
+    (each shard's source hash), not of the key. All are seeded random samples of whole
+    records, stratified by genre (`probe.data.subsets`), drawn with `seed`: `max_sentences`
+    records per split, then `max_eval_sentences` of each evaluation split, then
     each `(split, budget)` of `split_caps` keeps at most `budget` words (pairs for pair tasks)
     of that split in the language that trains (`source`; every language when it is None),
     the very sample `probe.train.splits.train_dev` draws with the same budget and seed, so a
@@ -121,6 +122,12 @@ class ExtractRequest:
     split_caps: tuple[tuple[str, int], ...] = ()  # (split, words or pairs) of the source
     seed: int = 0  # the seed of every sample above
     treebanks: tuple[str, ...] = ()  # UD picks, e.g. ("en_ewt+en_gum", "cs_pdt"); () = default
+    # Every language's evaluation split keeps a seeded sample of at most this many records (a
+    # CPU budget; XNLI's and PAWS-X's row-aligned translations keep the same rows everywhere).
+    max_eval_sentences: int | None = None
+    # Skip evaluation splits whose labels are all hidden (PAWS-X's XTREME test files but de
+    # and zh): nothing scores them, and a token view costs ~0.6 MB a pair to cache.
+    scored_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,8 @@ class ExtractOptions:
 
     device: str = "auto"
     batch_tokens: int | None = None  # None: 4096 on CPU, 32768 on CUDA
-    shard_rows: int = 2_000_000  # words (or pairs) per shard file
+    # words (or pairs) per shard file; a token view's: tokens, token_length per pair
+    shard_rows: int = 2_000_000
     block_bytes: int = 256 << 20  # feature bytes computed between two writes
     overwrite: str = "missing"  # never | missing | always
 

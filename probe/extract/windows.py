@@ -43,6 +43,8 @@ class Unit:
     n_targets: int
     progress: int  # records (words for word tasks) this unit completes, for the progress bar
     word_types: np.ndarray | None = None
+    # A pair's token view: each token's segment (0 text a, 1 text b, -1 a special token).
+    segments: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -78,10 +80,12 @@ class UnitBuilder:
         records: Sequence[Any],
         per_record: Sequence[int],
         sentence_pooling: str = "mean",
+        token_length: int | None = None,
     ) -> tuple[list[Unit], list[int], int]:
         """Units of one block, the first output row of each, and the block's output rows
-        (pairs and parallel sentences fill rows 2i and 2i+1). `sentence_pooling` is the
-        task's (parallel tasks: "mean-with-specials" also averages the special tokens)."""
+        (pairs and parallel sentences fill rows 2i and 2i+1; a pair's token view one row per
+        token). `sentence_pooling` is the task's (parallel tasks: "mean-with-specials" also
+        averages the special tokens); `token_length` a token view's cut (`Task.token_length`)."""
         if level == "word":
             units = self.words(records)
             bases = np.concatenate([[0], np.cumsum(per_record)[:-1]]).astype(int).tolist()
@@ -89,6 +93,11 @@ class UnitBuilder:
         n = len(records)
         if level == "pair":
             return self.pairs(records), [2 * i for i in range(n)], 2 * n
+        if level == "pair-tokens":
+            units = self.pair_tokens(records, token_length)
+            lengths = [u.n_targets for u in units]
+            bases = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+            return units, bases, int(sum(lengths))
         specials = sentence_pooling == "mean-with-specials"
         src = self.sentences([p.text_a for p in records], side=0, specials=specials)
         eng = self.sentences([p.text_b for p in records], side=1, specials=specials)
@@ -144,27 +153,61 @@ class UnitBuilder:
 
     def pairs(self, pairs: Sequence[TextPair]) -> list[Unit]:
         """Joint encoding of both texts; each side is mean-pooled into its own row."""
+        encoded, cut = self.encode_pairs(pairs)
+        self._count_cut(cut, self.max_length)
+        return [Unit([ids], [seq], types, 2, 1) for ids, seq, types in encoded]
+
+    def pair_tokens(self, pairs: Sequence[TextPair], token_length: int | None) -> list[Unit]:
+        """Joint encoding of both texts cut to `token_length` tokens; every token (the special
+        ones too) is a row of its own, with its segment (`Unit.segments`)."""
+        encoded, cut = self.encode_pairs(pairs, token_length)
+        self._count_cut(cut, self.token_limit(token_length))
+        units = []
+        for ids, seq, types in encoded:
+            n = len(ids)
+            units.append(Unit([ids], [np.arange(n, dtype=np.int64)], types, n, 1, segments=seq))
+        return units
+
+    def token_limit(self, token_length: int | None) -> int:
+        """The tokens a pair keeps: the window, or a token view's shorter `token_length`."""
+        return min(self.max_length, token_length or self.max_length)
+
+    def pair_lengths(self, pairs: Sequence[TextPair], token_length: int | None) -> np.ndarray:
+        """Tokens per pair of `pair_tokens` (the rows a token view's shard holds); counts
+        nothing, so it may run before the tokenising thread starts."""
+        encoded, _ = self.encode_pairs(pairs, token_length)
+        return np.asarray([len(ids) for ids, _, _ in encoded], dtype=np.int64)
+
+    def _count_cut(self, cut: int, limit: int) -> None:
+        if cut:
+            self.truncated += cut
+            log.warning("%d pairs longer than %d tokens were truncated", cut, limit)
+
+    def encode_pairs(
+        self, pairs: Sequence[TextPair], token_length: int | None = None
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]], int]:
+        """(ids, segment of each token (-1: special), token type ids or None) per pair, and
+        how many pairs were cut: the tokenizer's own pair template, cut longest-first where
+        a pair is longer than the window (or `token_length`)."""
+        limit = self.token_limit(token_length)
         a = [p.text_a for p in pairs]
         b = [p.text_b for p in pairs]
         full = self.tokenizer(a, b, add_special_tokens=True, truncation=False)
-        long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > self.max_length]
+        long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > limit]
         if long:
             cut = self.tokenizer(
                 [a[i] for i in long], [b[i] for i in long], truncation="longest_first",
-                max_length=self.max_length,
+                max_length=limit,
             )  # fmt: skip
-            self.truncated += len(long)
-            log.warning("%d pairs longer than %d tokens were truncated", len(long), self.max_length)
-        units = []
+        out = []
         replaced = dict(zip(long, range(len(long)), strict=True))
         for i in range(len(pairs)):
             enc, j = (cut, replaced[i]) if i in replaced else (full, i)
             ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
             seq = np.asarray([-1 if s is None else s for s in enc.sequence_ids(j)], dtype=np.int64)
             types = enc["token_type_ids"][j] if "token_type_ids" in enc else None
-            type_ids = None if types is None else [np.asarray(types, dtype=np.int64)]
-            units.append(Unit([ids], [seq], type_ids, 2, 1))
-        return units
+            out.append((ids, seq, None if types is None else [np.asarray(types, dtype=np.int64)]))
+        return out, len(long)
 
     def sentences(self, texts: Sequence[str], side: int, specials: bool = False) -> list[Unit]:
         """One text per unit, mean-pooled into row `side` of its pair (for parallel data):

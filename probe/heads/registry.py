@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 Reads = Literal["one", "all", "pair", "last"]
 ViewName = Literal["words", "sentences", "pairs"]
+# How a pair's token view is classified: "first" the fused [CLS] (<s>) row, as BERT's and
+# XTREME's pair classifiers read it and the DLFA paper does; "mean" the masked mean over
+# every token of the pair (docs/dlfa.md).
+PAIR_POOLS = ("first", "mean")
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,17 @@ class HeadKind:
     reads: "one" = one layer; "all" = every layer stacked (a scalar mix); "pair" = two
         layers in the order (last, k), as DLFA and its concat baseline take them; "last" =
         the last layer alone through the pair call (the grid's equal-capacity control).
-    views: task level -> the view method of `WordData`/`PairData` the head consumes; its
-        keys are the levels the head serves.
-    make: (level, hidden, n_classes, n_layers, reduction) -> a fresh module.
+    views: task level -> the view method of `WordData`/`PairData`/`SequenceData` the head
+        consumes; its keys are the levels the head serves ("pair-tokens": a pair's token
+        view, classified from one row of the fused tokens, `PAIR_POOLS`).
+    make: (level, hidden, n_classes, n_layers, reduction, pool) -> a fresh module.
     has_gate: the head can report its fusion gate (`probe.heads.dlfa.gate_mean`).
     """
 
     name: str
     reads: Reads
     views: Mapping[str, ViewName]
-    make: Callable[[str, int, int, int, int], nn.Module] = field(repr=False)
+    make: Callable[[str, int, int, int, int, str], nn.Module] = field(repr=False)
     has_gate: bool = False
 
     @property
@@ -48,10 +53,14 @@ class HeadKind:
         return tuple(self.views)
 
     def build(
-        self, level: str, hidden: int, n_classes: int, *, n_layers: int = 1, reduction: int = 4
-    ) -> nn.Module:
-        """A fresh head for `level` tasks (n_layers: the stack a scalar mix reads)."""
-        return self.make(self._served(level), hidden, n_classes, n_layers, reduction)
+        self, level: str, hidden: int, n_classes: int, *, n_layers: int = 1, reduction: int = 4,
+        pool: str = "first",
+    ) -> nn.Module:  # fmt: skip
+        """A fresh head for `level` tasks (n_layers: the stack a scalar mix reads; pool: how
+        a pair's token view becomes one vector, `PAIR_POOLS`)."""
+        if pool not in PAIR_POOLS:
+            raise ProbeError(f"pair pooling must be one of {', '.join(PAIR_POOLS)}, not {pool!r}")
+        return self.make(self._served(level), hidden, n_classes, n_layers, reduction, pool)
 
     def view(self, level: str, data: Any, layers: int | Sequence[int]) -> Any:
         """The view of `data` (a `WordData` or `PairData`) this head reads `layers` through."""
@@ -95,7 +104,9 @@ class BodyKind:
 # --- heads ----------------------------------------------------------------------------------
 
 
-def _linear(level: str, hidden: int, n_classes: int, n_layers: int, reduction: int) -> nn.Module:
+def _linear(
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int, pool: str
+) -> nn.Module:
     from probe.heads.linear import LinearProbe, PairLinearProbe
 
     if level == "pair":
@@ -104,7 +115,7 @@ def _linear(level: str, hidden: int, n_classes: int, n_layers: int, reduction: i
 
 
 def _scalar_mix(
-    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int, pool: str
 ) -> nn.Module:
     from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 
@@ -113,24 +124,40 @@ def _scalar_mix(
     return ScalarMixProbe(n_layers, hidden, n_classes)
 
 
-def _dlfa(level: str, hidden: int, n_classes: int, n_layers: int, reduction: int) -> nn.Module:
+def _fused_level(level: str, pool: str) -> tuple[str, str]:
+    """The fusion heads' (level, sentence_pool): per token for word tasks; for a pair's token
+    view, fused per token (the gate's global branch pooled over the whole pair), then one
+    row of the fused tokens classified."""
+    return ("sentence", pool) if level == "pair-tokens" else ("token", "mean")
+
+
+def _dlfa(
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int, pool: str
+) -> nn.Module:
     from probe.heads.dlfa import DLFAHead
 
-    return DLFAHead(hidden, n_classes, reduction=reduction)
+    head_level, sentence_pool = _fused_level(level, pool)
+    return DLFAHead(hidden, n_classes, reduction=reduction, level=head_level,
+                    sentence_pool=sentence_pool)  # fmt: skip
 
 
 def _gated_last(
-    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int, pool: str
 ) -> nn.Module:
     from probe.heads.dlfa import SelfGatedHead
 
-    return SelfGatedHead(hidden, n_classes, reduction=reduction)
+    head_level, sentence_pool = _fused_level(level, pool)
+    return SelfGatedHead(hidden, n_classes, reduction=reduction, level=head_level,
+                         sentence_pool=sentence_pool)  # fmt: skip
 
 
-def _concat(level: str, hidden: int, n_classes: int, n_layers: int, reduction: int) -> nn.Module:
+def _concat(
+    level: str, hidden: int, n_classes: int, n_layers: int, reduction: int, pool: str
+) -> nn.Module:
     from probe.heads.dlfa import ConcatHead
 
-    return ConcatHead(hidden, n_classes)
+    head_level, sentence_pool = _fused_level(level, pool)
+    return ConcatHead(hidden, n_classes, level=head_level, sentence_pool=sentence_pool)
 
 
 HEADS: Registry[HeadKind] = Registry("head")
@@ -138,12 +165,10 @@ HEADS.register("linear", HeadKind("linear", "one", {"word": "words", "pair": "pa
 HEADS.register(
     "scalar_mix", HeadKind("scalar_mix", "all", {"word": "words", "pair": "pairs"}, _scalar_mix)
 )
-HEADS.register("dlfa", HeadKind("dlfa", "pair", {"word": "sentences"}, _dlfa, has_gate=True))
-HEADS.register("concat", HeadKind("concat", "pair", {"word": "sentences"}, _concat))
-HEADS.register(
-    "gated-last",
-    HeadKind("gated-last", "last", {"word": "sentences"}, _gated_last, has_gate=True),
-)
+_TOKENS: dict[str, ViewName] = {"word": "sentences", "pair-tokens": "sentences"}
+HEADS.register("dlfa", HeadKind("dlfa", "pair", _TOKENS, _dlfa, has_gate=True))
+HEADS.register("concat", HeadKind("concat", "pair", _TOKENS, _concat))
+HEADS.register("gated-last", HeadKind("gated-last", "last", _TOKENS, _gated_last, has_gate=True))
 
 
 def pair_heads() -> tuple[str, ...]:

@@ -32,11 +32,13 @@ def delta_rows(
     *,
     like: Row,
     config: str,
+    with_all: bool = False,
 ) -> list[Row]:
     """Δ = a − b per language (a's languages that b has) and per language group.
 
     `like` gives the output rows' head, layer and layers (a's configuration); `config` names
-    what a is compared with (the baseline); the metric is "gain_<metric of a's rows>"."""
+    what a is compared with (the baseline); the metric is "gain_<metric of a's rows>".
+    `with_all` adds group "all": every language, the source included (XTREME's average)."""
     metrics = {r.metric for r in (*a, *b)}
     if len(metrics) != 1:
         raise ValueError(f"a difference compares one metric; got {sorted(metrics)}")
@@ -50,6 +52,8 @@ def delta_rows(
     sys_b = items.systems(b) if with_items else {}
     scopes = [(lang, [lang], "") for lang in langs]
     scopes += [(group, members, group) for group, members in language_groups(source, langs).items()]
+    if with_all and langs:
+        scopes.append(("all", langs, "all"))
     out = []
     for name, members, group in scopes:
         value = float(np.mean([_mean(per_seed_a[m]) - _mean(per_seed_b[m]) for m in members]))

@@ -4,8 +4,10 @@ Words become subword ids with each word's label on its FIRST subword (XTREME con
 other subwords and special tokens get -100); the model is the encoder with a head on its
 hidden states; training is AdamW with a linear warmup/decay schedule that keeps the epoch
 with the best source-dev score; `word_probabilities` reads each word's class probabilities.
-`probe finetune` and `probe intermediate --finetune` train through here. The encoder comes
-loaded from the caller (this package never loads one).
+`probe finetune` and `probe intermediate --finetune` train through here. The loop reads its
+batches and its dev score through a `Batching` (here `WordTokenizer`; sentence pairs:
+`probe.train.finetune_pairs.PairTokenizer`), so word and pair tasks share one loop. The
+encoder comes loaded from the caller (this package never loads one).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,22 @@ class FineTuning(Protocol):
     def treebanks(self) -> tuple[str, ...]: ...  # UD picks (--treebank)
 
 
+class Batching(Protocol):
+    """What `train_model` needs from a task's encoded items: model inputs and labels for a
+    batch, and the (dev loss, dev score) that picks the kept epoch."""
+
+    def collate(self, items: list[Any], device: torch.device) -> tuple[Tensor, ...]:
+        """(model inputs..., labels): `model(*inputs)` gives the logits the labels score."""
+        ...
+
+    def dev_scores(
+        self, model: FinetuneModel, dev: list[Any], task: Task, device: torch.device,
+        config: FineTuning, loss_fn: nn.Module,
+    ) -> tuple[float, float]:  # fmt: skip
+        """Mean loss and the task's main metric on source dev."""
+        ...
+
+
 @dataclass
 class Encoded:
     """One sentence as model input: ids (with special tokens), first-subword position per word
@@ -100,6 +119,16 @@ class WordTokenizer:
             gold = np.asarray([self.label_id[t] for t in sent.tags], dtype=np.int64)
             out.append(Encoded(ids.astype(np.int64), first, gold))
         return out
+
+    def collate(self, items: list[Encoded], device: torch.device) -> tuple[Tensor, ...]:
+        """(ids, mask, labels): labels on each kept word's first subword, -100 elsewhere."""
+        return _collate(items, self.pad_id, device)
+
+    def dev_scores(
+        self, model: FinetuneModel, dev: list[Encoded], task: Task, device: torch.device,
+        config: FineTuning, loss_fn: nn.Module,
+    ) -> tuple[float, float]:  # fmt: skip
+        return _dev_scores(model, dev, task, self.pad_id, device, config, loss_fn)
 
 
 def word_records(records: Any) -> list[TaggedSentence]:
@@ -202,11 +231,12 @@ class Trained:
 
 
 def train_model(
-    model: FinetuneModel, tok: WordTokenizer, train: list[Encoded], dev: list[Encoded],
+    model: FinetuneModel, tok: Batching, train: list[Any], dev: list[Any],
     task: Task, config: FineTuning, device: torch.device, epochs: int, progress: bool = True,
     desc: str = "finetune", seed: int | None = None,
 ) -> Trained:  # fmt: skip
-    """Train `model` (`.encoder` + `.head`, logits per token) on one task's encoded sentences:
+    """Train `model` (`.encoder` + `.head`: logits per token, or per pair) on one task's
+    encoded items (`tok` batches them and scores dev):
     AdamW with linear warmup/decay, at most `config.max_steps` steps; the epoch with the best
     source-dev score is loaded back into `model`. `probe intermediate --finetune` calls this
     once per stage on a model whose encoder and head body were trained by earlier stages.
@@ -244,10 +274,11 @@ def train_model(
             if step >= total:
                 break
             chosen = [train[i] for i in order[start : start + config.batch_size]]
-            ids, mask, labels = _collate(chosen, tok.pad_id, device)
+            *inputs, labels = tok.collate(chosen, device)
             with _autocast(device, config.precision):
-                logits = model(ids, mask)
-            loss = loss_fn(logits.float().flatten(0, 1), labels.flatten())
+                logits = model(*inputs)
+            # (B, T, C) per token or (B, C) per pair: one row per label either way.
+            loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -258,7 +289,7 @@ def train_model(
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}", epoch=epoch)
         epoch_loss = float(np.mean(losses[first_step:]))
-        dev_loss, dev_score = _dev_scores(model, dev, task, tok.pad_id, device, config, loss_fn)
+        dev_loss, dev_score = tok.dev_scores(model, dev, task, device, config, loss_fn)
         log.info("epoch %d: train loss %.4f, dev loss %.4f, dev %s %.4f",
                  epoch, epoch_loss, dev_loss, metric, dev_score)  # fmt: skip
         key = (dev_score, -dev_loss)
@@ -285,8 +316,8 @@ def _param_groups(model: FinetuneModel, config: FineTuning) -> list[dict[str, An
     return [g for g in groups if g["params"]]
 
 
-def _batches(items: list[Encoded], size: int) -> list[list[int]]:
-    """Indices in length order (less padding), cut into batches."""
+def length_batches(items: Sequence[Encoded | Any], size: int) -> list[list[int]]:
+    """Indices in length order (less padding), cut into batches (items with `.ids`)."""
     order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
     return [order[i : i + size] for i in range(0, len(order), size)]
 
@@ -299,7 +330,7 @@ def _dev_scores(
     """Mean token loss and the main metric on source dev (words past max_length are skipped)."""
     model.eval()
     total_loss, n_tokens = 0.0, 0
-    for batch in _batches(dev, config.batch_size * 2):
+    for batch in length_batches(dev, config.batch_size * 2):
         ids, mask, labels = _collate([dev[i] for i in batch], pad, device)
         logits = model(ids, mask)  # evaluation runs in float32, whatever trained
         n = int((labels != IGNORE_INDEX).sum())
@@ -336,7 +367,7 @@ def word_probabilities(
     was_training = model.training
     model.eval()
     per_sentence: list[np.ndarray] = [np.empty(0)] * len(items)
-    for batch in _batches(items, config.batch_size * 2):
+    for batch in length_batches(items, config.batch_size * 2):
         ids, mask, _ = _collate([items[i] for i in batch], pad, device)
         logits = model(ids, mask)  # float32: every number reported is an fp32 evaluation
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()

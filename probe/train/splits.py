@@ -17,7 +17,8 @@ from probe.cache import SplitReader
 from probe.data.holdout import holdout, premise_groups
 from probe.data.subsets import sample_sentences
 from probe.data.tasks import Task
-from probe.train import PairData, WordData
+from probe.train import PairData, SequenceData, WordData
+from probe.train.edges import arc_rows
 
 
 @dataclass
@@ -26,7 +27,8 @@ class CachedSplit:
 
     `rows` (None = all) index the reader's full arrays; labels and offsets always describe
     the selected rows themselves; `items` (None = all) are the reader's sentences or pairs
-    the split keeps (what `subset_ids` records).
+    the split keeps (what `subset_ids` records). A pair's token view (`item_labels`) has
+    offsets over its tokens but one label per pair.
     """
 
     reader: SplitReader
@@ -34,15 +36,36 @@ class CachedSplit:
     offsets: np.ndarray | None
     rows: np.ndarray | None = None
     items: np.ndarray | None = None
+    item_labels: bool = False  # labels per item (a token view's pairs), not per row
+    # Edge tasks (`Task.edges`): the (head, dependent) reader rows of every arc; labels and
+    # offsets then describe arcs (per sentence) and `rows` index this array.
+    arcs: np.ndarray | None = None
+
+    @property
+    def pairs(self) -> bool:
+        """Items are pairs (pooled or as tokens): budgets count pairs, hold-outs keep
+        premise groups together."""
+        return self.offsets is None or self.item_labels
 
 
 def opener(root: Path, key: str, task: Task) -> Callable[[str, str], CachedSplit]:
     def open_split(lang: str, split: str) -> CachedSplit:
         reader = SplitReader.open(root, key, task.name, lang, split)
-        offsets = reader.offsets if task.level == "word" else None
-        return CachedSplit(reader, reader.labels.astype(np.int64), offsets)
+        if task.edges:
+            return edge_split(reader)
+        tokens = task.level == "pair-tokens"
+        offsets = reader.offsets if task.level == "word" or tokens else None
+        return CachedSplit(reader, reader.labels.astype(np.int64), offsets, item_labels=tokens)
 
     return open_split
+
+
+def edge_split(reader: SplitReader) -> CachedSplit:
+    """A UD word split as edge-probing items (probe.train.edges): one per arc of each
+    sentence's tree, labelled with its dependent's label, offsets per sentence."""
+    arcs, offsets = arc_rows(reader.offsets, reader.heads)
+    labels = reader.labels.astype(np.int64)[arcs[:, 1]]
+    return CachedSplit(reader, labels, offsets, arcs=arcs)
 
 
 def train_dev(
@@ -67,10 +90,8 @@ def train_dev(
     if task.dev_split:
         dev = open_split(source, task.dev_split)
     else:
-        what = "source sentences" if train.offsets is not None else "source pairs"
-        groups = (
-            None if train.offsets is not None else premise_groups(item_strings(train, "text_a"))
-        )
+        what = "source pairs" if train.pairs else "source sentences"
+        groups = premise_groups(item_strings(train, "text_a")) if train.pairs else None
         train_items, dev_items = holdout(n_items(train), dev_fraction, seed, what, groups)
         train, dev = subset(train, train_items), subset(train, dev_items)
     return train, dev
@@ -84,7 +105,10 @@ def train_caps(task: Task, max_train_words: int | None) -> tuple[tuple[str, int]
 
 def sample_split(split: CachedSplit, budget: int, seed: int) -> np.ndarray:
     """Local item indices of the split's seeded sample of at most `budget` words (pairs)."""
-    sizes = None if split.offsets is None else np.diff(split.offsets)
+    sizes = None if split.pairs or split.offsets is None else np.diff(split.offsets)
+    if split.arcs is not None:  # the words of each sentence, as extraction sampled them
+        words = np.diff(split.reader.offsets)
+        sizes = words if split.items is None else words[split.items]
     return sample_sentences(item_strings(split, "sentence_ids"), budget, seed, sizes)
 
 
@@ -115,7 +139,8 @@ def subset(split: CachedSplit, items: np.ndarray) -> CachedSplit:
         offsets = np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64)
     rows = local if split.rows is None else split.rows[local]
     kept = items if split.items is None else split.items[items]
-    return CachedSplit(split.reader, split.labels[local], offsets, rows, kept)
+    labels = split.labels[items] if split.item_labels else split.labels[local]
+    return CachedSplit(split.reader, labels, offsets, rows, kept, split.item_labels, split.arcs)
 
 
 def layer_array(split: CachedSplit, layer: int, name: str | None = None) -> np.ndarray:
@@ -127,6 +152,15 @@ def as_data(
     task: Task, split: CachedSplit, layers: list[int], labels: np.ndarray | None = None
 ) -> Any:
     y = split.labels if labels is None else labels
+    if split.arcs is not None:  # edge probing: head side a, dependent side b
+        arcs = split.arcs if split.rows is None else split.arcs[split.rows]
+        every = {layer: split.reader.layer(layer) for layer in layers}
+        heads = {layer: every[layer][arcs[:, 0]] for layer in layers}
+        return PairData(heads, {layer: every[layer][arcs[:, 1]] for layer in layers}, y)
+    if task.level == "pair-tokens":
+        assert split.offsets is not None, "token views always carry offsets"
+        return SequenceData({layer: layer_array(split, layer) for layer in layers}, split.offsets,
+                            y)  # fmt: skip
     if task.level == "word":
         assert split.offsets is not None, "word splits always carry offsets"
         feats = {layer: layer_array(split, layer) for layer in layers}
@@ -137,4 +171,4 @@ def as_data(
 
 
 def as_view(task: Task, data: Any, layers: int | list[int]) -> Any:
-    return data.words(layers) if task.level == "word" else data.pairs(layers)
+    return data.words(layers) if task.probe_level == "word" else data.pairs(layers)

@@ -52,7 +52,28 @@ def test_quick_benchmark_writes_every_key(tiny_bert: Path, tmp_path: Path) -> No
     assert tr["layers"]["scores"] and tr["grid"]["scores"]  # accuracies were produced
     assert tr["ratio_layers_to_extraction"] > 0 and tr["ratio_grid_to_extraction"] > 0
 
+    for shape, hidden in (("mbert", 768), ("me5-small", 384)):
+        hp = saved["host_pipeline"][shape]
+        host = hp["rounds"]["host"][0]
+        assert host["words"] == hp["words"] > 0 and host["forward_calls"] > 0
+        assert host["stand_in_regrown"] == 0  # filled before the clock started
+        # the shards hold the stand-in's 13 hidden states, float16, and little else
+        assert 13 * hidden * 2 < hp["bytes_per_word"] < 1.5 * 13 * hidden * 2 + 4096
+        assert hp["rounds"]["disk"][0]["bytes"] == hp["words"] * 13 * hidden * 2
+    assert saved["host_pipeline_words_per_s"] == saved["host_pipeline"]["mbert"][
+        "host_pipeline_words_per_s"] > 0  # fmt: skip
+    assert saved["disk_write_words_per_s"] > 0
+    assert saved["host_pipeline_vs_disk"] == round(
+        saved["host_pipeline_words_per_s"] / saved["disk_write_words_per_s"], 3
+    )
+    start = saved["startup"]
+    assert saved["startup_s"] == start["startup_s"] > start["rounds"][0]["interpreter_s"] > 0
+    assert start["not_needed_loaded"] == []  # no matplotlib, datasets, sklearn, seqeval
+    large = saved["large_job"]
+    assert large["split"] == "pos/en/train" and large["words"] > 0
+    assert large["toolkit_vs_forward"] > 0
+
     assert saved["gpu"]["ran"] is False and "not run" in saved["gpu"]["note"]
     names = {t["name"] for t in saved["targets"]}
-    assert len(names) == 7
+    assert len(names) == 9
     assert saved["missed"] == [t["name"] for t in saved["targets"] if t["met"] is False]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from probe.cache import SplitReader
 from probe.data.languages import same_family
 from probe.errors import ProbeError
 from probe.experiments import grid as grid_module
@@ -15,13 +16,14 @@ from probe.experiments.grid import GridConfig, GridExperiment, parse_pairs
 from probe.results.items import ItemScores
 from probe.results.rows import Row
 from probe.train import TrainConfig
-from tests.helpers import SENTENCES, cache_fields, make_ud
+from tests.helpers import SENTENCES, cache_fields, make_pawsx, make_ud
 
 
 def test_parse_pairs() -> None:
     assert parse_pairs("last", 4) == [(0, 3), (1, 3), (2, 3)]
     assert parse_pairs("all", 3) == [(0, 1), (0, 2), (1, 2)]
     assert parse_pairs("2,1; 0,2", 3) == [(1, 2), (0, 2)]
+    assert parse_pairs("1,last;0,last", 3) == [(1, 2), (0, 2)]
     with pytest.raises(ProbeError, match="outside 0..2"):
         parse_pairs("1,5", 3)
     with pytest.raises(ProbeError, match="expected 'i,j'"):
@@ -104,11 +106,40 @@ def test_seeds_change_training_and_nothing_else(tmp_path: Path, tiny_bert: Path)
     assert gates[0] != gates[1]
 
 
-def test_grid_rejects_sentence_tasks(tmp_path: Path, tiny_bert: Path) -> None:
-    ex = cache_fields(tmp_path, tiny_bert, task="xnli", langs=("all",), data_dir=tmp_path,
+def test_grid_rejects_parallel_tasks(tmp_path: Path, tiny_bert: Path) -> None:
+    ex = cache_fields(tmp_path, tiny_bert, task="tatoeba", langs=("all",), data_dir=tmp_path,
                       cache_root=tmp_path)  # fmt: skip
-    with pytest.raises(ProbeError, match="token-level"):
+    with pytest.raises(ProbeError, match="parallel-level"):
         GridExperiment(GridConfig(**ex), RunOptions(tmp_path / "res", progress=False)).run()
+
+
+@pytest.mark.parametrize("pool", ["first", "mean"])
+def test_grid_on_a_pair_task_runs_on_its_token_view(
+    tmp_path: Path, tiny_bert: Path, pool: str
+) -> None:
+    """`probe grid --task pawsx`: the pair's token view is extracted, every system trains on
+    it, the unlabelled English test is not scored, results sit under the task's own name."""
+    make_pawsx(tmp_path / "data", n=40)
+    ex = cache_fields(tmp_path, tiny_bert, task="pawsx", langs=("en", "de"),
+                      compute_dtype="float32")  # fmt: skip
+    config = GridConfig(**ex, train=TrainConfig(max_epochs=2), seeds=(0,), n_boot=50,
+                        pair_pool=pool, max_eval_sentences=15)  # fmt: skip
+    result = GridExperiment(config, RunOptions(tmp_path / "res", progress=False)).run()
+    rows = result.rows
+    assert result.settings["task"] == "pawsx@tokens" and result.settings["train_unit"] == "pairs"
+    assert result.directory.parent.parent.name == "pawsx"
+    assert set(rows.values("lang", metric="accuracy", subset="")) == {"de"}
+    trained = set(rows.values("layers", metric="accuracy", head="dlfa", config=""))
+    assert trained == {(2, 2), (0, 2), (1, 2), (0, 0), (1, 1)}
+    assert rows.filter(metric="gain_accuracy", config="vs single (dev)", lang="de")
+    assert all(0 <= r.value <= 1 for r in rows.filter(metric="accuracy"))
+    with SplitReader.open(result.cache.root, result.cache.key, "pawsx@tokens", "de",
+                          "test") as reader:  # fmt: skip
+        assert len(reader.labels) == 15  # the evaluation cap: a seeded sample of the 20 pairs
+    # the English test's labels are hidden: nothing scores it, so it is not extracted
+    assert not (result.cache.directory / "pawsx@tokens" / "en" / "test.h5").exists()
+    assert (result.cache.directory / "pawsx@tokens" / "en" / "dev.h5").exists()
+    assert (result.directory / "grid_heatmap.png").stat().st_size > 0
 
 
 def test_grid_workers_give_the_same_numbers(tmp_path: Path, tiny_bert: Path) -> None:

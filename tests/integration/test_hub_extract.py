@@ -183,8 +183,10 @@ def _pairs(pairs: list[TextPair], label: str) -> Dataset:
 
 def _ud_rows(path: Path) -> Dataset:
     """A CoNLL-U file as universal_dependencies rows: every line a token (multiword tokens
-    and empty nodes too), heads as the `conllu` package's str() of them."""
-    rows: dict[str, list[Any]] = {k: [] for k in ("idx", "text", "tokens", "upos", "head")}
+    and empty nodes too), heads and FEATS as the `conllu` package's str() of them, relations
+    as written."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("idx", "text", "tokens", "upos", "head",
+                                                  "deprel", "feats")}  # fmt: skip
     for block in path.read_text(encoding="utf-8").split("\n\n"):
         lines = [ln for ln in block.splitlines() if ln.strip()]
         if not lines:
@@ -197,9 +199,17 @@ def _ud_rows(path: Path) -> Dataset:
         rows["tokens"].append([c[1] for c in cols])
         rows["upos"].append([UPOS_UD.index(c[3]) for c in cols])
         rows["head"].append(["None" if c[6] == "_" else c[6] for c in cols])
+        rows["deprel"].append([c[7] for c in cols])
+        rows["feats"].append(
+            [
+                "None" if c[5] == "_" else str(dict(f.split("=", 1) for f in c[5].split("|")))
+                for c in cols
+            ]
+        )
     features = Features({
         "idx": Value("string"), "text": Value("string"), "tokens": Sequence(Value("string")),
         "upos": Sequence(ClassLabel(names=UPOS_UD)), "head": Sequence(Value("string")),
+        "deprel": Sequence(Value("string")), "feats": Sequence(Value("string")),
     })  # fmt: skip
     return Dataset.from_dict(rows, features=features)
 

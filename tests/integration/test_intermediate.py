@@ -81,7 +81,9 @@ def test_plan_configurations() -> None:
 def test_resolve_via_all_is_the_registry(tmp_path: Path) -> None:
     data = make_data(tmp_path)
     pos = get_task("pos")
-    assert resolve_via(("all",), pos, data) == ("udpos", "pawsx")  # what has data, not pos
+    via = resolve_via(("all",), pos, data)  # what has data, not pos
+    ud = {"deprel", *(n for n in TASKS.names() if n.startswith("morph-"))}  # UD trees, FEATS
+    assert via[:2] == ("udpos", "pawsx") and set(via[2:]) == ud  # edge tasks never
     # A new task needs only its registry entry to serve as an intermediate task.
     with TASKS.override("udpos-copy", replace(get_task("udpos"), name="udpos-copy")):
         assert "udpos-copy" in resolve_via(("all",), pos, data)

@@ -36,16 +36,21 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[
 
 def _expected_choices() -> dict[str, tuple[str, ...]]:
     """Option destination -> the library's names for it, read here independently of the CLI."""
-    from probe.data.tasks import TASKS
+    from probe.data.tasks import TASKS, TOKEN_VIEW
     from probe.extract.spec import COMPUTE_DTYPES, OVERWRITE, POOLINGS, STORAGE_DTYPES
-    from probe.heads.registry import BODIES, HEADS
+    from probe.heads.registry import BODIES, HEADS, PAIR_POOLS
     from probe.runtime.precision import PRECISIONS
     from probe.train.schedules import SCHEDULES
     from probe.train.select import RECIPES
 
     assert COMPUTE_DTYPES == PRECISIONS
     return {
-        "task": TASKS.names(),
+        # the registry's tasks, then each pair task's token view (`xnli@tokens`)
+        "task": (
+            *TASKS.names(),
+            *(n + TOKEN_VIEW for n in TASKS.names() if TASKS.get(n).level == "pair"),
+        ),
+        "pair_pool": PAIR_POOLS,
         "pooling": POOLINGS,
         "dtype": STORAGE_DTYPES,
         "compute_dtype": PRECISIONS,

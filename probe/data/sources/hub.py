@@ -30,6 +30,8 @@ Sources (feature names as published):
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -166,10 +168,44 @@ def load_ud(treebanks: Sequence[str], split: str) -> HubSplit:
         if name not in UD_TREEBANKS:
             raise unknown_name("UD treebank on the Hub (UD 2.7)", name, UD_TREEBANKS)
         ds, source = _load(UD, name, _split(split, SPLITS))
-        records += tagged_from_dataset(ds, tags="upos", id_column="idx", id_prefix=name,
-                                       keep=_ud_word)  # fmt: skip
+        tagged = tagged_from_dataset(ds, tags="upos", id_column="idx", id_prefix=name,
+                                     keep=_ud_word)  # fmt: skip
+        records += _with_trees(ds, tagged)
         sources.append(source)
     return HubSplit(records, "+".join(sources))
+
+
+def _with_trees(ds: datasets.Dataset, records: list[TaggedSentence]) -> list[TaggedSentence]:
+    """The records with each sentence's basic tree (HEAD, DEPREL of its syntactic words), as
+    the local CoNLL-U reader gives them, when the rows carry both columns; a sentence whose
+    heads are not all word numbers keeps none (so its split stores no trees)."""
+    if "head" not in ds.column_names or "deprel" not in ds.column_names:
+        return records
+    with_feats = "feats" in ds.column_names
+    trees: dict[str, tuple[tuple[int, ...], tuple[str, ...], tuple[str, ...]]] = {}
+    for row in ds:
+        kept = [i for i, head in enumerate(row["head"]) if head not in ("None", "_", None)]
+        heads = [str(row["head"][i]) for i in kept]
+        rels = tuple(str(row["deprel"][i]) for i in kept)
+        feats = tuple(_feats_text(row["feats"][i]) for i in kept) if with_feats else ()
+        if all(h.isdigit() and int(h) <= len(kept) for h in heads):
+            trees[str(row["idx"])] = (tuple(int(h) for h in heads), rels, feats)
+    out = []
+    for sent in records:
+        tree = trees.get(sent.sent_id)
+        if tree is not None and len(tree[0]) == len(sent.words):
+            sent = dataclasses.replace(sent, heads=tree[0], deprels=tree[1], feats=tree[2])
+        out.append(sent)
+    return out
+
+
+def _feats_text(value: str | None) -> str:
+    """A row's FEATS as CoNLL-U writes it: the loader stores the `conllu` package's str() of
+    the features' dict ("{'Case': 'Nom', 'PronType': 'Int,Rel'}", "None" for `_`)."""
+    if value in (None, "None", "_", ""):
+        return ""
+    parsed = ast.literal_eval(value)
+    return "|".join(f"{k}={v}" for k, v in parsed.items()) if isinstance(parsed, dict) else ""
 
 
 def load_masakhaner(lang: str, split: str) -> HubSplit:

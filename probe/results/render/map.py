@@ -21,6 +21,7 @@ import numpy as np
 from probe.analysis.crosslingual.typology import DistanceTest, TypologyTests
 from probe.errors import ProbeError
 from probe.results.render.map_plots import plot_map, plot_transfer_vs_distance
+from probe.results.render.structural import map_curve_lines, map_curves, plot_map_curves
 from probe.results.report import text_table
 from probe.results.table import Table
 
@@ -78,7 +79,12 @@ def render_map(rows: Table, inputs: MapInputs, directory: Path) -> tuple[str, Ma
              neutral=view.most_neutral_layer, structural=view.most_structural_layer,
              metric=inputs.metric, xtreme_layer=inputs.xtreme_layer)  # fmt: skip
     _scatter(rows, inputs, view, directory / "transfer_vs_distance.png")
-    return _summary(rows, inputs, view), view
+    curves = map_curves(rows, inputs.task, inputs.metric, inputs.source, inputs.targets,
+                        inputs.n_layers)  # fmt: skip
+    plot_map_curves(curves, directory / "structural_curves.png",
+                    f"{inputs.task} ({inputs.key}): structural curves per layer")  # fmt: skip
+    lines = map_curve_lines(curves, inputs.source)
+    return _summary(rows, inputs, view) + "".join("\n" + line for line in lines), view
 
 
 def map_view(rows: Table, inputs: MapInputs) -> MapView:
