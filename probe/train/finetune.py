@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,13 +148,25 @@ def source_sentences(
         return word_records(read_task_split(task, data_dir, source, split, picks).records)
 
     train = read(task.training_split())
+    return sample_and_hold_out(train, [s.sent_id for s in train], task, read, config,
+                               "source sentences")  # fmt: skip
+
+
+def sample_and_hold_out(
+    train: list[Any], ids: Sequence[str], task: Task, read: Callable[[str], list[Any]],
+    config: FineTuning, what: str, groups: Callable[[list[Any]], Any] | None = None,
+) -> tuple[list[Any], list[Any]]:  # fmt: skip
+    """Fine-tuning's source split: a seeded, genre-stratified sample of
+    `max_train_sentences` records (by `ids`), then the task's dev split (`read(split)`) or a
+    seeded hold-out of the sample (`probe.data.holdout`; `groups(sample)` numbers records
+    that must stay on one side, e.g. pairs of one premise)."""
     if config.max_train_sentences:
-        keep = sample_sentences([s.sent_id for s in train], config.max_train_sentences,
-                                config.seed)  # fmt: skip
+        keep = sample_sentences(ids, config.max_train_sentences, config.seed)
         train = [train[i] for i in keep]
     if task.dev_split:
         return train, read(task.dev_split)
-    train_idx, dev_idx = holdout(len(train), config.dev_fraction, config.seed, "source sentences")
+    train_idx, dev_idx = holdout(len(train), config.dev_fraction, config.seed, what,
+                                 None if groups is None else groups(train))  # fmt: skip
     return [train[i] for i in train_idx], [train[i] for i in dev_idx]
 
 

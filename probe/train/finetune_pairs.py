@@ -23,16 +23,15 @@ import torch
 from torch import Tensor, nn
 
 from probe.data.alignment import pad_id
-from probe.data.holdout import holdout, premise_groups
+from probe.data.holdout import premise_groups
 from probe.data.reading import read_task_split
 from probe.data.sources.records import TextPair
-from probe.data.subsets import sample_sentences
 from probe.data.tasks import Task
 from probe.errors import ProbeError
 from probe.heads.dlfa import DLFAHead, pool
 from probe.heads.linear import LinearProbe
 from probe.heads.registry import PAIR_POOLS
-from probe.train.finetune import FinetuneModel, FineTuning, length_batches
+from probe.train.finetune import FinetuneModel, FineTuning, length_batches, sample_and_hold_out
 
 # XTREME's classifier dropout (BERT's hidden_dropout_prob), as in DLFAHead.
 DROPOUT = 0.1
@@ -171,16 +170,12 @@ def source_pairs(
         return labelled_pairs(read_task_split(task, data_dir, source, split).records)
 
     train = read(task.training_split())
-    if config.max_train_sentences:
-        keep = sample_sentences([p.pair_id for p in train], config.max_train_sentences,
-                                config.seed)  # fmt: skip
-        train = [train[i] for i in keep]
-    if task.dev_split:
-        return train, read(task.dev_split)
-    groups = premise_groups([p.text_a for p in train])
-    train_idx, dev_idx = holdout(len(train), config.dev_fraction, config.seed, "source pairs",
-                                 groups)  # fmt: skip
-    return [train[i] for i in train_idx], [train[i] for i in dev_idx]
+
+    def premises(kept: list[TextPair]) -> np.ndarray:
+        return premise_groups([p.text_a for p in kept])
+
+    return sample_and_hold_out(train, [p.pair_id for p in train], task, read, config,
+                               "source pairs", premises)  # fmt: skip
 
 
 @torch.inference_mode()

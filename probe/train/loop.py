@@ -160,6 +160,34 @@ def predict_proba(head: nn.Module, data: Feed, *, batch_size: int = EVAL_BATCH) 
     return probs
 
 
+class EarlyStopping:
+    """Early stopping on a dev loss, shared by every training loop over cached features.
+
+    An epoch improves when its loss beats the best by more than `min_delta`: its weights are
+    kept (a copy) and the patience count restarts; `patience` epochs in a row without an
+    improvement stop training. `restore` puts the best weights back."""
+
+    def __init__(self, patience: int, min_delta: float) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best_loss, self.best_epoch, self.bad = math.inf, 0, 0
+        self.best_state: dict[str, Tensor] | None = None
+        self.stopped = False
+
+    def update(self, epoch: int, loss: float, module: nn.Module) -> bool:
+        """Record one epoch's dev loss; True when training should stop."""
+        if loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad = loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        else:
+            self.bad += 1
+            self.stopped = self.bad >= self.patience
+        return self.stopped
+
+    def restore(self, module: nn.Module) -> None:
+        if self.best_state is not None:
+            module.load_state_dict(self.best_state)
+
+
 def fit(
     head: nn.Module | Callable[[], nn.Module],
     train: Feed,
@@ -189,9 +217,8 @@ def fit(
         head.to(device)
         optimizer = make_optimizer(head, config)
         generator = torch.Generator().manual_seed(config.seed)
-        best_loss, best_epoch, best_state, bad_epochs = math.inf, 0, None, 0
+        stopping = EarlyStopping(config.patience, config.min_delta)
         history: list[EpochLog] = []
-        stopped_early = False
         for epoch in range(1, config.max_epochs + 1):
             t0 = time.perf_counter()
             head.train()
@@ -217,24 +244,18 @@ def fit(
             log.debug("epoch %d: train loss %.4f, dev loss %s, dev acc %s",
                       epoch, train_loss, dev_loss, dev_acc)  # fmt: skip
             if dev_loss is None:
-                best_epoch = epoch
+                stopping.best_epoch = epoch  # no dev: the last epoch is the one kept
                 continue
-            if dev_loss < best_loss - config.min_delta:
-                best_loss, best_epoch, bad_epochs = dev_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            else:
-                bad_epochs += 1
-                if bad_epochs >= config.patience:
-                    stopped_early = True
-                    break
-        if best_state is not None:
-            head.load_state_dict(best_state)
+            if stopping.update(epoch, dev_loss, head):
+                break
+        stopping.restore(head)
+    best_epoch, best_loss = stopping.best_epoch, stopping.best_loss
     result = TrainResult(
         head=head,
         best_epoch=best_epoch,
         epochs_run=len(history),
         best_dev_loss=None if dev is None else best_loss,
-        stopped_early=stopped_early,
+        stopped_early=stopping.stopped,
         seconds=time.perf_counter() - began,
         device=str(device),
         history=tuple(history),

@@ -14,7 +14,6 @@ them in a seeded random order.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ from probe.heads.structural import StructuralProbe, structural_loss
 from probe.runtime.device import resolve_device
 from probe.runtime.threads import limit_threads
 from probe.train.config import EpochLog, TrainConfig, TrainResult
-from probe.train.loop import _seeded
+from probe.train.loop import EarlyStopping, _seeded
 from probe.train.optim import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -114,9 +113,8 @@ def fit_structural(
         probe = StructuralProbe(train.hidden, rank, kind).to(device)
         optimizer = make_optimizer(probe, config)
         rng = np.random.default_rng(config.seed)
-        best_loss, best_epoch, best_state, bad = math.inf, 0, None, 0
+        stopping = EarlyStopping(config.patience, config.min_delta)
         history: list[EpochLog] = []
-        stopped = False
         for epoch in range(1, config.max_epochs + 1):
             t0 = time.perf_counter()
             probe.train()
@@ -132,17 +130,11 @@ def fit_structural(
             dev_loss = _loss(probe, dev_batches, device)
             history.append(EpochLog(epoch, total / train.n_sentences, dev_loss, None,
                                     time.perf_counter() - t0))  # fmt: skip
-            if dev_loss < best_loss - config.min_delta:
-                best_loss, best_epoch, bad = dev_loss, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in probe.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= config.patience:
-                    stopped = True
-                    break
-        if best_state is not None:
-            probe.load_state_dict(best_state)
-    result = TrainResult(probe, best_epoch, len(history), best_loss, stopped,
+            if stopping.update(epoch, dev_loss, probe):
+                break
+        stopping.restore(probe)
+    best_epoch, best_loss = stopping.best_epoch, stopping.best_loss
+    result = TrainResult(probe, best_epoch, len(history), best_loss, stopping.stopped,
                          time.perf_counter() - began, str(device), tuple(history))  # fmt: skip
     log.info("trained a %s probe (rank %d): best epoch %d of %d, dev loss %.4f, %.1fs", kind,
              rank, best_epoch, len(history), best_loss, result.seconds)  # fmt: skip
