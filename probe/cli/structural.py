@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from probe.cli.options import (
+    LibraryChoice,
     cache_fields,
     extraction_options,
     max_eval_option,
@@ -32,7 +33,7 @@ from probe.cli.options import (
 )
 @click.option(
     "--probes",
-    type=click.Choice(["both", "distance", "depth"]),
+    type=LibraryChoice("probe.heads.registry:STRUCTURAL_PROBES", extra=("both",)),
     default="both",
     show_default=True,
     help="Which probes to train: distance (uuas, dspr), depth (root_acc, nspr) or both.",

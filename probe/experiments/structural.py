@@ -32,7 +32,8 @@ from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment, RunOptions, RunResult, check_seeds
 from probe.experiments.layers import _seed_means, _target_scores
 from probe.extract import CacheHandle, CachePaths, ExtractOptions, ExtractSpec, ensure_cached
-from probe.heads.structural import PROBE_KINDS, StructuralProbe
+from probe.heads.registry import STRUCTURAL_PROBES
+from probe.heads.structural import StructuralProbe
 from probe.results.items import ItemScores
 from probe.results.render.structural import METRICS, render_structural
 from probe.results.rows import Row
@@ -72,7 +73,7 @@ class StructuralConfig:
     train_split: str | None = None
     seeds: tuple[int, ...] = ()
     rank: int | None = None
-    kinds: tuple[str, ...] = PROBE_KINDS
+    kinds: tuple[str, ...] = STRUCTURAL_PROBES
 
     def __post_init__(self) -> None:
         if self.seeds:
@@ -80,9 +81,9 @@ class StructuralConfig:
             object.__setattr__(self, "train", replace(self.train, seed=self.seeds[0]))
         if self.rank is not None and self.rank < 1:
             raise ProbeError(f"--rank must be at least 1, not {self.rank}")
-        unknown = [k for k in self.kinds if k not in PROBE_KINDS]
+        unknown = [k for k in self.kinds if k not in STRUCTURAL_PROBES]
         if unknown or not self.kinds:
-            raise ProbeError(f"structural probe kinds are {', '.join(PROBE_KINDS)}; got "
+            raise ProbeError(f"structural probe kinds are {', '.join(STRUCTURAL_PROBES)}; got "
                              f"{', '.join(self.kinds) or 'none'}")  # fmt: skip
 
     @property

@@ -26,6 +26,9 @@ ViewName = Literal["words", "sentences", "pairs"]
 # XTREME's pair classifiers read it and the DLFA paper does; "mean" the masked mean over
 # every token of the pair (docs/dlfa.md).
 PAIR_POOLS = ("first", "mean")
+# Hewitt & Manning's structural probes (probe.heads.structural): a squared distance per word
+# pair (tree distance) or a squared norm per word (tree depth).
+STRUCTURAL_PROBES = ("distance", "depth")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-PROBE_KINDS = ("distance", "depth")
+from probe.heads.registry import STRUCTURAL_PROBES
 
 
 class StructuralProbe(nn.Module):
@@ -26,8 +26,10 @@ class StructuralProbe(nn.Module):
 
     def __init__(self, hidden: int, rank: int, kind: str = "distance") -> None:
         super().__init__()
-        if kind not in PROBE_KINDS:
-            raise ValueError(f"probe kind must be one of {', '.join(PROBE_KINDS)}, not {kind!r}")
+        if kind not in STRUCTURAL_PROBES:
+            raise ValueError(
+                f"probe kind must be one of {', '.join(STRUCTURAL_PROBES)}, not {kind!r}"
+            )
         if rank < 1:
             raise ValueError(f"probe rank must be at least 1, not {rank}")
         self.kind = kind

@@ -38,7 +38,7 @@ def _expected_choices() -> dict[str, tuple[str, ...]]:
     """Option destination -> the library's names for it, read here independently of the CLI."""
     from probe.data.tasks import TASKS, TOKEN_VIEW
     from probe.extract.spec import COMPUTE_DTYPES, OVERWRITE, POOLINGS, STORAGE_DTYPES
-    from probe.heads.registry import BODIES, HEADS, PAIR_POOLS
+    from probe.heads.registry import BODIES, HEADS, PAIR_POOLS, STRUCTURAL_PROBES
     from probe.runtime.precision import PRECISIONS
     from probe.train.schedules import SCHEDULES
     from probe.train.select import RECIPES
@@ -51,6 +51,7 @@ def _expected_choices() -> dict[str, tuple[str, ...]]:
             *(n + TOKEN_VIEW for n in TASKS.names() if TASKS.get(n).level == "pair"),
         ),
         "pair_pool": PAIR_POOLS,
+        "probes": (*STRUCTURAL_PROBES, "both"),  # structural: distance, depth or both
         "pooling": POOLINGS,
         "dtype": STORAGE_DTYPES,
         "compute_dtype": PRECISIONS,
@@ -81,7 +82,7 @@ def test_task_choices_follow_a_new_registration() -> None:
     from probe.data.tasks import TASKS
 
     task_options = [(where, o) for where, o in _options(cli) if o.name == "task"]
-    assert len(task_options) == 8
+    assert len(task_options) == 9
     with TASKS.override("pos-copy", replace(TASKS.get("pos"), name="pos-copy")):
         for where, option in task_options:
             assert "pos-copy" in option.type.choices, where  # type: ignore[attr-defined]

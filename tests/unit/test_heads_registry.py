@@ -16,7 +16,7 @@ from probe.heads.linear import LinearProbe, PairLinearProbe
 from probe.heads.multitask import FusionBody, MixBody, MLPBody
 from probe.heads.registry import BODIES, HEADS, pair_heads
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
-from probe.train import PairData, WordData
+from probe.train import PairData, SequenceData, WordData
 
 HIDDEN, CLASSES, N_LAYERS = 8, 3, 4
 CPU = torch.device("cpu")
@@ -42,7 +42,23 @@ BUILT = {
     ("dlfa", "word"): lambda: DLFAHead(HIDDEN, CLASSES, reduction=2),
     ("concat", "word"): lambda: ConcatHead(HIDDEN, CLASSES),
     ("gated-last", "word"): lambda: SelfGatedHead(HIDDEN, CLASSES, reduction=2),
+    # a pair's token view: fused per token, the [CLS] row classified (pool "first")
+    ("dlfa", "pair-tokens"): lambda: DLFAHead(
+        HIDDEN, CLASSES, reduction=2, level="sentence", sentence_pool="first"
+    ),
+    ("concat", "pair-tokens"): lambda: ConcatHead(
+        HIDDEN, CLASSES, level="sentence", sentence_pool="first"
+    ),
+    ("gated-last", "pair-tokens"): lambda: SelfGatedHead(
+        HIDDEN, CLASSES, reduction=2, level="sentence", sentence_pool="first"
+    ),
 }
+SEQUENCES = SequenceData(
+    RNG.standard_normal((N_LAYERS, 11, HIDDEN)).astype(np.float32),
+    np.array([0, 5, 7, 11]),
+    RNG.integers(0, CLASSES, 3),
+)
+DATA = {"word": WORDS, "pair": PAIRS, "pair-tokens": SEQUENCES}
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> None:
@@ -62,7 +78,7 @@ def test_every_head_builds_and_reads_its_view_at_each_level(name: str, level: st
     head = kind.build(level, HIDDEN, CLASSES, n_layers=N_LAYERS, reduction=2)
     torch.manual_seed(0)
     _same_weights(head, BUILT[name, level]())
-    view = kind.view(level, WORDS if level == "word" else PAIRS, READS[kind.reads])
+    view = kind.view(level, DATA[level], READS[kind.reads])
     batch = next(iter(view.batches(64, generator=None, device=CPU)))
     logits = head(*batch.inputs)
     assert logits.shape == (*batch.labels.shape, CLASSES)
@@ -80,7 +96,7 @@ def test_unknown_names_and_unserved_levels_are_refused() -> None:
         HEADS.get("dlfx")
     with pytest.raises(ProbeError, match="Did you mean 'mlp'"):
         BODIES.get("mpl")
-    with pytest.raises(ProbeError, match="serves word tasks, not 'pair'"):
+    with pytest.raises(ProbeError, match="serves word and pair-tokens tasks, not 'pair'"):
         HEADS.get("dlfa").build("pair", HIDDEN, CLASSES)
     with pytest.raises(ProbeError, match="serves word and pair tasks"):
         HEADS.get("linear").view("parallel", WORDS, 0)

@@ -187,10 +187,11 @@ def storable(text: object) -> bool:
 
 
 def assert_storable(record: TaggedSentence | TextPair) -> None:
-    """Every string of a record (and of the tuples it holds) can go into the cache."""
+    """Every string of a record (and of the tuples it holds) can go into the cache; the
+    other values are a UD tree's head indices, integers."""
     for value in dataclasses.astuple(record):
         for text in value if isinstance(value, tuple) else (value,):
-            assert text is None or storable(text), (record, text)
+            assert text is None or type(text) is int or storable(text), (record, text)
 
 
 def assert_located(err: DataError, files: dict[Path, bytes]) -> None:

@@ -151,13 +151,14 @@ def test_conllu_last_sentence_without_blank_line_and_fallback_ids(tmp_path: Path
     path = write(tmp_path, "a.conllu", "# text = Hello\n" + rows + "\n\n" + rows.rstrip("\n"))
     sentences = read_conllu(path)
     assert [s.sent_id for s in sentences] == ["a.conllu:1", "a.conllu:5"]
-    assert sentences[1] == TaggedSentence("a.conllu:5", ("Hello",), ("INTJ",))
+    assert sentences[1] == TaggedSentence("a.conllu:5", ("Hello",), ("INTJ",), heads=(0,),
+                                          deprels=("root",), feats=("",))  # fmt: skip
 
 
 def test_conllu_crlf_and_bom(tmp_path: Path) -> None:
     text = "\ufeff# sent_id = s1\r\n1\tA b\ta\tNOUN\t_\t_\t0\troot\t_\t_\r\n\r\n"
     assert read_conllu(write(tmp_path, "c.conllu", text)) == [
-        TaggedSentence("s1", ("A b",), ("NOUN",))
+        TaggedSentence("s1", ("A b",), ("NOUN",), heads=(0,), deprels=("root",), feats=("",))
     ]
 
 
