@@ -3,6 +3,11 @@
 "none" (the target alone), every intermediate task alone, then sets of them trained one
 after another ("pos>udpos") or mixed ("pos+udpos"); shared by the cached-feature and the
 fine-tuning mode.
+
+An intermediate stage is a task in one or more of its languages (`Stage`): `panx` trains on
+the task's default source language, `panx:de` on German, `panx:en+de+fr` on one seeded
+sample pooled over the three (one multilingual stage). Everywhere a stage is named by
+`Stage.name`, which spells the default source bare (`panx:en` is `panx`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,40 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One intermediate stage: a registered task trained in `langs` (one language, or several
+    pooled into one multilingual stage)."""
+
+    task: str
+    langs: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        if self.langs == (get_task(self.task).default_source,):
+            return self.task
+        return f"{self.task}:{'+'.join(self.langs)}"
+
+    @property
+    def multilingual(self) -> bool:
+        return len(self.langs) > 1
+
+
+def parse_stage(text: str) -> Stage:
+    """`task`, `task:lang` or `task:l1+l2+...` -> a Stage (the task must be registered; the
+    languages are checked against the data when the stage's splits are extracted)."""
+    name, sep, langs = text.strip().partition(":")
+    task = get_task(name.strip())  # unknown names fail with the close matches
+    if not sep:
+        return Stage(task.name, (task.default_source,))
+    codes = tuple(x.strip() for x in langs.split("+"))
+    if not codes or not all(codes):
+        raise ProbeError(f"--via {text!r}: expected task:lang or task:lang+lang+... (panx:de)")
+    if len(set(codes)) != len(codes):
+        raise ProbeError(f"--via {text!r}: a language is listed twice")
+    return Stage(task.name, codes)
+
+
+@dataclass(frozen=True)
 class Configuration:
     """One way to reach the target: no intermediate task, one, or a set (sequential / mixed).
 
@@ -29,8 +68,17 @@ class Configuration:
     (pos and udpos batches interleaved, then the target).
     """
 
-    via: tuple[str, ...]
+    via: tuple[str, ...]  # Stage names, in training order
     schedule: Schedule = "sequential"
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return tuple(parse_stage(name) for name in self.via)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """Every language an intermediate stage of this configuration trains in (none: ())."""
+        return tuple(dict.fromkeys(lang for stage in self.stages for lang in stage.langs))
 
     @property
     def name(self) -> str:
