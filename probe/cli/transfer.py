@@ -142,20 +142,39 @@ def finetune(**opts: Any) -> None:
     click.echo(f"fine-tuning and evaluation {seconds:.1f} s; results in {result.directory}")
 
 
+def _list_suites(ctx: click.Context) -> None:
+    """--list-suites: print the suites and stop (no other option is needed)."""
+    from probe.experiments.intermediate_suites import suites_table
+
+    click.echo(suites_table())
+    ctx.exit()
+
+
 @click.command()
 @functools.partial(extraction_options, task_flags=("--target", "--task", "-t"))
 @click.option(
     "--via",
     default="all",
     show_default=True,
-    help="Intermediate tasks: comma list of registry tasks, or all (every word/pair "
-    "task with data but the target).",
+    help="Intermediate stages, comma list: a task (its default source language), task:lang "
+    "(panx:de), task:l1+l2 (one multilingual stage, same --max-train-words in total), a "
+    "suite (suite3, suite9: --list-suites), mixed (suite3,morph-Case); or all (every "
+    "word/pair task with data but the target).",
 )
 @click.option(
     "--sets",
     default=None,
-    help="Sets of --via tasks to train on together: sizes of growing prefixes ('3'), "
-    "all, or tasks joined by '+' ('pos+panx'); comma list. Default: sizes 2..all.",
+    help="Sets of --via stages to train on together: sizes of growing prefixes ('3'), "
+    "all, or stages joined by '+' ('pos+panx:de+fr', matched against the --via stages); "
+    "comma list. Default: sizes 2..all.",
+)
+@click.option(
+    "--list-suites",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _, on: _list_suites(ctx) if on else None,
+    help="List the --via suites (domain and candidate tasks of each entry) and exit.",
 )
 @click.option(
     "--schedule",
@@ -212,6 +231,19 @@ def finetune(**opts: Any) -> None:
 )
 @results_dir_option()
 @click.option(
+    "--distance",
+    is_flag=True,
+    help="Also write gain_vs_distance.csv/.png: each configuration's gain per target against "
+    "the URIEL distances of its intermediate language(s), with Spearman's rho per kind.",
+)
+@click.option(
+    "--eval-domains",
+    is_flag=True,
+    help="Also score the target head on other-domain sets with its labels (POS: the other UD "
+    "treebanks of each language in the data, e.g. GUM, PUD); report each drop and its "
+    "difference from none's.",
+)
+@click.option(
     "--finetune",
     "finetune_mode",
     is_flag=True,
@@ -247,7 +279,8 @@ def finetune(**opts: Any) -> None:
     "--max-eval-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="--finetune: score a seeded random sample of N test sentences of each language.",
+    help="Score a seeded random sample of N evaluation sentences (pairs) of each language; "
+    "training splits keep their own caps (--max-train-words).",
 )
 @pool_options("seeds")
 def intermediate(**opts: Any) -> None:
@@ -257,6 +290,8 @@ def intermediate(**opts: Any) -> None:
     Examples:
       probe intermediate --target ner --via pos,udpos,panx --model minilm --data-dir ../shared/data
       probe intermediate --target pos --via all --model minilm --schedule mixed --seeds 0,1,2
+      probe intermediate --target ner --via suite9 --sets 3,6,9 --model me5-small
+      probe intermediate -t pawsx --via pos,pos:tr,pos:en+tr+vi --max-train-words 5000 -m me5-small
       probe intermediate --target ner --via pos,udpos --model minilm --finetune --max-steps 50
     Scores every target language zero-shot per configuration and prints the gains over 'none'
     per language, inside/outside the source's family and per family, each with its seed sd
@@ -276,6 +311,10 @@ def intermediate(**opts: Any) -> None:
         opts["results_dir"], opts["workers"], opts["cluster"], allow_overlap=opts["allow_overlap"]
     )
     if opts["finetune_mode"]:
+        if opts["distance"]:
+            raise ProbeError("--distance runs on cached features only: drop --finetune")
+        if opts["eval_domains"]:
+            raise ProbeError("--eval-domains scores cached-feature heads only: drop --finetune")
         from probe.cache import default_cache_root
         from probe.experiments.finetune import FinetuneConfig
         from probe.experiments.intermediate_finetune import (
@@ -316,6 +355,8 @@ def intermediate(**opts: Any) -> None:
             source=opts["source"], body=opts["body"], layer=opts["layer"], width=opts["width"],
             reduction=opts["reduction"], train=train, seeds=seeds,
             max_train_words=opts["max_train_words"], max_via_sentences=opts["max_via_sentences"],
+            max_eval_sentences=opts["max_eval_sentences"],
+            distance=opts["distance"], eval_domains=opts["eval_domains"],
             train_split=opts["train_split"],
         )  # fmt: skip
         result = IntermediateExperiment(head_config, options).run()

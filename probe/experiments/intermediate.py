@@ -28,17 +28,37 @@ from pathlib import Path
 from typing import Any
 
 from probe.analysis.bootstrap import LEVEL, N_BOOT, PairedBootstrap
+from probe.data.discovery import expand_languages
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments import intermediate_seed
 from probe.experiments.base import Context, Experiment, check_seeds
+from probe.experiments.intermediate_calibration import stage_language_rows
+from probe.experiments.intermediate_distance import distance_outputs, distance_settings
+from probe.experiments.intermediate_domains import (
+    DomainPlan,
+    domain_plan,
+    domain_requests,
+    domain_split_use,
+    domain_summary,
+    restrict,
+)
 from probe.experiments.intermediate_gains import (
     configuration_gains,
     recipe_differences,
     recipe_note,
 )
-from probe.experiments.intermediate_plan import Configuration, plan_configurations, resolve_via
+from probe.experiments.intermediate_plan import (
+    Configuration,
+    ResolvedVia,
+    extraction_budgets,
+    parse_stage,
+    plan_configurations,
+    resolve_stages,
+    set_sizes,
+)
 from probe.experiments.intermediate_seed import TARGET_PARAMETERS, TRAINING, SeedJob
+from probe.experiments.intermediate_stages import stage_settings
 from probe.experiments.leakage import SplitUse
 from probe.extract import (
     CacheHandle,
@@ -51,7 +71,7 @@ from probe.extract import (
 from probe.heads.registry import BODIES
 from probe.results.gains import average_seeds
 from probe.results.items import JobOutput
-from probe.results.render.intermediate import render_intermediate
+from probe.results.render.intermediate import gain_per_set_size, render_intermediate
 from probe.results.report import provenance
 from probe.results.rows import Row
 from probe.results.table import Table
@@ -77,6 +97,7 @@ class IntermediateConfig:
     task: str  # the target
     langs: tuple[str, ...] = ("all",)
     max_sentences: int | None = None
+    max_eval_sentences: int | None = None  # a seeded sample of each evaluation split
     options: ExtractOptions = field(default_factory=ExtractOptions)
     paths: CachePaths = field(default_factory=CachePaths)
     via: tuple[str, ...] = ("all",)
@@ -94,6 +115,8 @@ class IntermediateConfig:
     treebanks: tuple[str, ...] = ()  # UD picks (--treebank); () = the task's default rule
     train_split: str | None = None  # --train-split; None = the task's own
     max_via_sentences: int | None = None  # extraction cap on the intermediate tasks' splits
+    distance: bool = False  # --distance: gain_vs_distance.csv/.png (intermediate_distance)
+    eval_domains: bool = False  # --eval-domains: other-domain sets too (intermediate_domains)
 
 
 # Fields that pick the cache (recorded by the base from the cache handle), not settings.
@@ -106,39 +129,61 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
     name = "intermediate"
     levels = ("word", "pair")
     other_levels_hint = " (it has no labels to train on): use a word or pair task"
+    volatile = ("distance",)  # an analysis of the same numbers: the same results directory
     recipe_line: str  # the summary's "one recipe per comparison" line, once the jobs ran
 
     @functools.cached_property
+    def resolved(self) -> ResolvedVia:
+        """--via's stages (and the suite entries dropped for this target)."""
+        cfg = self.config
+        return resolve_stages(cfg.via, get_task(cfg.task), cfg.paths.data_dir)
+
+    @functools.cached_property
     def via(self) -> tuple[str, ...]:
-        return resolve_via(self.config.via, get_task(self.config.task), self.config.paths.data_dir)
+        return self.resolved.names
+
+    @functools.cached_property
+    def domains(self) -> DomainPlan:
+        """--eval-domains: each language's other-domain sets (refused when none has any)."""
+        cfg = self.config
+        if not cfg.eval_domains:
+            return ()
+        task, data_dir = get_task(cfg.task), cfg.paths.data_dir
+        langs = expand_languages(task, cfg.langs, data_dir, cfg.treebanks)
+        return domain_plan(task, langs, data_dir, cfg.treebanks)
 
     @functools.cached_property
     def plan(self) -> tuple[Configuration, ...]:
-        return tuple(plan_configurations(self.via, self.config.sets, self.config.schedules))
+        return tuple(plan_configurations(self.via, self.config.sets, self.config.schedules,
+                                         self.resolved.dropped))  # fmt: skip
 
     def extract(self, task: Task, source: str, progress: bool) -> CacheHandle:
-        """The target (every language) and each intermediate task's source splits, in one
-        call: one key, one encoder load. Seeds and configurations are checked first."""
+        """The target (every language) and each intermediate stage's languages' train (and
+        dev) splits, in one call: one key, one encoder load; one request per task and
+        language, with the largest share of --max-train-words any stage takes there
+        (`extraction_budgets`). Seeds and configurations are checked first."""
         cfg = self.config
         check_seeds(cfg.seeds)
         log.info("configurations: %s", ", ".join(c.name for c in self.plan))  # checks --sets
         seed = cfg.seeds[0]  # the seed the jobs draw hold-outs and subsets with
         requests = [self.zero_shot_request(task, source, seed)]
         cap = cfg.max_via_sentences or cfg.max_sentences
-        for via in map(get_task, self.via):
+        stages = [parse_stage(name) for name in self.via]
+        for (name, lang), budget in extraction_budgets(stages, cfg.max_train_words).items():
+            via = get_task(name)
             splits = tuple(s for s in (via.train_split, via.dev_split) if s)
-            requests.append(ExtractRequest(via.name, (via.default_source,), splits,
-                                           via.default_source, cap,
-                                           train_caps(via, cfg.max_train_words), seed))  # fmt: skip
+            requests.append(ExtractRequest(via.name, (lang,), splits, lang, cap,
+                                           train_caps(via, budget), seed))  # fmt: skip
+        requests += domain_requests(self.domains, cfg.max_sentences, seed)
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
     def split_use(self, ctx: Context) -> SplitUse:
-        """The target's source train/dev and each intermediate task's, against the target's
-        evaluation splits (the leakage guard)."""
+        """The target's source train/dev and each intermediate stage's (in each of its
+        languages), against the target's evaluation splits (the leakage guard)."""
         use = super().split_use(ctx)
-        for via in map(get_task, self.via):
-            use += SplitUse.zero_shot(via, (via.default_source,), ())
-        return use
+        for stage in map(parse_stage, self.via):
+            use += SplitUse.zero_shot(get_task(stage.task), stage.langs, ())
+        return use + domain_split_use(restrict(self.domains, ctx.langs))
 
     def context(self, task: Task, source: str, cache: CacheHandle | None) -> Context:
         """Only languages with a labelled evaluation split are scored (and recorded)."""
@@ -158,7 +203,8 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         cache = ctx.cache
         assert cache is not None  # an absolute root: a job may run elsewhere (a cluster)
         job = SeedJob(ctx.task.name, cache.root.resolve(), cache.key, ctx.source, ctx.langs,
-                       self.via, self.plan, self.layers(ctx), 0, self.config)  # fmt: skip
+                       self.via, self.plan, self.layers(ctx), 0, self.config,
+                       restrict(self.domains, ctx.langs))  # fmt: skip
         return [(f"seed-{seed}", replace(job, seed=seed)) for seed in self.config.seeds]
 
     @staticmethod
@@ -171,6 +217,9 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         per_seed = [[r for r in part if r.head != TRAINING] for part in parts.values()]
         kept = [r for rows in per_seed for r in rows]
         gains = configuration_gains(ctx.task, kept, ctx.items, ctx.source, PairedBootstrap())
+        gains += stage_language_rows(kept, self.plan, ctx.source, self.config.seeds[0])
+        gains += domain_summary(ctx.task, kept, ctx.items, restrict(self.domains, ctx.langs),
+                                self.config)  # fmt: skip
         return kept + average_seeds(per_seed) + gains
 
     def settings(self, ctx: Context) -> dict[str, Any]:
@@ -179,12 +228,14 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
             **{f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _CACHE_FIELDS},
             "mode": "head", "target": ctx.task.name, "train": asdict(cfg.train),
             "via": list(self.via),
-            "via_sources": {t: get_task(t).default_source for t in self.via},
+            "via_sources": {t: "+".join(parse_stage(t).langs) for t in self.via},
+            "via_dropped": list(self.resolved.dropped),
             "configurations": [c.name for c in self.plan], "layers": list(self.layers(ctx)),
             "dev_split": ctx.task.dev_split or f"{cfg.dev_fraction:.0%} of {ctx.task.train_split}",
             "intervals": {"method": "paired bootstrap over evaluation sentences (pairs) and "
                           "seeds", "replicates": N_BOOT, "level": LEVEL},
             "provenance": provenance(cfg.seeds[0]),
+            "distances": distance_settings(self.plan, ctx.langs),
         }  # fmt: skip
 
     def job_settings(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
@@ -203,7 +254,9 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         self.recipe_line = recipe_note(differ, self.recipe_text())
         return {"unconverged_stages": unconverged,
                 "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
-                "recipe_differences": differ}  # fmt: skip
+                "recipe_differences": differ,
+                "stages": stage_settings(self.via, training,
+                                         self.config.max_train_words)}  # fmt: skip
 
     def recipes(self, training: Table) -> dict[str, dict[str, object]]:
         """Each configuration's target-stage recipe: the training settings it was given and
@@ -226,4 +279,8 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
 
     def render(self, ctx: Context, rows: Table, directory: Path) -> str:
         table = render_intermediate(ctx.task, rows, ctx.source, directory, ctx.model_key)
-        return f"{table}\n{self.recipe_line}"
+        table += gain_per_set_size(ctx.task, rows, ctx.source, set_sizes(self.plan, self.via),
+                                   directory)  # fmt: skip
+        distance = distance_outputs(ctx.task, rows, self.plan, ctx.langs, ctx.source, directory,
+                                    ctx.model_key, self.config.distance)  # fmt: skip
+        return f"{table}\n{self.recipe_line}{distance}"

@@ -10,7 +10,9 @@ import numpy as np
 from probe.data.tasks import Task
 from probe.results.gains import BASELINE, SD, scores
 from probe.results.intervals import interval_text, mark
+from probe.results.render.intermediate_scores import render_scores
 from probe.results.report import save_figure
+from probe.results.rows import Row
 from probe.results.table import Table
 
 _FIXED_GROUPS = ("targets", "enf", "noenf")
@@ -21,7 +23,7 @@ def render_intermediate(task: Task, rows: Table, source: str, directory: Path, k
     as the rows have them)."""
     langs = scores(task, rows).values("lang")
     plot_intermediate(task, rows, source, langs, directory / "intermediate.png", key)
-    return intermediate_table(task, rows, source, langs)
+    return intermediate_table(task, rows, source, langs) + render_scores(task, rows, source)
 
 
 class _Cells:
@@ -174,3 +176,92 @@ def plot_intermediate(
     right.grid(axis="y", alpha=0.3)
     fig.suptitle(f"intermediate tasks -> {task.name} (source {source}), {key}", fontsize=9)
     return save_figure(fig, path)
+
+
+SET_SIZE_CSV = "gain_per_set_size.csv"
+
+
+def gain_per_set_size(
+    task: Task, rows: Table, source: str, sets: Sequence[tuple[int, str, str]], directory: Path
+) -> str:
+    """The gain over 'none' per set size and language family: one line per set (size and
+    schedule), one column per family of the targets and the target average, each cell the
+    seed-mean gain with its 95% paired bootstrap interval ("*": excludes 0), from the family
+    and "targets" gain rows of `configuration_gains`; also written long-form to
+    gain_per_set_size.csv. `sets`: (size, schedule, configuration) in display order; the
+    text is "" when no set was run.
+
+    Why families and not enf/noenf: the question is how diversity helps across families,
+    and a family's mean is over the targets it holds (the CSV names them)."""
+    gain = f"gain_{task.metric}"
+    found = {(r.config, r.group): r for r in rows.filter(metric=gain, stat="", seed=None)
+             if r.group}  # fmt: skip
+    sds = {(r.config, r.group): r.value for r in rows.filter(metric=f"{gain}_sd", stat=SD)}
+    sets = [s for s in sets if any(conf == s[2] for conf, _ in found)]
+    if not sets:
+        return ""
+    families = [g for g in dict.fromkeys(g for _, g in found) if g not in _FIXED_GROUPS]
+    groups = [*families, "targets"]
+    members = _family_members(task, rows, source)
+    _write_set_sizes(directory / SET_SIZE_CSV, sets, groups, found, sds, members)
+    labels = [f"{size} {schedule}" if size > 1 else "1" for size, schedule, _ in sets]
+    texts = {(conf, g): _set_cell(found.get((conf, g))) for _, _, conf in sets for g in groups}
+    label_w = max(8, *(len(x) + 1 for x in labels))
+    widths = [max(len(g), *(len(texts[(c, g)]) for _, _, c in sets)) + 2 for g in groups]
+    lines = ["", f"gain over '{BASELINE}' per set size and language family ({task.metric} x100, "
+             "seed mean [95% paired bootstrap interval]; * = excludes 0; targets = all target "
+             f"languages; {SET_SIZE_CSV})",
+             f"{'set':<{label_w}}" + "".join(f"{g:>{w}}" for g, w in zip(groups, widths,
+                                                                        strict=True))]  # fmt: skip
+    for label, (_, _, conf) in zip(labels, sets, strict=True):
+        cells = "".join(f"{texts[(conf, g)]:>{w}}" for g, w in zip(groups, widths, strict=True))
+        lines.append(f"{label:<{label_w}}{cells}")
+    lines += [f"  {label}: {conf}" for label, (_, _, conf) in zip(labels, sets, strict=True)]
+    return "\n".join(lines)
+
+
+def _set_cell(row: Row | None) -> str:
+    if row is None:
+        return "-"
+    return f"{100 * row.value:+.1f} {interval_text(row)}{mark(row)}"
+
+
+def _family_members(task: Task, rows: Table, source: str) -> dict[str, list[str]]:
+    """Each family's target languages (and "targets": all), as the per-language gain rows
+    have them."""
+    from probe.data.languages import family
+
+    out: dict[str, list[str]] = {}
+    gain = f"gain_{task.metric}"
+    targets = [lang for lang in rows.values("lang", metric=gain, stat="", group="", seed=None)
+               if lang != source]  # fmt: skip
+    out["targets"] = targets
+    for lang in targets:
+        fam = family(lang)
+        if fam is not None:
+            out.setdefault(fam, []).append(lang)
+    return out
+
+
+def _write_set_sizes(
+    path: Path, sets: Sequence[tuple[int, str, str]], groups: Sequence[str],
+    found: dict[tuple[str, str], Row], sds: dict[tuple[str, str], float],
+    members: dict[str, list[str]],
+) -> None:  # fmt: skip
+    """Long form: one row per (set, family or targets) with the gain, its sd and interval."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["size", "schedule", "config", "group", "langs", "gain", "sd", "ci_low",
+                      "ci_high"])  # fmt: skip
+        for size, schedule, conf in sets:
+            for group in groups:
+                row = found.get((conf, group))
+                if row is None:
+                    continue
+                sd = sds.get((conf, group))
+                out.writerow([size, schedule, conf, group, "+".join(members.get(group, [])),
+                              row.value, "" if sd is None else sd,
+                              "" if row.ci_low is None else row.ci_low,
+                              "" if row.ci_high is None else row.ci_high])  # fmt: skip
