@@ -129,8 +129,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             record["host_pipeline"] = {s: host_pipeline.measure(settings, s) for s in shapes}
             first = record["host_pipeline"][shapes[0]]
             for key in ("host_pipeline_words_per_s", "disk_write_words_per_s",
-                        "host_pipeline_vs_disk"):  # fmt: skip
-                record[key] = first[key]
+                        "host_pipeline_vs_disk", "disk_direct_words_per_s",
+                        "host_pipeline_vs_disk_direct"):  # fmt: skip
+                if key in first:
+                    record[key] = first[key]
         if args.only in (None, "startup"):
             record["startup"] = startup.measure(settings)
             record["startup_s"] = record["startup"]["startup_s"]
@@ -241,7 +243,11 @@ def _pipeline_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
             f"host pipeline ({shape} {host[0]['shape']}), words/s",
             f"{hp['host_pipeline_words_per_s']:,.0f} vs disk {hp['disk_write_words_per_s']:,.0f} "
             f"({hp['disk_write_gb_per_s']:.2f} GB/s): x{hp['host_pipeline_vs_disk']:.3f}; "
-            f"{hp['words']:,} words; rounds {rounds}; CPU s {cpu}",
+            + (f"vs direct I/O {hp['disk_direct_words_per_s']:,.0f} "
+               f"({hp['disk_direct_gb_per_s']:.2f} GB/s): "
+               f"x{hp['host_pipeline_vs_disk_direct']:.3f}; "
+               if "disk_direct_words_per_s" in hp else "")
+            + f"{hp['words']:,} words; rounds {rounds}; CPU s {cpu}",
         ))  # fmt: skip
     if "startup" in record:
         st = record["startup"]

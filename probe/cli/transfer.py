@@ -234,7 +234,8 @@ def _list_suites(ctx: click.Context) -> None:
     "--distance",
     is_flag=True,
     help="Also write gain_vs_distance.csv/.png: each configuration's gain per target against "
-    "the URIEL distances of its intermediate language(s), with Spearman's rho per kind.",
+    "the URIEL distances of its intermediate language(s), with Spearman's rho per "
+    "intermediate task and kind (single-stage configurations only).",
 )
 @click.option(
     "--eval-domains",
@@ -279,8 +280,8 @@ def _list_suites(ctx: click.Context) -> None:
     "--max-eval-sentences",
     type=click.IntRange(min=1),
     default=None,
-    help="Score a seeded random sample of N evaluation sentences (pairs) of each language; "
-    "training splits keep their own caps (--max-train-words).",
+    help="Score a seeded random sample of N evaluation sentences (pairs) of each language "
+    "(the --eval-domains sets too); training splits keep their own caps (--max-train-words).",
 )
 @pool_options("seeds")
 def intermediate(**opts: Any) -> None:

@@ -42,6 +42,7 @@ from probe.experiments.intermediate_domains import (
     domain_split_use,
     domain_summary,
     restrict,
+    seen_domain_rows,
 )
 from probe.experiments.intermediate_gains import (
     configuration_gains,
@@ -54,12 +55,14 @@ from probe.experiments.intermediate_plan import (
     extraction_budgets,
     parse_stage,
     plan_configurations,
+    require_budget,
     resolve_stages,
     set_sizes,
 )
 from probe.experiments.intermediate_seed import TARGET_PARAMETERS, TRAINING, SeedJob
-from probe.experiments.intermediate_stages import stage_settings
-from probe.experiments.leakage import SplitUse
+from probe.experiments.intermediate_set_sizes import set_size_deltas
+from probe.experiments.intermediate_stages import short_stages, stage_settings
+from probe.experiments.leakage import SplitUse, cache_sentences, file_sentences
 from probe.extract import (
     CacheHandle,
     CachePaths,
@@ -131,12 +134,15 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
     other_levels_hint = " (it has no labels to train on): use a word or pair task"
     volatile = ("distance",)  # an analysis of the same numbers: the same results directory
     recipe_line: str  # the summary's "one recipe per comparison" line, once the jobs ran
+    short_lines: str = ""  # the summary's lines on stages short of their budget (job_settings)
 
     @functools.cached_property
     def resolved(self) -> ResolvedVia:
         """--via's stages (and the suite entries dropped for this target)."""
         cfg = self.config
-        return resolve_stages(cfg.via, get_task(cfg.task), cfg.paths.data_dir)
+        found = resolve_stages(cfg.via, get_task(cfg.task), cfg.paths.data_dir, cfg.source)
+        require_budget(found.names, cfg.max_train_words)  # matched size needs a budget
+        return found
 
     @functools.cached_property
     def via(self) -> tuple[str, ...]:
@@ -174,7 +180,7 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
             splits = tuple(s for s in (via.train_split, via.dev_split) if s)
             requests.append(ExtractRequest(via.name, (lang,), splits, lang, cap,
                                            train_caps(via, budget), seed))  # fmt: skip
-        requests += domain_requests(self.domains, cfg.max_sentences, seed)
+        requests += domain_requests(self.domains, cfg.max_sentences, seed, cfg.max_eval_sentences)
         return ensure_cached(cfg.spec, requests, cfg.options, cfg.paths, progress=progress)
 
     def split_use(self, ctx: Context) -> SplitUse:
@@ -216,11 +222,27 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         then every configuration's gain over "none" with its sd and interval."""
         per_seed = [[r for r in part if r.head != TRAINING] for part in parts.values()]
         kept = [r for rows in per_seed for r in rows]
-        gains = configuration_gains(ctx.task, kept, ctx.items, ctx.source, PairedBootstrap())
+        boot = PairedBootstrap()
+        gains = configuration_gains(ctx.task, kept, ctx.items, ctx.source, boot)
+        gains += set_size_deltas(ctx.task, kept, ctx.items, ctx.source, boot,
+                                 set_sizes(self.plan, self.via))  # fmt: skip
         gains += stage_language_rows(kept, self.plan, ctx.source, self.config.seeds[0])
+        gains += self.seen_domains(ctx)
         gains += domain_summary(ctx.task, kept, ctx.items, restrict(self.domains, ctx.langs),
                                 self.config)  # fmt: skip
         return kept + average_seeds(per_seed) + gains
+
+    def seen_domains(self, ctx: Context) -> list[Row]:
+        """--eval-domains: which other-domain sets each configuration's training data
+        holds (`seen_domain_rows`; the stages' splits from the cache, the sets' corpora
+        from the data)."""
+        domains = restrict(self.domains, ctx.langs)
+        if not domains or ctx.cache is None:
+            return []
+        data_dir = self.config.paths.data_dir
+        return seen_domain_rows(self.plan, domains, super().split_use(ctx).trains,
+                                cache_sentences(ctx.cache.root, ctx.cache.key),
+                                file_sentences(data_dir, {}), data_dir)  # fmt: skip
 
     def settings(self, ctx: Context) -> dict[str, Any]:
         cfg = self.config
@@ -236,6 +258,8 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
                           "seeds", "replicates": N_BOOT, "level": LEVEL},
             "provenance": provenance(cfg.seeds[0]),
             "distances": distance_settings(self.plan, ctx.langs),
+            "eval_domains_plan": {lang: list(names)
+                                  for lang, names in restrict(self.domains, ctx.langs)},
         }  # fmt: skip
 
     def job_settings(self, ctx: Context, parts: Mapping[str, list[Row]]) -> dict[str, Any]:
@@ -252,11 +276,12 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
             seconds[r.config] = seconds.get(r.config, 0.0) + r.value
         differ = recipe_differences(self.recipes(training))
         self.recipe_line = recipe_note(differ, self.recipe_text())
+        via_stages = stage_settings(self.via, training, self.config.max_train_words)
+        self.short_lines = "".join(f"\n{line}" for line in short_stages(via_stages))
         return {"unconverged_stages": unconverged,
                 "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
                 "recipe_differences": differ,
-                "stages": stage_settings(self.via, training,
-                                         self.config.max_train_words)}  # fmt: skip
+                "stages": via_stages}  # fmt: skip
 
     def recipes(self, training: Table) -> dict[str, dict[str, object]]:
         """Each configuration's target-stage recipe: the training settings it was given and
@@ -282,5 +307,6 @@ class IntermediateExperiment(Experiment[IntermediateConfig, SeedJob]):
         table += gain_per_set_size(ctx.task, rows, ctx.source, set_sizes(self.plan, self.via),
                                    directory)  # fmt: skip
         distance = distance_outputs(ctx.task, rows, self.plan, ctx.langs, ctx.source, directory,
-                                    ctx.model_key, self.config.distance)  # fmt: skip
-        return f"{table}\n{self.recipe_line}{distance}"
+                                    ctx.model_key, self.config.distance,
+                                    seed=self.config.seeds[0])  # fmt: skip
+        return f"{table}\n{self.recipe_line}{self.short_lines}{distance}"

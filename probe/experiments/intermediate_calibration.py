@@ -1,6 +1,5 @@
 """Calibration of every `probe intermediate` configuration's target head, and the comparison
-of configurations whose intermediate stages train in the source language only with those
-that train in other languages.
+of single intermediate stages by the languages they train in.
 
 Per configuration, seed and target language: `ece` (every score row set has it:
 `probe.analysis.metrics.score`, 15 equal-width bins, as `probe calibration`) and `ece_ts`,
@@ -8,16 +7,22 @@ the ECE after temperature scaling with one T per head, fitted by NLL on the targ
 source dev predictions of that same head (`temperature`, lang the source, subset `dev`);
 never on a target language. The maths are `probe.analysis.calibration`'s.
 
-The comparison (`stage_language_rows`, question 4 of issue 22): configurations other than
-"none" fall in two groups by the languages their intermediate stages train in
-(`Configuration.stages`): `source-only`, every stage in the target's source language only,
-and `multilingual`, at least one stage in another language or in several (`panx:de`,
-`panx:en+de`). Each group's ECE is the mean over its configurations and the target
-languages (seed means); `delta_ece` is multilingual minus source-only (< 0: multilingual
-stages calibrate better). Its interval resamples the target languages (the group means are
-recomputed on each draw of languages with replacement), because the question is about
-languages, and the per-seed sd of the difference beside it says how much training seeds
-move it; test-set noise inside a language is in neither.
+The comparison (`stage_language_rows`, question 4 of issue 22) uses single-stage
+configurations only, so that one stage's data is compared with one stage's: a set
+(`pos>pos:tr`) trains on two or three times the data and is in no group. Three groups by the
+stage's languages: `source-only` (the target's source language: `pos` for an English
+target), `other-language` (one other language: `pos:tr`) and `multilingual` (several:
+`pos:en+tr+vi`). Each group's ECE is the mean over its configurations and the target
+languages (seed means), with an interval over target languages and the sd over seeds. The
+matched comparison is per task: every non-source single stage against the source-only stage
+of the same task (`pos:tr` vs `pos`, `pos:en+tr+vi` vs `pos`), the ECE difference per target
+language averaged (`delta_ece`, < 0: the other languages calibrate better).
+
+Why the intervals resample target languages: the question is about languages, and ECE is a
+binned statistic of a whole prediction set, not a mean of per-item values, so the
+sentence-level paired bootstrap of the gains (which resamples item statistics) does not
+apply to it. The sd over seeds beside each says how much training seeds move it; test-set
+noise inside a language is in neither (`probe calibration` has per-sentence ECE intervals).
 """
 
 from __future__ import annotations
@@ -32,19 +37,21 @@ import numpy as np
 from probe.analysis.bootstrap import LEVEL, N_BOOT
 from probe.analysis.calibration import apply_temperature, fit_temperature, log_probs
 from probe.analysis.metrics import expected_calibration_error
-from probe.experiments.intermediate_plan import Configuration
+from probe.experiments.intermediate_plan import Configuration, Stage
 from probe.results.gains import SD
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import Feed, predict_proba
 
-# The two groups of configurations, by the languages of their intermediate stages.
+# The three groups of single-stage configurations, by the languages of the stage.
 SOURCE_ONLY = "source-only"
+OTHER_LANGUAGE = "other-language"
 MULTILINGUAL = "multilingual"
-# The config of the difference rows (multilingual minus source-only).
-DIFFERENCE = f"{MULTILINGUAL}-{SOURCE_ONLY}"
-# The group column of the comparison rows.
+GROUPS = (SOURCE_ONLY, OTHER_LANGUAGE, MULTILINGUAL)
+# The group column of the group means, and of the matched pairs (config: the non-source
+# stage's configuration; layer: the source-only configuration it is compared with).
 GROUP = "stage-languages"
+PAIRS = "stage-pairs"
 CALIBRATION_METRICS = ("ece", "ece_ts")
 
 
@@ -73,28 +80,43 @@ def calibration_rows(
 
 
 def stage_group(conf: Configuration, source: str) -> str | None:
-    """`source-only`, `multilingual`, or None for "none" (no intermediate stage)."""
-    stages = conf.stages
-    if not stages:
+    """The group of a single-stage configuration; None for "none" and for sets (several
+    stages: more data than one stage, so in no group)."""
+    if len(conf.stages) != 1:
         return None
-    if all(stage.langs == (source,) for stage in stages):
+    langs = conf.stages[0].langs
+    if langs == (source,):
         return SOURCE_ONLY
-    return MULTILINGUAL
+    return MULTILINGUAL if len(langs) > 1 else OTHER_LANGUAGE
+
+
+def matched_pairs(plan: Sequence[Configuration], source: str) -> list[tuple[str, str]]:
+    """(non-source single stage, the source-only stage of the same task and schedule) for
+    every non-source single stage whose task's source-only stage is in the plan."""
+    single = {(c.stages[0], c.schedule): c.name for c in plan if stage_group(c, source)}
+    out = []
+    for (stage, schedule), name in single.items():
+        reference = single.get((Stage(stage.task, (source,)), schedule))
+        if reference is not None and reference != name:
+            out.append((name, reference))
+    return out
 
 
 def stage_language_rows(
     rows: Sequence[Row], plan: Sequence[Configuration], source: str, seed: int = 0,
     n_boot: int = N_BOOT,
 ) -> list[Row]:  # fmt: skip
-    """Per group and metric (ece, ece_ts), the mean over its configurations and the target
-    languages (lang `targets`, config the group; sd over seeds with several), and with both
-    groups present the difference (config DIFFERENCE, metric `delta_<m>`) with its interval
-    over target languages and its sd over seeds."""
+    """Per metric (ece, ece_ts): each group's mean over its configurations and the target
+    languages (group GROUP, lang `targets`, config the group), and each matched pair's
+    difference (group PAIRS, metric `delta_<m>`, config the non-source stage, layer the
+    source-only one); each with its interval over target languages and, with several
+    seeds, its sd over seeds."""
     groups: dict[str, list[str]] = {}
     for conf in plan:
         group = stage_group(conf, source)
         if group is not None:
             groups.setdefault(group, []).append(conf.name)
+    pairs = matched_pairs(plan, source)
     scored = Table(rows).filter(eval_task="", subset="", group="", stat="",
                                 seed=lambda s: s is not None,
                                 lang=lambda lang: lang != source)  # fmt: skip
@@ -105,16 +127,17 @@ def stage_language_rows(
         seeds = sorted({int(r.seed) for r in found if r.seed is not None})
         if not targets or not seeds:
             continue
-        # (group) -> (seeds, targets): the mean over the group's configurations
-        cube = {g: _group_cube(found, confs, seeds, targets) for g, confs in groups.items()}
         like = Row(next(iter(found)).head, "-", "targets", metric, 0.0, group=GROUP)
-        for g, values in cube.items():
-            out += _rows(like, g, metric, values.mean(axis=1), None)
-        if SOURCE_ONLY in cube and MULTILINGUAL in cube:
-            diff = cube[MULTILINGUAL] - cube[SOURCE_ONLY]  # (seeds, targets)
-            per_lang = diff.mean(axis=0)
-            interval = _language_interval(per_lang, seed, n_boot)
-            out += _rows(like, DIFFERENCE, f"delta_{metric}", diff.mean(axis=1), interval)
+        for g in GROUPS:
+            if g in groups:
+                values = _group_cube(found, groups[g], seeds, targets)  # (seeds, targets)
+                out += _rows(like, g, metric, values, seed, n_boot)
+        pair_like = dataclasses.replace(like, group=PAIRS)
+        for name, reference in pairs:
+            diff = (_group_cube(found, [name], seeds, targets)
+                    - _group_cube(found, [reference], seeds, targets))  # fmt: skip
+            out += _rows(dataclasses.replace(pair_like, layer=reference), name,
+                         f"delta_{metric}", diff, seed, n_boot)  # fmt: skip
     return out
 
 
@@ -125,7 +148,15 @@ def _group_cube(
     values = {(r.config, int(r.seed or 0), r.lang): r.value for r in found}
     cube = np.array([[[values.get((c, s, t), np.nan) for t in targets] for s in seeds]
                      for c in confs])  # fmt: skip
-    return np.nanmean(cube, axis=0)  # type: ignore[no-any-return]
+    return _nanmean(cube, 0)
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """The mean over `axis` of the values that are there (NaN where none is), silently."""
+    present = ~np.isnan(values)
+    total = np.where(present, values, 0.0).sum(axis=axis)
+    count = present.sum(axis=axis)
+    return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
 def _language_interval(per_lang: np.ndarray, seed: int, n_boot: int) -> tuple[float, float] | None:
@@ -142,13 +173,20 @@ def _language_interval(per_lang: np.ndarray, seed: int, n_boot: int) -> tuple[fl
 
 
 def _rows(
-    like: Row, config: str, metric: str, per_seed: np.ndarray,
-    interval: tuple[float, float] | None,
-) -> list[Row]:  # fmt: skip
-    low, high = interval if interval is not None else (None, None)
-    value = float(np.mean(per_seed))
-    mean = dataclasses.replace(like, config=config, layer="-", metric=metric, value=value,
-                               ci_low=low, ci_high=high)  # fmt: skip
+    like: Row, config: str, metric: str, cube: np.ndarray, seed: int, n_boot: int
+) -> list[Row]:
+    """The mean of a (seeds, targets) cube (targets missing in it left out), its interval
+    over the target languages and, with several seeds, the sd of the per-seed means."""
+    per_lang = _nanmean(cube, 0)
+    per_lang = per_lang[~np.isnan(per_lang)]
+    if not len(per_lang):
+        return []
+    per_seed = _nanmean(cube, 1)
+    per_seed = per_seed[~np.isnan(per_seed)]
+    low, high = _language_interval(per_lang, seed, n_boot) or (None, None)
+    mean = dataclasses.replace(like, config=config, metric=metric,
+                               value=float(np.mean(per_seed)), ci_low=low,
+                               ci_high=high)  # fmt: skip
     out = [mean]
     if len(per_seed) > 1:
         sd = float(np.std(per_seed, ddof=1))

@@ -10,8 +10,10 @@ kind: its gain over "none" (seed mean, sd, paired interval, as the gain rows hav
 against the distance from its intermediate language(s) to the target, the mean distance when
 its stages train in several languages (`Configuration.languages`: `panx:de>pos` trains in de
 and en; `panx:en+de` in en and de). "none" has no intermediate language and is left out.
-The correlation is `probe.analysis.crosslingual.gain_distance.correlate_points` (Spearman,
-crossed bootstrap over configurations and targets).
+The correlation is `probe.analysis.crosslingual.gain_distance.correlate_points`: Spearman,
+per intermediate task over its single-stage configurations (multi-stage sets are kept in
+gain_vs_distance.csv but left out of it, and counted in the summary), crossed bootstrap over
+intermediate language sets and targets, seeded with the run's first seed.
 """
 
 from __future__ import annotations
@@ -79,12 +81,20 @@ def distance_settings(plan: Sequence[Configuration], langs: Sequence[str]) -> di
 
 @dataclass(frozen=True)
 class DistanceAnalysis:
-    """The points and per-kind correlations of one run, and the points left out (why)."""
+    """The points and per-(task, kind) correlations of one run, the points without a
+    distance (`dropped`) and the multi-stage configurations left out of the correlations."""
 
     points: list[GainPoint]
     correlations: list[KindCorrelation]
     intermediate: tuple[str, ...]
     dropped: list[str]
+    multi_stage: list[str]
+
+
+def stage_tasks(conf: Configuration) -> str:
+    """The configuration's tasks, without languages, joined as its name is (`pos>panx`,
+    `pos+panx`; one stage: its task): the correlation's grouping."""
+    return (">" if conf.schedule == "sequential" else "+").join(s.task for s in conf.stages)
 
 
 def gain_points(
@@ -113,7 +123,8 @@ def gain_points(
                 if d is None:
                     dropped.append(f"{conf.name} on {target} ({kind})")
                     continue
-                points.append(GainPoint(conf.name, target, kind, conf.languages, d, row.value,
+                points.append(GainPoint(conf.name, target, kind, conf.languages,
+                                        stage_tasks(conf), len(conf.via), d, row.value,
                                         sds.get((conf.name, target)), row.ci_low,
                                         row.ci_high))  # fmt: skip
     return points, dropped
@@ -126,12 +137,15 @@ def analyse_distance(
     distances: PairDistances,
     source: str,
     n_boot: int = N_BOOT,
-    seed: int = 0,
+    *,
+    seed: int,
 ) -> DistanceAnalysis:
+    """The points and correlations (bootstrap seeded with `seed`: the run's first seed)."""
     points, dropped = gain_points(task, rows, plan, distances, source)
     correlations = correlate_points(points, distances.kinds, n_boot, seed, LEVEL)
     used = intermediate_languages([c for c in plan if c.via])
-    return DistanceAnalysis(points, correlations, used, dropped)
+    multi = list(dict.fromkeys(p.config for p in points if not p.used))
+    return DistanceAnalysis(points, correlations, used, dropped, multi)
 
 
 def distance_outputs(
@@ -143,19 +157,22 @@ def distance_outputs(
     directory: Path,
     key: str,
     analyse: bool,
+    *,
+    seed: int,
 ) -> str:
     """Write distances.csv; with `analyse` (--distance) also gain_vs_distance.csv and .png,
-    and return the summary's block ("" without)."""
+    and return the summary's block ("" without). `seed`: the run's first seed, which seeds
+    the bootstrap."""
     distances = run_distances(plan, langs)
     write_distances(distances, directory)
     if not analyse:
         return ""
-    found = analyse_distance(task, rows, plan, distances, source)
+    found = analyse_distance(task, rows, plan, distances, source, seed=seed)
     write_gain_points(found.points, directory)
     title = (f"gain over 'none' vs URIEL distance, target {task.name} (source {source}), {key}; "
              f"interval: bootstrap over {RESAMPLED}")  # fmt: skip
     plot_gain_vs_distance(found.points, found.correlations, task.metric, directory / GAIN_PNG,
                           title)  # fmt: skip
     lines = distance_lines(task.metric, found.correlations, found.intermediate, found.dropped,
-                           distances.missing)  # fmt: skip
+                           distances.missing, found.multi_stage)  # fmt: skip
     return "\n\n" + "\n".join(lines)

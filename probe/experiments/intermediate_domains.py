@@ -13,16 +13,27 @@ head and seed, per configuration, language and set, with the unpaired interval
 `probe.experiments.domain_shift` uses for its drops (`unpaired_delta`: two different test
 sets), and per configuration the drop's difference from "none"'s (`drop_delta`: paired
 within each set); both also over every (language, set) pair (lang `all`, group `sets`).
-Every language is flagged by the words of its own in-domain training split in the data
-(`train_words`, `small_train` below SMALL_TRAIN_WORDS). In this zero-shot setup only the
-source trains, so the flag does not describe the head's training data: it marks a language
-the treebanks hold little annotated data for (0: no training split at all), the usual
-stand-in for "low-resource" in UD.
+Every language is flagged by the words of its own in-domain training split in the data, in
+three states: `small` (`small_train` 1, under SMALL_TRAIN_WORDS), `large` (`small_train` 0),
+or `unknown` (`train_unknown` 1, no `train_words`): the data has no training split for it
+(the shared data holds only the GSD dev/test of de, fr, ...), which says nothing about how
+much annotated data the language has. In this zero-shot setup only the source trains, so the
+flag does not describe the head's training data: it marks a language the treebanks hold
+little annotated data for, the usual stand-in for "low-resource" in UD.
+
+Seen domains (`seen_domain_rows`): a set is another domain only if no stage of the
+configuration trained on its corpus. XTREME's English udpos train holds GUM train
+sentences, so for a configuration with `udpos` the `en:pos-gum` drop is partly in-domain.
+Per configuration and set, `seen_share` is the share of the set's corpus's training split
+(its dev without one, its evaluation split without either) whose sentences are copies of the
+configuration's training and dev data (every stage's, and the target's own), by the leakage
+guard's fingerprints and length rule; `seen_domain` is 1 above the guard's MAX_SHARE.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,11 +44,13 @@ import numpy as np
 from probe.analysis.bootstrap import Interval, PairedBootstrap, drop_delta, unpaired_delta
 from probe.analysis.item_scores import ITEM_COLUMNS
 from probe.analysis.metrics import score
+from probe.data.overlap import SentenceSet, overlap
 from probe.data.reading import has_split
 from probe.data.tasks import TASKS, Task, get_task, local_files, read_split, training_size
 from probe.data.ud import ud_index
 from probe.errors import ProbeError
-from probe.experiments.leakage import SplitRef, SplitUse
+from probe.experiments.intermediate_plan import Configuration, parse_stage
+from probe.experiments.leakage import MAX_SHARE, MIN_CHARS, ReadSentences, SplitRef, SplitUse
 from probe.extract import ExtractRequest
 from probe.results.gains import BASELINE, SD
 from probe.results.items import ItemScores, ItemSet, scored_items
@@ -132,13 +145,18 @@ def restrict(plan: DomainPlan, langs: Sequence[str]) -> DomainPlan:
     return tuple((lang, names) for lang, names in plan if lang in langs)
 
 
-def domain_requests(plan: DomainPlan, cap: int | None, seed: int) -> list[ExtractRequest]:
-    """One extraction request per other-domain task: its evaluation split in its languages."""
+def domain_requests(
+    plan: DomainPlan, cap: int | None, seed: int, eval_cap: int | None = None
+) -> list[ExtractRequest]:
+    """One extraction request per other-domain task: its evaluation split in its languages,
+    sampled as the target's evaluation splits are (`cap`: --max-sentences, `eval_cap`:
+    --max-eval-sentences)."""
     out = []
     for name in dict.fromkeys(n for _, names in plan for n in names):
         task = get_task(name)
         langs = tuple(lang for lang, names in plan if name in names)
-        out.append(ExtractRequest(name, langs, (task.eval_split,), max_sentences=cap, seed=seed))
+        out.append(ExtractRequest(name, langs, (task.eval_split,), max_sentences=cap, seed=seed,
+                                  max_eval_sentences=eval_cap))  # fmt: skip
     return out
 
 
@@ -150,14 +168,15 @@ def domain_split_use(plan: DomainPlan) -> SplitUse:
 
 def training_words(
     target: Task, langs: Sequence[str], data_dir: Path | None, treebanks: Sequence[str] = ()
-) -> dict[str, int]:
-    """Words of each language's in-domain training split in the data (0 without one)."""
+) -> dict[str, int | None]:
+    """Words of each language's in-domain training split in the data (None without one:
+    unknown, not small)."""
     where = target.where(data_dir)
     split = target.train_split
-    out = {}
+    out: dict[str, int | None] = {}
     for lang in langs:
         if where is None or split is None or not has_split(target, where, lang, split, treebanks):
-            out[lang] = 0
+            out[lang] = None
             continue
         out[lang] = training_size(read_split(target, where, lang, split, treebanks))  # type: ignore[arg-type]
     return out
@@ -209,11 +228,11 @@ def domain_scores(
 
 def domain_rows(
     task: Task, per_seed: Sequence[Row], items: ItemSet, plan: DomainPlan,
-    words: Mapping[str, int], boot: PairedBootstrap,
+    words: Mapping[str, int | None], boot: PairedBootstrap,
 ) -> list[Row]:  # fmt: skip
     """Drops (per seed, seed mean with its interval, sd), each configuration's drop minus
     "none"'s (seed mean with its interval, sd), over each (language, set) and over all of
-    them, and every planned language's training-size flag."""
+    them, and every planned language's training-size flag (`words` None: unknown)."""
     metric = task.metric
     table = Table(per_seed).filter(metric=metric, subset="", group="", stat="",
                                    seed=lambda s: s is not None)  # fmt: skip
@@ -246,7 +265,10 @@ def domain_rows(
     out += _versus_none(systems, items, boot, metric)
     out.append(Row("data", "-", "all", "small_train_words", float(SMALL_TRAIN_WORDS)))
     for lang, _ in plan:
-        n = words.get(lang, 0)
+        n = words.get(lang)
+        if n is None:  # no training split in the data: neither small nor large
+            out.append(Row("data", "-", lang, "train_unknown", 1.0))
+            continue
         out += [Row("data", "-", lang, "train_words", float(n)),
                 Row("data", "-", lang, "small_train", float(n < SMALL_TRAIN_WORDS))]  # fmt: skip
     return out
@@ -355,3 +377,50 @@ def domain_summary(
     words = training_words(task, [lang for lang, _ in plan], config.paths.data_dir,
                            config.treebanks)  # fmt: skip
     return domain_rows(task, per_seed, items, plan, words, PairedBootstrap(seed=config.seeds[0]))
+
+
+# --- seen domains: a set whose corpus a stage trained on ---------------------------------------
+
+
+def reference_split(task: Task, lang: str, data_dir: Path | None) -> SplitRef:
+    """The split that stands for an other-domain set's corpus: its training split, else its
+    dev, else its evaluation split (PUD has only test)."""
+    where = task.where(data_dir)
+    for split in (task.train_split, task.dev_split):
+        if split and where is not None and has_split(task, where, lang, split):
+            return SplitRef(task.name, lang, split)
+    return SplitRef(task.name, lang, task.eval_split)
+
+
+def seen_domain_rows(
+    plan: Sequence[Configuration], domains: DomainPlan, target_trains: Sequence[SplitRef],
+    read_trained: ReadSentences, read_files: ReadSentences, data_dir: Path | None,
+) -> list[Row]:  # fmt: skip
+    """Per configuration and set: `seen_share`, the share of the set's corpus
+    (`reference_split`, read by `read_files`) whose sentences of at least MIN_CHARS
+    characters are in the configuration's training and dev splits (`target_trains` and each
+    stage's, read by `read_trained`: the cache), and `seen_domain` (1 above MAX_SHARE).
+    subset: the reference split."""
+    cache: dict[SplitRef, SentenceSet] = {}
+
+    def trained(ref: SplitRef) -> SentenceSet:
+        if ref not in cache:
+            cache[ref] = read_trained(ref).items
+        return cache[ref]
+
+    corpora = {(lang, name): reference_split(get_task(name), lang, data_dir)
+               for lang, names in domains for name in names}  # fmt: skip
+    corpus_sets = {key: read_files(ref).items for key, ref in corpora.items()}
+    out: list[Row] = []
+    for conf in plan:
+        refs = list(target_trains)
+        for stage in map(parse_stage, conf.via):
+            refs += SplitUse.zero_shot(get_task(stage.task), stage.langs, ()).trains
+        seen = SentenceSet.union(trained(r) for r in dict.fromkeys(refs))
+        for (lang, name), corpus in corpus_sets.items():
+            found = overlap(seen, corpus, MIN_CHARS)
+            share = found.long_copies / found.eval_items if found.eval_items else 0.0
+            row = functools.partial(Row, "data", "-", lang, config=conf.name, eval_task=name,
+                                    subset=corpora[(lang, name)].split)  # fmt: skip
+            out += [row("seen_share", share), row("seen_domain", float(share > MAX_SHARE))]
+    return out

@@ -22,7 +22,12 @@ from probe.data.hub_tasks import hub_languages
 from probe.data.reading import has_split
 from probe.data.tasks import TASKS, Task, get_task
 from probe.errors import ProbeError
-from probe.experiments.intermediate_suites import SUITES, expand_suite, has_training_data
+from probe.experiments.intermediate_suites import (
+    SUITES,
+    expand_suite,
+    has_training_data,
+    is_twin,
+)
 from probe.results.gains import BASELINE
 from probe.train.schedules import SCHEDULES, Schedule
 
@@ -99,12 +104,16 @@ class ResolvedVia:
     dropped: tuple[str, ...] = ()
 
 
-def resolve_via(spec: Sequence[str], target: Task, data_dir: Path | None) -> tuple[str, ...]:
+def resolve_via(
+    spec: Sequence[str], target: Task, data_dir: Path | None, source: str | None = None
+) -> tuple[str, ...]:
     """The intermediate stages' names (`resolve_stages`)."""
-    return resolve_stages(spec, target, data_dir).names
+    return resolve_stages(spec, target, data_dir, source).names
 
 
-def resolve_stages(spec: Sequence[str], target: Task, data_dir: Path | None) -> ResolvedVia:
+def resolve_stages(
+    spec: Sequence[str], target: Task, data_dir: Path | None, source: str | None = None
+) -> ResolvedVia:
     """The intermediate stages: `all`, or a comma list of stage specs (`task`, `task:lang`,
     `task:l1+l2+...`) and suite names (`suite3`, `suite9`:
     `probe.experiments.intermediate_suites`), mixed freely (`suite3,morph-Case`).
@@ -113,13 +122,18 @@ def resolve_stages(spec: Sequence[str], target: Task, data_dir: Path | None) -> 
     source training split exists under the data directory, so a newly registered task joins
     without code changes here. Evaluation-only tasks (`pos-pud`) never train: `all` skips
     them (saying so) and naming one is refused. The target task is refused in every
-    language (its evaluation languages would leak into training); a stage in a language
+    language (its evaluation languages would leak into training), and so is a twin of it
+    (`intermediate_suites.is_twin`: udpos or pos-gsd for pos) in any language but the
+    target's `source` (default: its default source): zero-shot would no longer be
+    zero-shot; `all` skips such twins and suites skip every twin. A stage in a language
     whose training (and dev) split the data lacks fails with the languages that have it;
-    a stage listed twice (also through a suite) is refused.
+    a stage listed twice (also through a suite, or with its languages in another order:
+    `udpos:en+de`, `udpos:de+en`) is refused.
     """
+    source = source or target.default_source
     wanted = [x.strip() for item in spec for x in item.split(",") if x.strip()]
     if wanted == ["all"]:
-        return ResolvedVia(_every_task(target, data_dir))
+        return ResolvedVia(_every_task(target, data_dir, source))
     if not wanted:
         raise ProbeError("--via needs at least one task (a comma list, or all)")
     if "all" in wanted:
@@ -133,8 +147,9 @@ def resolve_stages(spec: Sequence[str], target: Task, data_dir: Path | None) -> 
             names += got
             dropped += lost
         else:
-            names.append(_check_stage(item, target, data_dir))
+            names.append(_check_stage(item, target, data_dir, source))
     twice = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    twice += _same_language_sets(names)
     if twice:
         raise ProbeError(f"--via {','.join(wanted)} lists {', '.join(twice)} twice (suites "
                          f"included: {', '.join(SUITES)}); name each stage once")  # fmt: skip
@@ -144,9 +159,25 @@ def resolve_stages(spec: Sequence[str], target: Task, data_dir: Path | None) -> 
     return ResolvedVia(tuple(names), tuple(dropped))
 
 
-def _every_task(target: Task, data_dir: Path | None) -> tuple[str, ...]:
-    """`--via all`: every word or pair task but the target with source training data."""
-    found, skipped = [], []
+def _same_language_sets(names: Sequence[str]) -> list[str]:
+    """Stages of one task over the same set of languages in another order ("udpos:en+de
+    and udpos:de+en"): one stage, so named once."""
+    seen: dict[tuple[str, frozenset[str]], str] = {}
+    out = []
+    for name in dict.fromkeys(names):
+        stage = parse_stage(name)
+        key = (stage.task, frozenset(stage.langs))
+        if key in seen:
+            out.append(f"{seen[key]} (as {name})")
+        else:
+            seen[key] = name
+    return out
+
+
+def _every_task(target: Task, data_dir: Path | None, source: str) -> tuple[str, ...]:
+    """`--via all`: every word or pair task but the target with source training data (a
+    twin of the target only where it trains in the target's source)."""
+    found, skipped, twins = [], [], []
     for name in TASKS.names():
         task = get_task(name)
         if name == target.name or task.level not in ("word", "pair") or task.edges:
@@ -156,17 +187,24 @@ def _every_task(target: Task, data_dir: Path | None) -> tuple[str, ...]:
             continue
         if task.treebanks is not None and task.treebanks.split_corpus:
             continue  # trains on another UD task's treebank (pos-pud-transfer: pos's EWT)
+        if is_twin(task, target) and task.default_source != source:
+            twins.append(name)
+            continue
         if has_training_data(task, data_dir):
             found.append(name)
     if skipped:
         log.warning("--via all skips the evaluation-only task(s) %s: they are never trained "
                     "on", ", ".join(skipped))  # fmt: skip
+    if twins:
+        log.warning("--via all skips %s: twins of the target %s that train outside its "
+                    "source %s (zero-shot would break)", ", ".join(twins), target.name,
+                    source)  # fmt: skip
     if not found:
         raise ProbeError(f"--via all found no intermediate task with data under {data_dir}")
     return tuple(found)
 
 
-def _check_stage(item: str, target: Task, data_dir: Path | None) -> str:
+def _check_stage(item: str, target: Task, data_dir: Path | None, source: str) -> str:
     """One stage spec, checked: its Stage name."""
     stage = parse_stage(item)  # unknown tasks fail with the close matches
     task = get_task(stage.task)
@@ -174,6 +212,14 @@ def _check_stage(item: str, target: Task, data_dir: Path | None) -> str:
         raise ProbeError(
             f"--via {item}: the target task {target.name!r} cannot be its own intermediate task, "
             "in any language (its evaluation languages would leak into training)"
+        )
+    others = [lang for lang in stage.langs if lang != source]
+    if is_twin(task, target) and others:
+        raise ProbeError(
+            f"--via {item}: {stage.task} is a twin of the target {target.name} (the same "
+            f"labels, metric and level) and trains in {', '.join(others)}, not only the "
+            f"target's source {source}: the target's zero-shot languages would leak into "
+            f"training; use {stage.task} in {source}, or another task"
         )
     if task.level not in ("word", "pair"):
         raise ProbeError(
@@ -206,6 +252,19 @@ def _check_languages(item: str, stage: Stage, task: Task, data_dir: Path | None)
     )
 
 
+def require_budget(via: Sequence[str], max_train_words: int | None) -> None:
+    """Stages outside their task's default source (`panx:de`, `panx:en+de`) need
+    --max-train-words: without it each language brings its whole split, and a comparison
+    with the source stage would compare amounts of data, not languages."""
+    other = [name for name in via if ":" in name]
+    if other and not max_train_words:
+        raise ProbeError(
+            f"--via {', '.join(other)}: a stage in another or several languages needs "
+            "--max-train-words N (matched size: every stage then trains on N words, pairs "
+            "for pair tasks, in all)"
+        )
+
+
 def language_budgets(stage: Stage, max_train_words: int | None) -> dict[str, int | None]:
     """Each language's share of a stage's `--max-train-words` (pairs for pair tasks): N in
     total, N/len(langs) per language (the remainder to the first languages), so `panx` and
@@ -227,13 +286,19 @@ def extraction_budgets(
     One split is extracted once (`probe.extract.plan.plan_requests` refuses one split asked
     with two samples), so where two stages share a task and language with different shares
     (`panx` and `panx:en+de`), the larger sample is extracted and the smaller stage draws
-    its seeded sample from it (`probe.train.splits.train_dev`)."""
+    its seeded sample from it (`probe.train.splits.train_dev`). A multilingual pair stage
+    extracts its languages' whole training splits (PAWS-X dev: 2,000 pairs): on parallel
+    data its languages draw disjoint items (`intermediate_parallel`), which the same
+    capped sample in every language would not hold."""
     out: dict[tuple[str, str], int | None] = {}
     for stage in stages:
-        for lang, budget in language_budgets(stage, max_train_words).items():
-            key = (stage.task, lang)
-            if key not in out or (budget is not None and (out[key] or 0) < budget):
-                out[key] = budget
+        task = get_task(stage.task)
+        whole = stage.multilingual and task.level == "pair"  # not edge tasks: UD, not parallel
+        for lang, share in language_budgets(stage, max_train_words).items():
+            budget = None if whole else share
+            key, had = (stage.task, lang), out.get((stage.task, lang), 0)
+            if key not in out or (had is not None and (budget is None or had < budget)):
+                out[key] = budget  # None (the whole split) wins over any cap
     return out
 
 

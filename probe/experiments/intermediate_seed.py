@@ -26,19 +26,28 @@ from probe.experiments.intermediate_calibration import (
     fit_source_temperature,
 )
 from probe.experiments.intermediate_domains import DomainPlan, domain_scores, open_domains
+from probe.experiments.intermediate_parallel import disjoint_items, distinct_items, is_parallel
 from probe.experiments.intermediate_plan import (
     Configuration,
     Stage,
     language_budgets,
     parse_stage,
 )
-from probe.experiments.intermediate_stages import STAGE_SIZES
+from probe.experiments.intermediate_stages import DISTINCT, STAGE_SIZES
 from probe.heads.registry import BODIES
 from probe.results.items import ItemScores, JobOutput, scored_items
 from probe.results.rows import Row
 from probe.train import Feed, PairData, WordData, predict_proba
 from probe.train.schedules import StageData, StageResult, dev_accuracy, run_schedule
-from probe.train.splits import CachedSplit, as_data, n_items, opener, train_dev
+from probe.train.splits import (
+    CachedSplit,
+    as_data,
+    item_strings,
+    n_items,
+    opener,
+    subset,
+    train_dev,
+)
 
 if TYPE_CHECKING:
     from probe.experiments.intermediate import IntermediateConfig
@@ -144,11 +153,14 @@ def _stage(
 def _via_stage(stage: Stage, job: SeedJob, holdout_seed: int) -> tuple[StageData, list[Row]]:
     """An intermediate stage's data, read into memory for the whole job: the train/dev of
     each of its languages, pooled, each language's training split a seeded sample of its
-    share of --max-train-words (`language_budgets`); and TRAINING rows of their sizes."""
+    share of --max-train-words (`language_budgets`; on parallel pair data, disjoint slices
+    of the shared items: `intermediate_parallel`); and TRAINING rows of their sizes."""
     cfg, task = job.config, get_task(stage.task)
     open_split = opener(job.root, job.key, task)
-    trains, devs, sizes = [], [], []
-    for lang, budget in language_budgets(stage, cfg.max_train_words).items():
+    budgets = language_budgets(stage, cfg.max_train_words)
+    open_split, parallel = _disjoint_opener(stage, task, open_split, budgets, holdout_seed)
+    trains, devs, sizes, trained_ids = [], [], [], {}
+    for lang, budget in budgets.items():
         train, dev = train_dev(task, open_split, lang, budget, cfg.dev_fraction, holdout_seed)
         try:
             if any(np.any(split.labels < 0) for split in (train, dev)):
@@ -158,6 +170,7 @@ def _via_stage(stage: Stage, job: SeedJob, holdout_seed: int) -> tuple[StageData
                 )
             trains.append(as_data(task, train, list(job.layers)))
             devs.append(as_data(task, dev, list(job.layers)))
+            trained_ids[lang] = item_strings(train, "sentence_ids")
             # TRAINING rows (layer: the stage, lang: one of its languages): what it trains
             # on there (settings.json "stages", `intermediate_stages`).
             note = functools.partial(Row, TRAINING, stage.name, lang, seed=job.seed)
@@ -167,8 +180,41 @@ def _via_stage(stage: Stage, job: SeedJob, holdout_seed: int) -> tuple[StageData
         finally:
             train.reader.close()
             dev.reader.close()
+    distinct = float(distinct_items(trained_ids, parallel))
+    sizes.append(Row(TRAINING, stage.name, "+".join(stage.langs), DISTINCT, distinct,
+                     seed=job.seed))  # fmt: skip
     data = _stage(task, _pooled(trains), _pooled(devs), job.layers, stage.name)
     return data, sizes
+
+
+def _disjoint_opener(
+    stage: Stage, task: Task, open_split: Any, budgets: dict[str, int | None], seed: int
+) -> tuple[Any, bool]:
+    """(the split opener, whether the stage's languages hold parallel data). A multilingual
+    pair stage with a budget on parallel data gets an opener whose training split of each
+    language is that language's disjoint slice (`disjoint_items`): train_dev's own sample
+    of it then keeps it whole, and its hold-out stays inside the slice."""
+    if not stage.multilingual or task.level != "pair":
+        return open_split, False
+    split_name = task.training_split()
+    ids = {}
+    for lang in stage.langs:
+        whole = open_split(lang, split_name)
+        try:
+            ids[lang] = item_strings(whole, "sentence_ids")
+        finally:
+            whole.reader.close()
+    if not is_parallel(ids):
+        return open_split, False
+    if any(b is None for b in budgets.values()):
+        return open_split, True  # whole splits: every translation (require_budget refuses)
+    slices = disjoint_items(ids, {k: int(v) for k, v in budgets.items() if v}, seed)
+
+    def open_slice(lang: str, split: str) -> CachedSplit:
+        opened = open_split(lang, split)
+        return subset(opened, slices[lang]) if split == split_name else opened
+
+    return open_slice, True
 
 
 def _items(split: CachedSplit) -> int:

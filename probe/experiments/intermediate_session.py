@@ -71,7 +71,7 @@ class FinetuneSession:
         self.data_dir = data_dir = default_data_dir(ft.data_dir)
         langs = expand_languages(target, ft.langs, data_dir, ft.treebanks)
         self.langs = (source, *(lang for lang in langs if lang != source))
-        self.via = word_tasks(resolve_via(config.via, target, data_dir), config.via)
+        self.via = word_tasks(resolve_via(config.via, target, data_dir, source), config.via)
         self.plan = plan_configurations(self.via, config.sets, ("sequential",))
         self.epochs = ft.epochs if ft.epochs is not None else DEFAULT_EPOCHS
         self.device = resolve_device(ft.device)

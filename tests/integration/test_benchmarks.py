@@ -60,6 +60,9 @@ def test_quick_benchmark_writes_every_key(tiny_bert: Path, tmp_path: Path) -> No
         # the shards hold the stand-in's 13 hidden states, float16, and little else
         assert 13 * hidden * 2 < hp["bytes_per_word"] < 1.5 * 13 * hidden * 2 + 4096
         assert hp["rounds"]["disk"][0]["bytes"] == hp["words"] * 13 * hidden * 2
+        direct = hp["rounds"]["disk_direct"][0]  # whole 4 KiB blocks of the same bytes
+        assert 0 <= hp["words"] * 13 * hidden * 2 - direct["bytes"] < 4096 and direct["direct"]
+        assert hp["host_pipeline_vs_disk_direct"] > 0
     assert saved["host_pipeline_words_per_s"] == saved["host_pipeline"]["mbert"][
         "host_pipeline_words_per_s"] > 0  # fmt: skip
     assert saved["disk_write_words_per_s"] > 0

@@ -3,15 +3,22 @@ rank correlation of per-target gains with them under a bootstrap that respects t
 
 The points of `probe intermediate --distance` are (configuration, target language) pairs: a
 configuration's gain over "none" on one target, against the distance between the
-configuration's intermediate language(s) and that target. They are not independent: every
-point of one configuration shares its trained body, every point of one target shares that
-language's test set (and its "none" score). Resampling points one by one, as
+configuration's intermediate language(s) and that target. The correlation is taken within
+one intermediate task at a time, over its single-stage configurations only (`pos`, `pos:tr`,
+`pos:vi`): pooling tasks, or adding multi-stage sets, would mix the task's and the set
+size's effects on the gain with the language's. Multi-stage points are kept (`used` False)
+but correlate nothing.
+
+The points are not independent: the distance varies only with the configuration's
+intermediate *language set* and the target, every point of one language set shares its x
+level (and, per set, its trained body), every point of one target shares that language's
+test set (and its "none" score). Resampling points one by one, as
 `correlation.bootstrap_correlation` does for one point per language, would treat them as
 independent and give intervals too narrow. So the interval here is a crossed ("pigeonhole",
-Owen 2007) bootstrap: each replicate draws the configurations with replacement and,
+Owen 2007) bootstrap: each replicate draws the language sets with replacement and,
 independently, the target languages with replacement, and keeps every point of a drawn
-configuration on a drawn target (with the multiplicity of both draws). It is known to be
-mildly conservative for crossed designs, which is the side to err on with a handful of
+set on a drawn target (with the multiplicity of both draws). It is known to be mildly
+conservative for crossed designs, which is the side to err on with a handful of
 languages. No p-value is reported: the usual Spearman p treats the points as independent.
 
 Distances come from `probe.analysis.crosslingual.typology` (its kinds, its cosine distances);
@@ -33,7 +40,7 @@ from probe.errors import ProbeError
 
 DistanceFn = Callable[[str, str, str], float]  # (language a, language b, kind) -> distance
 
-RESAMPLED = "configurations and target languages, crossed (each drawn with replacement)"
+RESAMPLED = "intermediate language sets and target languages, crossed (each drawn with replacement)"
 
 
 @dataclass(frozen=True)
@@ -100,40 +107,61 @@ def stage_distance(
     return float(np.mean([d for d in found if d is not None]))
 
 
+def language_set(languages: Sequence[str]) -> str:
+    """The bootstrap's row cluster: a configuration's intermediate languages, order-free
+    (`udpos:en+de` and `udpos:de+en` have the same distance to every target)."""
+    return "+".join(sorted(set(languages)))
+
+
 @dataclass(frozen=True)
 class GainPoint:
     """One configuration's gain over "none" on one target against one kind of distance.
 
-    `gain`: the seed mean; `gain_sd`: its sd over seeds (None with one seed); `ci_low`,
-    `ci_high`: its paired bootstrap interval (None when the run kept no item statistics)."""
+    `task`: the single stage's task (a multi-stage set: its stages' tasks joined as in its
+    name); `stages`: how many stages the configuration has; only single-stage points enter
+    the correlation (`used`). `gain`: the seed mean; `gain_sd`: its sd over seeds (None with
+    one seed); `ci_low`, `ci_high`: its paired bootstrap interval (None when the run kept no
+    item statistics)."""
 
     config: str
     target: str
     kind: str
     languages: tuple[str, ...]  # the configuration's intermediate languages
+    task: str
+    stages: int
     distance: float
     gain: float
     gain_sd: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
 
+    @property
+    def used(self) -> bool:
+        """In its task's correlation: a single-stage configuration."""
+        return self.stages == 1
+
 
 @dataclass(frozen=True)
 class KindCorrelation:
-    """Spearman's rho (and Pearson's r) of gain with one kind of distance over `n` points,
-    with the crossed bootstrap interval of rho; how many configurations, targets and
-    distinct intermediate languages the points span, and how many distinct sets of them
-    (configurations' `languages`): with one set, every configuration has the same distance
-    to a target, so the correlation is only across targets."""
+    """Spearman's rho (and Pearson's r) of gain with one kind of distance over the `n`
+    single-stage points of one intermediate task, with the crossed bootstrap interval of
+    rho; how many configurations, targets and distinct intermediate `languages` the points
+    span, and how many distinct sets of them (the bootstrap's rows): with one set, every
+    point of a target has the same distance, so the correlation is only across targets."""
 
+    task: str
     kind: str
     correlation: Correlation
     ci_low: float
     ci_high: float
     n_configs: int
     n_targets: int
-    n_languages: int
+    languages: tuple[str, ...]
     n_language_sets: int
+
+    @property
+    def n_languages(self) -> int:
+        return len(self.languages)
 
     @property
     def n(self) -> int:
@@ -166,7 +194,8 @@ def crossed_bootstrap_spearman(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile interval of Spearman's rho of x and y, where point i belongs to row
-    cluster rows[i] (a configuration) and column cluster cols[i] (a target language).
+    cluster rows[i] (an intermediate language set) and column cluster cols[i] (a target
+    language).
 
     Each replicate draws the row clusters and the column clusters with replacement,
     independently, and takes every point at a drawn (row, column) once per pair of draws.
@@ -212,17 +241,22 @@ def correlate_points(
     seed: int = 0,
     level: float = 0.95,
 ) -> list[KindCorrelation]:
-    """One correlation per kind over that kind's points (gain against distance)."""
-    out = []
-    for i, kind in enumerate(kinds):
-        mine = [p for p in points if p.kind == kind]
-        x = [p.distance for p in mine]
-        y = [p.gain for p in mine]
-        configs, targets = [p.config for p in mine], [p.target for p in mine]
-        low, high = crossed_bootstrap_spearman(x, y, configs, targets, n_boot, seed + i,
-                                               level=level)  # fmt: skip
-        sets = {p.languages for p in mine}
-        langs = {lang for s in sets for lang in s}
-        out.append(KindCorrelation(kind, correlate(x, y), low, high, len(set(configs)),
-                                   len(set(targets)), len(langs), len(sets)))  # fmt: skip
+    """One correlation per (intermediate task, kind) over that task's single-stage points
+    (gain against distance), tasks in first-seen order; multi-stage points are left out.
+    Each correlation's bootstrap draws from its own stream (`seed` + its index)."""
+    used = [p for p in points if p.used]
+    out: list[KindCorrelation] = []
+    for task in dict.fromkeys(p.task for p in used):
+        for kind in kinds:
+            mine = [p for p in used if p.task == task and p.kind == kind]
+            x = [p.distance for p in mine]
+            y = [p.gain for p in mine]
+            sets = [language_set(p.languages) for p in mine]
+            targets = [p.target for p in mine]
+            low, high = crossed_bootstrap_spearman(x, y, sets, targets, n_boot, seed + len(out),
+                                                   level=level)  # fmt: skip
+            langs = tuple(dict.fromkeys(lang for p in mine for lang in p.languages))
+            out.append(KindCorrelation(task, kind, correlate(x, y), low, high,
+                                       len({p.config for p in mine}), len(set(targets)), langs,
+                                       len(set(sets))))  # fmt: skip
     return out

@@ -189,7 +189,9 @@ def gain_per_set_size(
     seed-mean gain with its 95% paired bootstrap interval ("*": excludes 0), from the family
     and "targets" gain rows of `configuration_gains`; also written long-form to
     gain_per_set_size.csv. `sets`: (size, schedule, configuration) in display order; the
-    text is "" when no set was run.
+    text is "" when no set was run. Below the sets, per schedule, the largest set minus the
+    smallest (suite9 − suite3) on the same items and seeds, with its paired interval (the
+    `sizediff_` rows of `intermediate_set_sizes`): the direct answer to "does 9 beat 3?".
 
     Why families and not enf/noenf: the question is how diversity helps across families,
     and a family's mean is over the targets it holds (the CSV names them)."""
@@ -200,14 +202,33 @@ def gain_per_set_size(
     sets = [s for s in sets if any(conf == s[2] for conf, _ in found)]
     if not sets:
         return ""
+    diffs = {
+        (r.config, r.layer, r.group): r
+        for r in rows.filter(metric=f"sizediff_{task.metric}", stat="", seed=None)
+    }
+    diff_sds = {
+        (r.config, r.layer, r.group): r.value
+        for r in rows.filter(metric=f"sizediff_{task.metric}_sd", stat=SD)
+    }
+    size_of = {conf: size for size, _, conf in sets}
+    schedule_of = {conf: schedule for _, schedule, conf in sets}
+    pairs = list(dict.fromkeys((big, small) for big, small, _ in diffs
+                               if big in size_of and small in size_of))  # fmt: skip
     families = [g for g in dict.fromkeys(g for _, g in found) if g not in _FIXED_GROUPS]
     groups = [*families, "targets"]
     members = _family_members(task, rows, source)
     _write_set_sizes(directory / SET_SIZE_CSV, sets, groups, found, sds, members)
+    _append_differences(directory / SET_SIZE_CSV, pairs, size_of, schedule_of, groups, diffs,
+                        diff_sds, members)  # fmt: skip
     labels = [f"{size} {schedule}" if size > 1 else "1" for size, schedule, _ in sets]
     texts = {(conf, g): _set_cell(found.get((conf, g))) for _, _, conf in sets for g in groups}
-    label_w = max(8, *(len(x) + 1 for x in labels))
-    widths = [max(len(g), *(len(texts[(c, g)]) for _, _, c in sets)) + 2 for g in groups]
+    diff_labels = [f"{size_of[big]}-{size_of[small]} {schedule_of[big]}"
+                   for big, small in pairs]  # fmt: skip
+    texts.update({(f"{big}|{small}", g): _set_cell(diffs.get((big, small, g)))
+                  for big, small in pairs for g in groups})  # fmt: skip
+    keys = [conf for _, _, conf in sets] + [f"{b}|{s}" for b, s in pairs]
+    label_w = max(8, *(len(x) + 1 for x in labels + diff_labels))
+    widths = [max(len(g), *(len(texts[(c, g)]) for c in keys)) + 2 for g in groups]
     lines = ["", f"gain over '{BASELINE}' per set size and language family ({task.metric} x100, "
              "seed mean [95% paired bootstrap interval]; * = excludes 0; targets = all target "
              f"languages; {SET_SIZE_CSV})",
@@ -215,6 +236,12 @@ def gain_per_set_size(
                                                                         strict=True))]  # fmt: skip
     for label, (_, _, conf) in zip(labels, sets, strict=True):
         cells = "".join(f"{texts[(conf, g)]:>{w}}" for g, w in zip(groups, widths, strict=True))
+        lines.append(f"{label:<{label_w}}{cells}")
+    if pairs:
+        lines.append("larger set minus smaller set, same items and seeds (paired interval):")
+    for label, (big, small) in zip(diff_labels, pairs, strict=True):
+        cells = "".join(f"{texts[(f'{big}|{small}', g)]:>{w}}"
+                        for g, w in zip(groups, widths, strict=True))  # fmt: skip
         lines.append(f"{label:<{label_w}}{cells}")
     lines += [f"  {label}: {conf}" for label, (_, _, conf) in zip(labels, sets, strict=True)]
     return "\n".join(lines)
@@ -253,15 +280,40 @@ def _write_set_sizes(
 
     with path.open("w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["size", "schedule", "config", "group", "langs", "gain", "sd", "ci_low",
-                      "ci_high"])  # fmt: skip
+        out.writerow(["size", "schedule", "config", "minus", "group", "langs", "gain", "sd",
+                      "ci_low", "ci_high"])  # fmt: skip
         for size, schedule, conf in sets:
             for group in groups:
                 row = found.get((conf, group))
                 if row is None:
                     continue
                 sd = sds.get((conf, group))
-                out.writerow([size, schedule, conf, group, "+".join(members.get(group, [])),
+                out.writerow([size, schedule, conf, "", group, "+".join(members.get(group, [])),
                               row.value, "" if sd is None else sd,
+                              "" if row.ci_low is None else row.ci_low,
+                              "" if row.ci_high is None else row.ci_high])  # fmt: skip
+
+
+def _append_differences(
+    path: Path, pairs: Sequence[tuple[str, str]], size_of: dict[str, int],
+    schedule_of: dict[str, str], groups: Sequence[str], diffs: dict[tuple[str, str, str], Row],
+    sds: dict[tuple[str, str, str], float], members: dict[str, list[str]],
+) -> None:  # fmt: skip
+    """The larger-minus-smaller rows: size "9-3", config the larger set, minus the smaller,
+    gain the paired difference with its sd and interval."""
+    import csv
+
+    with path.open("a", newline="") as f:
+        out = csv.writer(f)
+        for big, small in pairs:
+            schedule = schedule_of[big]
+            for group in groups:
+                row = diffs.get((big, small, group))
+                if row is None:
+                    continue
+                sd = sds.get((big, small, group))
+                out.writerow([f"{size_of[big]}-{size_of[small]}", schedule, big, small, group,
+                              "+".join(members.get(group, [])), row.value,
+                              "" if sd is None else sd,
                               "" if row.ci_low is None else row.ci_low,
                               "" if row.ci_high is None else row.ci_high])  # fmt: skip

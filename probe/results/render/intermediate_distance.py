@@ -47,17 +47,25 @@ def write_distances(distances: PairDistances, directory: Path) -> Path:
 
 
 def write_gain_points(points: Sequence[GainPoint], directory: Path) -> Path:
-    """gain_vs_distance.csv: one row per (configuration, target, kind)."""
+    """gain_vs_distance.csv: one row per (configuration, target, kind), every point; `task`
+    and `stages` say which correlation a point belongs to, `used` (1/0) whether it is in it
+    (single-stage configurations only)."""
     path = directory / GAIN_CSV
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["config", "target_lang", "kind", "intermediate_langs", "distance",
-                         "gain", "gain_sd", "ci_low", "ci_high"])  # fmt: skip
+        writer.writerow(["config", "task", "stages", "used", "target_lang", "kind",
+                         "intermediate_langs", "distance", "gain", "gain_sd", "ci_low",
+                         "ci_high"])  # fmt: skip
         for p in points:
-            writer.writerow([p.config, p.target, p.kind, "+".join(p.languages),
-                             _number(p.distance), _number(p.gain), _number(p.gain_sd),
-                             _number(p.ci_low), _number(p.ci_high)])  # fmt: skip
+            writer.writerow([p.config, p.task, p.stages, int(p.used), p.target, p.kind,
+                             "+".join(p.languages), _number(p.distance), _number(p.gain),
+                             _number(p.gain_sd), _number(p.ci_low),
+                             _number(p.ci_high)])  # fmt: skip
     return path
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _signed(value: float) -> str:
@@ -77,28 +85,41 @@ def distance_lines(
     intermediate: Sequence[str],
     dropped: Sequence[str],
     missing: dict[tuple[str, str], str],
+    multi_stage: Sequence[str] = (),
 ) -> list[str]:
-    """The summary's block: one line per kind, then what the points span and what is left out."""
+    """The summary's block: one line per (task, kind), each task's distinct intermediate
+    languages, then what the points span and what is left out."""
     lines = [
-        f"gain vs distance ({GAIN_CSV}, {GAIN_PNG}): Spearman's rho of each configuration's "
-        f"gain over '{BASELINE}' in {metric} per target language (the target's source left "
-        "out) with the URIEL distance from its intermediate language(s) to the target (the "
-        f"mean over several); 95% interval: bootstrap resampling {RESAMPLED}; n = points",
+        f"gain vs distance ({GAIN_CSV}, {GAIN_PNG}): per intermediate task, Spearman's rho "
+        f"of each single-stage configuration's gain over '{BASELINE}' in {metric} per target "
+        "language (the target's source left out) with the URIEL distance from its "
+        "intermediate language(s) to the target (the mean over several); 95% interval: "
+        f"bootstrap resampling {RESAMPLED}; n = points",
     ]
+    task_width = max([len(c.task) for c in correlations] or [0]) + 2
     width = max([len(c.kind) for c in correlations] or [0]) + 2
     for c in correlations:
-        lines.append(f"  {c.kind:<{width}}{correlation_text(c)} ({c.n_configs} configurations "
-                     f"x {c.n_targets} targets)")  # fmt: skip
-    n_langs = len(intermediate)
-    sets = max([c.n_language_sets for c in correlations] or [0])
-    text = f"distinct intermediate languages: {n_langs} ({', '.join(intermediate) or '-'})"
-    if sets == 1:
-        text += ("; every configuration trains in the same language(s), so the correlation is "
-                 "only across target languages")  # fmt: skip
-    lines.append(text)
+        lines.append(f"  {c.task:<{task_width}}{c.kind:<{width}}{correlation_text(c)} "
+                     f"({_count(c.n_configs, 'configuration')} in "
+                     f"{_count(c.n_language_sets, 'language set')} x "
+                     f"{_count(c.n_targets, 'target')})")  # fmt: skip
+    for task in dict.fromkeys(c.task for c in correlations):
+        mine = [c for c in correlations if c.task == task]
+        langs = tuple(dict.fromkeys(lang for c in mine for lang in c.languages))
+        text = (f"  {task}: {_count(len(langs), 'distinct intermediate language')} "
+                f"({', '.join(langs) or '-'})")  # fmt: skip
+        if max(c.n_language_sets for c in mine) == 1:
+            text += ("; one language set, so its correlation is only across target "
+                     "languages")  # fmt: skip
+        lines.append(text)
+    lines.append(f"distinct intermediate languages in the run: {len(intermediate)} "
+                 f"({', '.join(intermediate) or '-'})")  # fmt: skip
+    if multi_stage:
+        lines.append(f"multi-stage configurations left out of the correlations (in {GAIN_CSV} "
+                     f"with used 0): {len(multi_stage)} ({', '.join(multi_stage)})")  # fmt: skip
     if missing:
-        langs = sorted({lang for lang, _ in missing})
-        lines.append(f"not in URIEL (left out, see {DISTANCES_CSV}): {', '.join(langs)}")
+        lacking = sorted({lang for lang, _ in missing})
+        lines.append(f"not in URIEL (left out, see {DISTANCES_CSV}): {', '.join(lacking)}")
     if dropped:
         lines.append(f"points without a distance (left out): {'; '.join(dropped)}")
     return lines
@@ -111,20 +132,25 @@ def plot_gain_vs_distance(
     path: Path,
     title: str,
 ) -> Path:
-    """One panel per distance kind: a point per (configuration, target) coloured by
-    configuration, the least-squares line of gain on distance, rho, its interval and n."""
+    """One panel per (intermediate task, kind), a row of panels per task: a point per
+    single-stage configuration and target, coloured by configuration, the least-squares line
+    of gain on distance, rho, its interval and n (multi-stage points are not drawn)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = [c.kind for c in correlations]
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.4 * max(1, len(kinds)), 3.6),
+    tasks = list(dict.fromkeys(c.task for c in correlations))
+    kinds = list(dict.fromkeys(c.kind for c in correlations))
+    n_rows, n_cols = max(1, len(tasks)), max(1, len(kinds))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.4 * n_cols, 3.3 * n_rows + 0.5),
                              dpi=120, squeeze=False)  # fmt: skip
-    configs = list(dict.fromkeys(p.config for p in points))
+    used = [p for p in points if p.used]
+    configs = list(dict.fromkeys(p.config for p in used))
     colours = {c: f"C{i % 10}" for i, c in enumerate(configs)}
-    for ax, corr in zip(axes[0], correlations, strict=False):
-        mine = [p for p in points if p.kind == corr.kind]
+    for corr in correlations:
+        ax = axes[tasks.index(corr.task)][kinds.index(corr.kind)]
+        mine = [p for p in used if p.task == corr.task and p.kind == corr.kind]
         for conf in configs:
             xs = [p.distance for p in mine if p.config == conf]
             ys = [100 * p.gain for p in mine if p.config == conf]
@@ -142,11 +168,12 @@ def plot_gain_vs_distance(
             ax.annotate(p.target, (p.distance, 100 * p.gain), fontsize=6,
                         xytext=(2, 2), textcoords="offset points")  # fmt: skip
         ax.axhline(0, color="grey", lw=0.6)
-        ax.set_title(f"{corr.kind}: {correlation_text(corr)}", fontsize=8)
+        ax.set_title(f"{corr.task}, {corr.kind}: {correlation_text(corr)}", fontsize=8)
         ax.set_xlabel(f"{corr.kind} distance (URIEL)", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"gain over '{BASELINE}' in {metric} x100", fontsize=8)
-    if configs:
-        axes[0][-1].legend(fontsize=6)
+        if corr.kind == kinds[-1] and mine:
+            ax.legend(fontsize=6)
+    for row in axes:
+        row[0].set_ylabel(f"gain over '{BASELINE}' in {metric} x100", fontsize=8)
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)

@@ -17,10 +17,10 @@ from probe.results.rows import Row
 from probe.results.table import Table
 
 # Kept in step with probe.experiments.intermediate_calibration (results may not import
-# experiments): the comparison rows' group, the two groups and their difference.
+# experiments): the group means' group, the three groups, and the matched pairs' group.
 _GROUP = "stage-languages"
-_SOURCE_ONLY, _MULTILINGUAL = "source-only", "multilingual"
-_DIFFERENCE = f"{_MULTILINGUAL}-{_SOURCE_ONLY}"
+_GROUPS = ("source-only", "other-language", "multilingual")
+_PAIRS = "stage-pairs"
 
 
 def render_scores(task: Task, rows: Table, source: str) -> str:
@@ -70,51 +70,71 @@ def _pct(value: float | None, signed: bool = False) -> str:
 
 
 def _group_lines(rows: Table, source: str) -> list[str]:
-    """source-only vs multilingual: each group's mean ECE and the difference."""
-    found = rows.filter(group=_GROUP, stat="")
+    """The three groups of single-stage configurations (mean ± sd [interval]), then each
+    non-source stage against the source-only stage of its task."""
+    found = {(r.config, r.metric): r for r in rows.filter(group=_GROUP, stat="")}
     sds = {(r.config, r.metric): r.value for r in rows.filter(group=_GROUP, stat=SD)}
-    lines = ["", f"stage languages: {_SOURCE_ONLY} = every intermediate stage in {source} only; "
-             f"{_MULTILINGUAL} = a stage in another language or several; ECE x100, mean over "
-             "the group's configurations and the target languages"]  # fmt: skip
-    groups = {(r.config, r.metric): r for r in found}
-    present = [g for g in (_SOURCE_ONLY, _MULTILINGUAL) if (g, "ece") in groups]
-    for g in present:
-        n = ", ".join(f"{m} {_pct(groups[(g, m)].value)}" for m in ("ece", "ece_ts")
-                      if (g, m) in groups)  # fmt: skip
-        lines.append(f"  {g}: {n}")
-    if len(present) < 2:
-        missing = _MULTILINGUAL if _SOURCE_ONLY in present else _SOURCE_ONLY
-        how = "--via panx:de or panx:en+de" if missing == _MULTILINGUAL else f"a stage in {source}"
-        lines.append(f"  no {missing} configuration to compare with (add one: {how})")
+    lines = [
+        "",
+        f"stage languages (single-stage configurations only; sets are in no group): "
+        f"source-only = a stage in {source}, other-language = in one other language, "
+        "multilingual = in several; ECE x100, mean over the group's configurations and "
+        "the target languages ± sd over seeds [95% interval over target languages]",
+    ]
+    present = [g for g in _GROUPS if (g, "ece") in found]
+    if not present:
+        lines.append("  no single-stage configuration (add one to --via, e.g. pos:tr)")
         return lines
-    for m in ("ece", "ece_ts"):
-        row = groups.get((_DIFFERENCE, f"delta_{m}"))
-        if row is None:
-            continue
-        sd = sds.get((_DIFFERENCE, f"delta_{m}_sd"))
-        spread = f" ± {100 * sd:.1f} (sd over seeds)" if sd is not None else ""
-        lines.append(f"  Δ {_MULTILINGUAL} - {_SOURCE_ONLY} {m}: {_pct(row.value, True)}{spread} "
-                     f"{interval_text(row)}{mark(row)} (95% interval over target languages; "
-                     "< 0: multilingual stages calibrate better)")  # fmt: skip
+    for g in present:
+        parts = [f"{m} {_spread(found[(g, m)], sds.get((g, f'{m}_sd')))}"
+                 for m in ("ece", "ece_ts") if (g, m) in found]  # fmt: skip
+        lines.append(f"  {g}: " + "; ".join(parts))
+    pairs = rows.filter(group=_PAIRS, stat="")
+    pair_sds = {(r.config, r.metric): r.value for r in rows.filter(group=_PAIRS, stat=SD)}
+    names = list(dict.fromkeys((r.config, r.layer) for r in pairs))
+    if not names:
+        lines.append(f"  no matched pair: add a non-source stage of a task whose {source} "
+                     "stage is in --via (pos:tr beside pos)")  # fmt: skip
+        return lines
+    lines += ["", "matched pairs, same task: ECE difference x100 (stage minus the source-only "
+              "stage), mean over target languages ± sd over seeds [95% interval over target "
+              "languages]; < 0: the stage calibrates better"]  # fmt: skip
+    by = {(r.config, r.layer, r.metric): r for r in pairs}
+    for conf, reference in names:
+        parts = []
+        for m in ("ece", "ece_ts"):
+            r = by.get((conf, reference, f"delta_{m}"))
+            if r is not None:
+                parts.append(f"Δ{m} {_spread(r, pair_sds.get((conf, f'delta_{m}_sd')), True)}")
+        lines.append(f"  {conf} vs {reference}: " + "; ".join(parts))
     return lines
+
+
+def _spread(row: Row, sd: float | None, signed: bool = False) -> str:
+    spread = f" ± {100 * sd:.1f}" if sd is not None else ""
+    star = mark(row) if signed else ""  # "*" (excludes 0) means something for a difference
+    return f"{_pct(row.value, signed)}{spread} {interval_text(row)}{star}"
 
 
 def domain_block(task: Task, rows: Table) -> str:
     """Each configuration's drop (in-domain minus out-of-domain) x100 per set and over all
-    sets, "*" where its interval excludes 0; then each drop minus none's."""
+    sets, "*" where its interval excludes 0 and "†" where its training data holds the set's
+    corpus (seen_domain); then each drop minus none's."""
     metric = task.metric
     drops = rows.filter(metric=f"drop_{metric}", seed=None, stat="")
     if not drops:
         return ""
     diffs = rows.filter(metric=f"dropdiff_{metric}", seed=None, stat="")
     confs = drops.values("config")
+    seen = _seen(rows)
     sets = [s for s in dict.fromkeys(_set(r) for r in drops) if s != "all"]
     cols = [*sets, "all"] if len(sets) > 1 else sets
     width = max(8, *(len(c) + 1 for c in confs))
     cw = max(9, *(len(c) + 2 for c in cols))
     lines = [
         f"domain shift: drop in {metric} x100 = in-domain minus out-of-domain score of the same "
-        f"head (set = lang:task); * = its 95% interval excludes 0 (unpaired: two test sets)",
+        f"head (set = lang:task); * = its 95% interval excludes 0 (unpaired: two test sets); "
+        f"† = a seen domain: the configuration trained on that set's corpus",
         f"{'config':<{width}}" + "".join(f"{c:>{cw}}" for c in cols),
     ]
     for table, label in ((drops, None), (diffs, f"drop minus '{BASELINE}''s drop")):
@@ -131,12 +151,38 @@ def domain_block(task: Task, rows: Table) -> str:
             line = f"{conf:<{width}}"
             for c in cols:
                 r = cells.get((conf, c))
-                text = "-" if r is None else f"{_pct(r.value, True)}{mark(r) or ' '}"
+                dagger = "†" if c in seen.get(conf, ()) or (c == "all" and conf in seen) else " "
+                text = "-" if r is None else f"{_pct(r.value, True)}{mark(r) or ' '}{dagger}"
                 line += f"{text:>{cw}}"
             lines.append(line.rstrip())
     lines += _pooled_lines(rows, metric)
+    lines += _seen_lines(rows, seen)
     lines += _flag_lines(rows)
     return "\n".join(lines)
+
+
+def _seen(rows: Table) -> dict[str, list[str]]:
+    """{configuration: the sets (lang:task) whose corpus its training data holds}."""
+    out: dict[str, list[str]] = {}
+    for r in rows.filter(head="data", metric="seen_domain"):
+        if r.value:
+            out.setdefault(r.config, []).append(f"{r.lang}:{r.eval_task}")
+    return out
+
+
+def _seen_lines(rows: Table, seen: dict[str, list[str]]) -> list[str]:
+    if not seen:
+        return []
+    share = {(r.config, f"{r.lang}:{r.eval_task}"): r for r in
+             rows.filter(head="data", metric="seen_share")}  # fmt: skip
+    out = ["", "seen domains (†): share of the set's corpus (its train split, else dev) found in "
+           "the configuration's training/dev data; its drop is partly in-domain, and 'all' "
+           "includes it"]  # fmt: skip
+    for conf, sets in seen.items():
+        found = [f"{s} {100 * share[(conf, s)].value:.0f}% of {share[(conf, s)].subset}"
+                 if (conf, s) in share else s for s in sets]  # fmt: skip
+        out.append(f"  {conf}: " + ", ".join(found))
+    return out
 
 
 def _pooled_lines(rows: Table, metric: str) -> list[str]:
@@ -166,13 +212,19 @@ def _set(row: Row) -> str:
 
 
 def _flag_lines(rows: Table) -> list[str]:
+    """The training-size flag in its three states: small, large, unknown (no train split)."""
     words = {r.lang: r.value for r in rows.filter(head="data", metric="train_words")}
     small = {r.lang: r.value for r in rows.filter(head="data", metric="small_train")}
-    if not words:
+    unknown = rows.values("lang", head="data", metric="train_unknown")
+    if not words and not unknown:
         return []
     limit = rows.values("value", head="data", metric="small_train_words")
     below = f"under {int(limit[0]):,} words" if limit else "a small training split"
-    text = ", ".join(f"{lang} {int(n):,}{' (small)' if small.get(lang) else ''}"
-                     for lang, n in words.items())  # fmt: skip
-    return ["", "in-domain training words per language in the data (zero-shot: only the source "
-            f"trains; small = {below}, a low-resource flag): {text}"]  # fmt: skip
+    text = ", ".join(f"{lang} {int(n):,} ({'small' if small.get(lang) else 'large'})"
+                     for lang, n in words.items()) or "none"  # fmt: skip
+    out = ["", "in-domain training words per language in the data (zero-shot: only the source "
+           f"trains; small = {below}, a low-resource flag): {text}"]  # fmt: skip
+    if unknown:
+        out.append(f"  unknown (no training split in the data, so neither small nor large): "
+                   f"{', '.join(unknown)}")  # fmt: skip
+    return out
