@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 _WRITE_ERRORS = (OSError, RuntimeError)
 # Threads that write a block's layers into the file (os.pwrite and xxh3 release the GIL).
 WRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
-# Streamed rows by direct I/O where the filesystem has it (`probe.cache.streamed`).
-DIRECT_WRITES = True
+# Streamed rows by direct I/O where the filesystem has it (`probe.cache.streamed`);
+# PROBE_DIRECT_WRITES=0 writes them through the page cache instead (a filesystem whose
+# O_DIRECT is slow, e.g. some network mounts).
+DIRECT_WRITES = os.environ.get("PROBE_DIRECT_WRITES", "1") != "0"
 
 
 @contextlib.contextmanager
