@@ -2,7 +2,8 @@
 
 Layout (docs/cache-format.md): `<root>/<model-key>/<task>/<lang>/<split>[-NNNNN].h5`.
 Feature datasets are stored contiguously as (layers, rows, hidden), so one layer for every
-row is one contiguous read; each layer's CRC32 is kept in the attrs so corruption is caught.
+row is one contiguous read; each layer's checksum (xxh3_64; CRC32 in format-1 shards) is
+kept in the attrs so corruption is caught.
 
 Modules: `schema` (versions, names, paths, attribute encoding, checksums), `key` (CacheSpec),
 `manifest` (spec.json, manifest.json), `writer` (ShardWriter, the shard lock), `reader`
