@@ -13,7 +13,8 @@ configurations only, so that one stage's data is compared with one stage's: a se
 stage's languages: `source-only` (the target's source language: `pos` for an English
 target), `other-language` (one other language: `pos:tr`) and `multilingual` (several:
 `pos:en+tr+vi`). Each group's ECE is the mean over its configurations and the target
-languages (seed means), with an interval over target languages and the sd over seeds. The
+languages (seed means), with an interval resampling target languages and seeds (crossed;
+none under MIN_INTERVAL_TARGETS targets) and the sd over seeds. The
 matched comparison is per task: every non-source single stage against the source-only stage
 of the same task (`pos:tr` vs `pos`, `pos:en+tr+vi` vs `pos`), the ECE difference per target
 language averaged (`delta_ece`, < 0: the other languages calibrate better).
@@ -109,7 +110,7 @@ def stage_language_rows(
     """Per metric (ece, ece_ts): each group's mean over its configurations and the target
     languages (group GROUP, lang `targets`, config the group), and each matched pair's
     difference (group PAIRS, metric `delta_<m>`, config the non-source stage, layer the
-    source-only one); each with its interval over target languages and, with several
+    source-only one); each with its interval (target languages and seeds, crossed) and, with several
     seeds, its sd over seeds."""
     groups: dict[str, list[str]] = {}
     for conf in plan:
@@ -159,14 +160,29 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
     return np.divide(total, count, out=np.full(total.shape, np.nan), where=count > 0)
 
 
-def _language_interval(per_lang: np.ndarray, seed: int, n_boot: int) -> tuple[float, float] | None:
-    """Percentile interval of the mean over target languages drawn with replacement; None
-    with fewer than two languages (nothing to resample)."""
-    if len(per_lang) < 2:
+# Fewer target languages than this give no interval: resampling two languages only says
+# which of the two was drawn (PAWS-X has labelled test sets in de and zh only).
+MIN_INTERVAL_TARGETS = 3
+
+
+def _crossed_interval(cube: np.ndarray, seed: int, n_boot: int) -> tuple[float, float] | None:
+    """Percentile interval of the mean of a (seeds, targets) cube with the seeds and the
+    target languages each drawn with replacement (crossed), so both the spread over
+    languages and that over training seeds widen it; None with fewer than
+    MIN_INTERVAL_TARGETS languages."""
+    seeds, targets = cube.shape
+    if targets < MIN_INTERVAL_TARGETS:
         return None
-    rng = np.random.default_rng([seed, len(per_lang)])
-    draws = rng.integers(0, len(per_lang), size=(n_boot, len(per_lang)))
-    replicates = per_lang[draws].mean(axis=1)
+    rng = np.random.default_rng([seed, seeds, targets])
+    replicates = np.empty(n_boot)
+    for b in range(n_boot):
+        rows = rng.integers(0, seeds, size=seeds)
+        cols = rng.integers(0, targets, size=targets)
+        drawn = cube[np.ix_(rows, cols)]
+        replicates[b] = np.nanmean(drawn) if (~np.isnan(drawn)).any() else np.nan
+    replicates = replicates[~np.isnan(replicates)]
+    if not len(replicates):
+        return None
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail])
     return float(low), float(high)
@@ -177,13 +193,12 @@ def _rows(
 ) -> list[Row]:
     """The mean of a (seeds, targets) cube (targets missing in it left out), its interval
     over the target languages and, with several seeds, the sd of the per-seed means."""
-    per_lang = _nanmean(cube, 0)
-    per_lang = per_lang[~np.isnan(per_lang)]
-    if not len(per_lang):
+    cube = cube[:, ~np.all(np.isnan(cube), axis=0)]  # targets with a value
+    if not cube.size:
         return []
     per_seed = _nanmean(cube, 1)
     per_seed = per_seed[~np.isnan(per_seed)]
-    low, high = _language_interval(per_lang, seed, n_boot) or (None, None)
+    low, high = _crossed_interval(cube, seed, n_boot) or (None, None)
     mean = dataclasses.replace(like, config=config, metric=metric,
                                value=float(np.mean(per_seed)), ci_low=low,
                                ci_high=high)  # fmt: skip

@@ -349,6 +349,8 @@ def set_sizes(plan: Sequence[Configuration], via: Sequence[str]) -> list[tuple[i
             out.append((k, conf.schedule, conf.name))
         elif k == 1 and conf.via == tuple(via[:1]):
             out.append((1, "", conf.name))
+    if all(size == 1 for size, _, _ in out):
+        return []  # no set was run (--sets 1): nothing to compare sizes with
     order = {s: i for i, s in enumerate(("", *SCHEDULES))}
     return sorted(out, key=lambda x: (x[0], order[x[1]]))
 

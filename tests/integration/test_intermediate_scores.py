@@ -163,8 +163,8 @@ def test_stage_language_groups_and_matched_pairs() -> None:
     )
     assert got[("pos:en+tr+vi", "delta_ece_ts", "", PAIRS)].value == pytest.approx(-0.015)
     assert not any(r.config in ("panx:de", "pos>pos:tr") for r in rows if r.group == PAIRS)
-    # One target language: nothing to resample, so no interval (never a zero-width one).
-    one = {k: v for k, v in values.items() if k[1] in ("en", "de")}
+    # Two target languages: too few to resample, so no interval (never a zero-width one).
+    one = {k: v for k, v in values.items() if k[1] in ("en", "de", "fr")}
     row = next(r for r in stage_language_rows(_ece_rows(one), plan, "en")
                if r.metric == "delta_ece")  # fmt: skip
     assert row.ci_low is None and row.ci_high is None
@@ -323,3 +323,15 @@ def test_domain_shift_rows_on_the_tiny_model(tmp_path: Path, tiny_bert: Path) ->
     assert result.settings["eval_domains"] is True
     assert result.settings["eval_domains_plan"] == {"en": ["pos-gum", "pos-pud"],
                                                     "de": ["pos-pud"]}  # fmt: skip
+
+
+def test_calibration_interval_resamples_seeds_too() -> None:
+    """Every target language alike but one seed far off: an interval over languages alone
+    would have zero width; drawing the seeds as well must widen it, and two targets give
+    none."""
+    from probe.experiments.intermediate_calibration import _crossed_interval
+
+    cube = np.array([[0.05] * 4, [0.05] * 4, [0.60] * 4])  # (seeds, targets)
+    low, high = _crossed_interval(cube, seed=0, n_boot=500)  # type: ignore[misc]
+    assert low < cube.mean() < high and high - low > 0.2
+    assert _crossed_interval(cube[:, :2], seed=0, n_boot=500) is None

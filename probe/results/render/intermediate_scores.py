@@ -53,9 +53,17 @@ def calibration_block(rows: Table, source: str) -> str:
         after = _target_mean(ts, conf, source)
         t = temps.get(conf)
         lines.append(f"{conf:<{width}}{_pct(before):>8}{_pct(after):>8}"
-                     f"{'-' if t is None else f'{t:.2f}':>7}")  # fmt: skip
+                     f"{_temperature(t):>7}")  # fmt: skip
     lines += _group_lines(rows, source)
     return "\n".join(lines)
+
+
+def _temperature(t: float | None) -> str:
+    """T as printed: a head whose dev predictions carry no information fits T towards
+    infinity (uniform probabilities minimise its NLL), so a large T is shown as such."""
+    if t is None:
+        return "-"
+    return f"{t:.2f}" if t < 100 else ">100"
 
 
 def _target_mean(table: Table, conf: str, source: str) -> float | None:
@@ -79,7 +87,8 @@ def _group_lines(rows: Table, source: str) -> list[str]:
         f"stage languages (single-stage configurations only; sets are in no group): "
         f"source-only = a stage in {source}, other-language = in one other language, "
         "multilingual = in several; ECE x100, mean over the group's configurations and "
-        "the target languages ± sd over seeds [95% interval over target languages]",
+        "the target languages ± sd over seeds [95% interval resampling target languages and "
+        "seeds; none under 3 targets]",
     ]
     present = [g for g in _GROUPS if (g, "ece") in found]
     if not present:
@@ -96,9 +105,10 @@ def _group_lines(rows: Table, source: str) -> list[str]:
         lines.append(f"  no matched pair: add a non-source stage of a task whose {source} "
                      "stage is in --via (pos:tr beside pos)")  # fmt: skip
         return lines
-    lines += ["", "matched pairs, same task: ECE difference x100 (stage minus the source-only "
-              "stage), mean over target languages ± sd over seeds [95% interval over target "
-              "languages]; < 0: the stage calibrates better"]  # fmt: skip
+    lines += ["", "matched pairs, same task: ECE difference x100 (stage minus the "
+              "source-only stage), mean over target languages ± sd over seeds [95% interval "
+              "resampling target languages and seeds; none under 3 targets]; < 0: the stage "
+              "calibrates better"]  # fmt: skip
     by = {(r.config, r.layer, r.metric): r for r in pairs}
     for conf, reference in names:
         parts = []
