@@ -39,7 +39,7 @@ from probe.analysis.bootstrap import LEVEL, N_BOOT
 from probe.analysis.calibration import apply_temperature, fit_temperature, log_probs
 from probe.analysis.metrics import expected_calibration_error
 from probe.experiments.intermediate_plan import Configuration, Stage
-from probe.results.gains import SD
+from probe.results.gains import seed_summary
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import Feed, predict_proba
@@ -199,12 +199,5 @@ def _rows(
     per_seed = _nanmean(cube, 1)
     per_seed = per_seed[~np.isnan(per_seed)]
     low, high = _crossed_interval(cube, seed, n_boot) or (None, None)
-    mean = dataclasses.replace(like, config=config, metric=metric,
-                               value=float(np.mean(per_seed)), ci_low=low,
-                               ci_high=high)  # fmt: skip
-    out = [mean]
-    if len(per_seed) > 1:
-        sd = float(np.std(per_seed, ddof=1))
-        out.append(dataclasses.replace(mean, metric=f"{metric}_sd", stat=SD, value=sd,
-                                       ci_low=None, ci_high=None))  # fmt: skip
-    return out
+    return seed_summary(dataclasses.replace(like, config=config, metric=metric, ci_low=low,
+                                            ci_high=high), per_seed)  # fmt: skip

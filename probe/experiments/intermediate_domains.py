@@ -42,8 +42,6 @@ from typing import Any
 import numpy as np
 
 from probe.analysis.bootstrap import Interval, PairedBootstrap, drop_delta, unpaired_delta
-from probe.analysis.item_scores import ITEM_COLUMNS
-from probe.analysis.metrics import score
 from probe.data.overlap import SentenceSet, overlap
 from probe.data.reading import has_split
 from probe.data.tasks import TASKS, Task, get_task, local_files, read_split, training_size
@@ -52,8 +50,8 @@ from probe.errors import ProbeError
 from probe.experiments.intermediate_plan import Configuration, parse_stage
 from probe.experiments.leakage import MAX_SHARE, MIN_CHARS, ReadSentences, SplitRef, SplitUse
 from probe.extract import ExtractRequest
-from probe.results.gains import BASELINE, SD
-from probe.results.items import ItemScores, ItemSet, scored_items
+from probe.results.gains import BASELINE, seed_summary
+from probe.results.items import ItemScores, ItemSet, scored_rows
 from probe.results.rows import Row
 from probe.results.table import Table
 from probe.train import predict_proba
@@ -211,15 +209,9 @@ def domain_scores(
     rows: list[Row | ItemScores] = []
     for (lang, name), data in domains.items():
         probs = predict_proba(head, data.sentences(tuple(layers)))
-        pred = probs.argmax(axis=1)
-        for metric, value in score(target.metric, probs, data.labels, offsets=data.offsets,
-                                   label_names=target.labels,
-                                   extra=target.extra_metrics).items():  # fmt: skip
-            scored = row(lang, metric, value, eval_task=name)
-            rows.append(scored)
-            if metric in ITEM_COLUMNS:
-                rows.append(scored_items(scored, pred, data.labels, offsets=data.offsets,
-                                         label_names=target.labels))  # fmt: skip
+        rows += scored_rows(functools.partial(row, lang, eval_task=name), target.metric, probs,
+                            data.labels, offsets=data.offsets, label_names=target.labels,
+                            extra=target.extra_metrics)  # fmt: skip
     return rows
 
 
@@ -296,16 +288,9 @@ def _pooled_drops(
 
 def _summary(per_seed: Sequence[Row], interval: Interval | None) -> list[Row]:
     """The seed mean (with the interval) and, with several seeds, the sd row."""
-    values = [r.value for r in per_seed]
     low, high = (interval.low, interval.high) if interval is not None else (None, None)
-    mean = dataclasses.replace(per_seed[0], value=float(np.mean(values)), seed=None,
-                               ci_low=low, ci_high=high)  # fmt: skip
-    out = [mean]
-    if len(values) > 1:
-        sd = float(np.std(values, ddof=1))
-        out.append(dataclasses.replace(mean, metric=f"{mean.metric}_sd", stat=SD, value=sd,
-                                       ci_low=None, ci_high=None))  # fmt: skip
-    return out
+    like = dataclasses.replace(per_seed[0], seed=None, ci_low=low, ci_high=high)
+    return seed_summary(like, [r.value for r in per_seed])
 
 
 def _sets(

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probe.analysis.item_scores import ITEM_COLUMNS
-from probe.analysis.metrics import score
 from probe.data.tasks import Task, get_task
 from probe.errors import ProbeError
 from probe.experiments.intermediate_calibration import (
@@ -35,7 +33,7 @@ from probe.experiments.intermediate_plan import (
 )
 from probe.experiments.intermediate_stages import DISTINCT, STAGE_SIZES
 from probe.heads.registry import BODIES
-from probe.results.items import ItemScores, JobOutput, scored_items
+from probe.results.items import ItemScores, JobOutput, scored_rows
 from probe.results.rows import Row
 from probe.train import Feed, PairData, WordData, predict_proba
 from probe.train.schedules import StageData, StageResult, dev_accuracy, run_schedule
@@ -265,15 +263,9 @@ def _score_configuration(
     for lang, data in evals.items():
         probs = predict_proba(head, _view(target, data, job.layers))
         offsets = data.offsets if target.level == "word" else None
-        pred = probs.argmax(axis=1)
-        for metric, value in score(target.metric, probs, data.labels, offsets=offsets,
-                                   label_names=target.labels,
-                                   extra=target.extra_metrics).items():  # fmt: skip
-            scored = row(lang, metric, value)
-            rows.append(scored)
-            if metric in ITEM_COLUMNS:
-                rows.append(scored_items(scored, pred, data.labels, offsets=offsets,
-                                         label_names=target.labels))  # fmt: skip
+        rows += scored_rows(functools.partial(row, lang), target.metric, probs, data.labels,
+                            offsets=offsets, label_names=target.labels,
+                            extra=target.extra_metrics)  # fmt: skip
         rows += calibration_rows(row, lang, probs, data.labels, temperature)
     rows += domain_scores(row, head, target, domains, job.layers)
     for stage in stages[:-1]:

@@ -31,7 +31,7 @@ import numpy as np
 from probe.analysis.bootstrap import PairedBootstrap
 from probe.analysis.control import control_labels, majority_share
 from probe.analysis.item_scores import ITEM_COLUMNS
-from probe.analysis.metrics import IGNORE_INDEX, score
+from probe.analysis.metrics import IGNORE_INDEX
 from probe.data.tasks import Task, run_task
 from probe.errors import ProbeError
 from probe.experiments.base import Context, Experiment, RunOptions, check_seeds
@@ -48,7 +48,7 @@ from probe.heads.registry import HEADS
 from probe.heads.scalar_mix import PairScalarMixProbe, ScalarMixProbe
 from probe.results.gains import average_seeds
 from probe.results.intervals import delta_rows
-from probe.results.items import ItemScores, scored_items
+from probe.results.items import ItemScores, scored_items, scored_rows
 from probe.results.render.layers import (
     NEXT_BEST,
     RANDOM,
@@ -455,17 +455,9 @@ def _scored(
     """Score rows of every metric (coordinates of `like`), and the item statistics of those
     an interval can be computed of."""
     probs = predict_proba(head, as_view(task, data, view_layers))
-    scores = score(task.metric, probs, data.labels, offsets=split.offsets,
-                   label_names=task.labels, extra=task.extra_metrics)  # fmt: skip
-    pred = probs.argmax(1)
-    out: Output = []
-    for metric, value in scores.items():
-        row = replace(like, metric=metric, value=value)
-        out.append(row)
-        if metric in ITEM_COLUMNS:
-            out.append(scored_items(row, pred, data.labels, offsets=split.offsets,
-                                    label_names=task.labels))  # fmt: skip
-    return out
+    return scored_rows(lambda metric, value: replace(like, metric=metric, value=value),
+                       task.metric, probs, data.labels, offsets=split.offsets,
+                       label_names=task.labels, extra=task.extra_metrics)  # fmt: skip
 
 
 def _probe_layer(

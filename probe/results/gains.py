@@ -35,6 +35,18 @@ def language_groups(source: str, langs: Iterable[str]) -> dict[str, list[str]]:
     return {name: members for name, members in groups.items() if members}
 
 
+def seed_summary(like: Row, values: Sequence[float]) -> list[Row]:
+    """`like` carrying the mean of per-seed `values` (its other fields, interval included,
+    kept) and, with several seeds, the sd row (stat "sd", metric + "_sd", ddof=1, no
+    interval): how a seed-averaged number is reported."""
+    mean = dataclasses.replace(like, value=float(np.mean(values)))
+    if len(values) < 2:
+        return [mean]
+    sd = dataclasses.replace(mean, metric=f"{mean.metric}_sd", stat=SD, ci_low=None,
+                             ci_high=None, value=float(np.std(values, ddof=1)))  # fmt: skip
+    return [mean, sd]
+
+
 def average_seeds(per_seed: Sequence[Sequence[Row]]) -> list[Row]:
     """Mean of every number over seeds (seed None); with several seeds also its standard
     deviation (stat "sd", metric name + "_sd", ddof=1) for the scores and gains, so a gain

@@ -11,13 +11,14 @@ intervals, not the counts.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from probe.analysis.item_scores import item_stats
+from probe.analysis.item_scores import ITEM_COLUMNS, item_stats
+from probe.analysis.metrics import score
 from probe.results.rows import Row
 
 
@@ -53,6 +54,30 @@ def scored_items(
     """The item statistics of the score row `row` (its metric) from predicted label ids."""
     stats = item_stats(row.metric, pred, gold, offsets=offsets, label_names=label_names)
     return ItemScores(row, stats)
+
+
+def scored_rows(
+    make_row: Callable[[str, float], Row],
+    metric: str,
+    probs: np.ndarray,
+    gold: np.ndarray,
+    *,
+    offsets: np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+) -> list[Row | ItemScores]:
+    """Every score of `probs` against `gold` (`probe.analysis.metrics.score`) as a row
+    (`make_row(metric, value)` gives its coordinates), each followed by its item statistics
+    where the metric has them: what a job returns for one system on one evaluation set."""
+    pred = probs.argmax(axis=1)
+    rows: list[Row | ItemScores] = []
+    for name, value in score(metric, probs, gold, offsets=offsets, label_names=label_names,
+                             extra=extra).items():  # fmt: skip
+        scored = make_row(name, value)
+        rows.append(scored)
+        if name in ITEM_COLUMNS:
+            rows.append(scored_items(scored, pred, gold, offsets=offsets, label_names=label_names))
+    return rows
 
 
 class ItemSet:
