@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def grid(settings: Settings, cache: str, results: str) -> dict[str, Any]:
     }
 
 
-def _scores(rows: list[Any], head: str | None) -> dict[str, float]:
+def _scores(rows: Sequence[Any], head: str | None) -> dict[str, float]:
     """Main accuracy per layer (or pair) and language, x100, to check speed-ups changed none."""
     return {
         f"{r.layer}/{r.lang}": round(100 * r.value, 2)

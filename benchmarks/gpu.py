@@ -29,7 +29,7 @@ from benchmarks.harness import Settings, run_step
 MBERT = "bert-base-multilingual-cased"
 REAL = "mbert"  # the toolkit's alias of MBERT on the hub
 # bert-base-multilingual-cased's config.json, for the random-weights stand-in offline.
-MBERT_CONFIG = {
+MBERT_CONFIG: dict[str, Any] = {
     "vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12,
     "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 512,
     "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,

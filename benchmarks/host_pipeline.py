@@ -208,7 +208,8 @@ def disk_write(
         try:
             done = 0
             while done < total_bytes:
-                done += os.pwrite(fd, block[: min(total_bytes - done, block.size)], done)
+                part = block[: min(total_bytes - done, block.size)]
+                done += os.pwrite(fd, part.data, done)
             os.fsync(fd)
         finally:
             os.close(fd)

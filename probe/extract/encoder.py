@@ -1,13 +1,14 @@
 """The encoder's forward pass: prepared batches in, every layer's pooled rows out.
 
-Subword vectors of every hidden state are pooled to rows on the device, and only the kept
-positions of each layer are copied back; a `RowSink` scatters them into the block's feature
-buffer on a thread of its own while the next batch runs (`submit`, then `drain`).
+Subword vectors of every hidden state are pooled to rows (probe.extract.pooling). On the
+CPU they go straight into the block's feature buffer, layers in parallel; on a GPU they are
+pooled on the device, only the kept positions of each layer are copied back, and a
+`RowSink` scatters them into the block on a thread of its own while the next batch runs
+(`submit`, then `drain`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,11 @@ import torch
 
 from probe.errors import ProbeError
 from probe.extract.batching import PreparedBatch
+from probe.extract.pooling import BatchIndex, CpuPooler, pool_layer
 from probe.extract.rows import RowSink
 from probe.extract.windows import UnitBuilder
 from probe.runtime.faults import fault_point
 from probe.runtime.precision import autocast
-from probe.runtime.threads import limit_threads
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
@@ -54,6 +55,7 @@ class Encoder:
         self.n_layers = int(config.num_hidden_layers) + 1
         self.hidden = int(config.hidden_size)
         self.rows = RowSink(device)
+        self.cpu_pooler = CpuPooler() if device.type == "cpu" else None
 
     @property
     def max_length(self) -> int:
@@ -75,35 +77,21 @@ class Encoder:
 
     @torch.inference_mode()
     def submit(self, batch: PreparedBatch, out: np.ndarray) -> None:
-        """Run one prepared batch; its pooled rows reach `out` (layers, rows, hidden) on the
-        row thread, by `drain()`. `out` must not be read or reused before that."""
+        """Run one prepared batch; its pooled rows reach `out` (layers, rows, hidden) by
+        `drain()` (on the CPU, on return). `out` must not be read or reused before that."""
         states = self._forward(batch.input_ids, batch.mask, batch.types)
-        dev = self.device
+        if self.cpu_pooler is not None:
+            self.cpu_pooler.pool(states, batch, out)
+            return
+        # On the device: only the kept positions of each layer are pooled (stacking every
+        # hidden state first would copy all tokens of all layers, padding included), into
+        # one staging tensor of the storage dtype, then one transfer; the scatter into `out`
+        # runs on the row thread.
+        index = BatchIndex(batch, self.device)
         store_dtype = torch.from_numpy(out[:0]).dtype
-        # Only the kept positions of each layer are copied (stacking every hidden state first
-        # would copy all tokens of all layers, padding included, once more).
-        index = torch.from_numpy(batch.positions).to(dev)
-        mean = batch.inverse is not None
-        if mean:
-            inverse_t = torch.from_numpy(batch.inverse).to(dev)
-            counts_t = torch.from_numpy(batch.counts).to(dev, torch.float32)[:, None]
-
-        def pooled(state: torch.Tensor) -> torch.Tensor:
-            """One layer's word rows (words, hidden), on the device."""
-            picked = state.flatten(0, 1).index_select(0, index)
-            if mean:
-                summed = torch.zeros((len(batch.rows), picked.shape[1]), device=dev)
-                picked = summed.index_add_(0, inverse_t, picked.float()).div_(counts_t)
-            return picked
-
-        # Every layer's rows into one staging tensor (the storage dtype), then one transfer;
-        # the scatter into `out` (numpy's: ~5x faster than torch's index_copy_ here) runs on
-        # the row thread.
         staged = self.rows.stage((len(states), len(batch.rows), self.hidden), store_dtype)
-        with limit_threads(1) if dev.type == "cpu" else contextlib.nullcontext():
-            # small ops on the CPU: waking a second thread costs more than it saves
-            for layer, state in enumerate(states):
-                staged[layer].copy_(pooled(state))
+        for layer, state in enumerate(states):
+            staged[layer].copy_(pool_layer(state, index))
         self.rows.submit(staged, batch.rows, out)
 
     def _forward(

@@ -7,9 +7,11 @@ bound and as costly as the pooling itself: with an encoder that costs nothing (t
 pipeline benchmark, or a GPU) it was half of the encoder thread's time. On CUDA it runs on a
 thread of its own (numpy releases the GIL while it copies), the staging buffers are pinned
 host memory filled from the device on a side stream, so the next forward pass is queued
-while the copy and the scatter run. On the CPU the scatter runs inline by default: there the
-forward pass keeps every core busy, and a scatter beside it cost MiniLM extraction 6-7%
-(2,286 / 2,416 words/s against 2,500 / 2,579 inline, UD de+fr test, alternating runs).
+while the copy and the scatter run. The encoder does not use it on the CPU: there
+`probe.extract.pooling.CpuPooler` pools each layer straight into the block, layers in
+parallel. Inline is still the default on the CPU: a scatter on a thread beside a CPU
+forward pass cost MiniLM extraction 6-7% (2,286 / 2,416 words/s against 2,500 / 2,579
+inline, UD de+fr test, alternating runs).
 
 `drain()` waits for every batch handed over; a block is complete only after it, and the
 first error of the scatter thread is raised there (or at the next `stage`).
