@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import REPO, Settings
+from probe.runtime.threads import set_openmp_waiting
 
 NEUROX = "neurox==1.0.9"
 DEFAULT_SPLITS = ("de/test", "en/train")  # UD German GSD test (16.5k words), EWT train (204k)
@@ -73,7 +74,7 @@ def split_text(settings: Settings, lang: str, split: str, path: Path) -> dict[st
 def timed_process(command: list[str], log: Path) -> dict[str, Any]:
     """Run `command` (stdout and stderr to `log`); its wall time and its own peak RSS."""
     env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `probe` sets for itself
+    set_openmp_waiting(env)  # as `probe` chooses for itself (a no-op under benchmarks.run)
     with open(log, "wb") as out:
         began = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: make the repo impor
 from benchmarks.harness import REPO, Settings, machine  # noqa: E402
 from benchmarks.host_pipeline import SHAPES  # noqa: E402
 from benchmarks.peer import DEFAULT_SPLITS as PEER_SPLITS  # noqa: E402
+from probe.runtime.threads import set_openmp_waiting  # noqa: E402
 
 QUICK_SENTENCES = 60
 LONG_WORDS = 20_000  # the long-sentence measurement's one sentence
@@ -86,8 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    # As the `probe` command does (probe/cli.py): idle OpenMP threads sleep, never spin.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # As the `probe` command does (probe/cli): how idle OpenMP threads wait is chosen once,
+    # from the load at start, and every step (and the peer) inherits it.
+    openmp_waiting = set_openmp_waiting()
     from benchmarks import cached_training, extraction, gpu, host_pipeline, peer, startup
 
     with tempfile.TemporaryDirectory(prefix="probe-bench-") as scratch:
@@ -112,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "quick": args.quick,
             "settings": {k: v for k, v in vars(settings).items() if k != "work_dir"},
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
+            "openmp_waiting": openmp_waiting,
             "machine": machine(),
         }
         if args.only in (None, "extraction"):

@@ -40,7 +40,6 @@ IMPORT_STEPS = {
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 

@@ -30,6 +30,7 @@ from probe.cache.schema import (
     strings_checksum,
 )
 from probe.errors import CacheError
+from probe.runtime.memory import small_page_array
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,13 @@ class Shard:
             raise IndexError(f"{self.path}: layer {index} out of range 0..{self.n_layers - 1}")
         index %= self.n_layers
         with self._reading(f"layer {index} of {name!r}"):
-            data = self._file[name][index]
+            dataset = self._file[name]
+            # Into small pages (probe.runtime.memory): h5py's own array is numpy's, in huge
+            # pages, and on this project's VMs a MiniLM layer of EWT train (157 MB) read in
+            # 0.61-0.66 s that way against 0.08 s into small pages.
+            data = small_page_array(int(np.prod(dataset.shape[1:])), dataset.dtype)
+            data = data.reshape(dataset.shape[1:])
+            dataset.read_direct(data, np.s_[index])
         if (name, index) not in self._checked:
             if array_checksum(data, self.checksum) != self._checksums[name][index]:
                 raise self._corrupt(f"layer {index} of {name!r} fails its checksum")
@@ -352,7 +359,11 @@ class SplitReader:
 
     def layer(self, index: int, name: str | None = None) -> np.ndarray:
         parts = [s.layer(index, name) for s in self.shards]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if len(parts) == 1:
+            return parts[0]
+        rows = sum(len(p) for p in parts)
+        joined = small_page_array(rows * parts[0].shape[1], parts[0].dtype)
+        return np.concatenate(parts, out=joined.reshape(rows, parts[0].shape[1]))
 
     @property
     def labels(self) -> np.ndarray:

@@ -29,6 +29,8 @@ import threading
 
 import numpy as np
 
+from probe.runtime.memory import small_page_array
+
 log = logging.getLogger(__name__)
 
 # Direct writes are whole multiples of this, at offsets that are: the largest usual
@@ -72,7 +74,7 @@ def _staging(size: int) -> memoryview:
     """This thread's `ALIGN`-aligned scratch buffer of at least `size` bytes (reused)."""
     buffer: np.ndarray | None = getattr(_local, "buffer", None)
     if buffer is None or buffer.size < size:
-        raw = np.empty(size + size // 4 + ALIGN, np.uint8)
+        raw = small_page_array(size + size // 4 + ALIGN, np.uint8)  # page-aligned in fact
         start = -raw.ctypes.data % ALIGN
         buffer = _local.buffer = raw[start : start + size + size // 4]
     return buffer.data

@@ -7,7 +7,6 @@ options several commands share are declared once in probe.cli.options.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import click
 
 from probe.cli import cache, extract, paper, probing, report, robustness, structural, transfer
 from probe.errors import ProbeError
+from probe.runtime.threads import set_openmp_waiting
 
 
 class ProbeGroup(click.Group):
@@ -124,9 +124,9 @@ for _command in (
 
 
 def main() -> None:
-    # Idle OpenMP threads sleep instead of spinning. On a shared or busy CPU, torch's spinning
-    # threads fight the other processes for the cores: extraction ran 4-10x slower on a
-    # loaded 2-core machine (benchmarks/README.md). Set before torch loads (commands import
-    # it lazily); an explicit OMP_WAIT_POLICY in the environment wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # How idle OpenMP threads wait: a short spin on an idle machine, asleep on a busy one,
+    # where torch's spinning threads fight the other processes for the cores (extraction ran
+    # 4-10x slower on a loaded 2-core machine with libgomp's default spin). Chosen before
+    # torch loads (commands import it lazily); a policy in the environment wins.
+    set_openmp_waiting()
     cli(prog_name="probe")

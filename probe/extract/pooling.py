@@ -60,6 +60,14 @@ def pool_layer(
     return summed.index_add_(0, index.inverse, picked).div_(index.counts)
 
 
+# Rows per chunk of a first-subword job: about this many bytes of the state's dtype, so the
+# gathered rows are still in the core's cache when they are converted and scattered.
+# Against one pass per step over all rows of the layer, gather + convert + scatter of
+# 3,300 MiniLM rows took 713 us instead of 967 (256-row chunks; 128: 786, 512: 805); in
+# extraction of EWT train the pooling threads' CPU fell from 0.96-1.01 s to 0.86-0.94.
+CHUNK_BYTES = 384 << 10
+
+
 class CpuPooler:
     """Pools every layer of a batch into the block buffer, one job per layer, `threads` at a
     time (torch's count by default). Each job keeps its gather and conversion buffers per
@@ -84,13 +92,24 @@ class CpuPooler:
 
         def job(layer: int) -> None:
             state = states[layer]
-            gathered = None
-            if index.inverse is None:
-                gathered = self._buffer("gathered", index.rows, state.shape[-1], state.dtype)
-            rows = pool_layer(state, index, gathered)
+            hidden = state.shape[-1]
+            dest = out[layer]
+            if index.inverse is None:  # first subword: gather, convert, scatter by chunks
+                flat = state.flatten(0, 1)
+                step = max(16, CHUNK_BYTES // (hidden * state.element_size()))
+                step = min(step, max(index.rows, 1))
+                gathered = self._buffer("gathered", step, hidden, state.dtype)
+                stored = self._buffer("stored", step, hidden, target)
+                for lo in range(0, index.rows, step):
+                    hi = min(lo + step, index.rows)
+                    picked = gathered[: hi - lo]
+                    torch.index_select(flat, 0, index.positions[lo:hi], out=picked)
+                    dest[batch.rows[lo:hi]] = stored[: hi - lo].copy_(picked).numpy()
+                return
+            rows = pool_layer(state, index)
             if rows.dtype != target:
-                rows = self._buffer("stored", index.rows, state.shape[-1], target).copy_(rows)
-            out[layer, batch.rows] = rows.numpy()
+                rows = self._buffer("stored", index.rows, hidden, target).copy_(rows)
+            dest[batch.rows] = rows.numpy()
 
         with limit_threads(1):
             if self._pool is None:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from probe.data.alignment import (
-    align_words,
     bare_marker_ids,
     pad_id,
     special_token_layout,
@@ -23,6 +22,7 @@ from probe.data.alignment import (
     unk_id,
 )
 from probe.data.sources.records import TaggedSentence, TextPair
+from probe.data.type_alignment import TypeAligner
 from probe.errors import ProbeError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class UnitBuilder:
         self.stride = window_stride or max(1, self.window // 2)
         if not 0 < self.stride <= self.window:
             raise ProbeError(f"window stride must be in 1..{self.window}, not {self.stride}")
+        self.aligner = TypeAligner(tokenizer)  # align_words, each word type tokenised once
         self.pad_id = pad_id(tokenizer)
         self.unk_id = unk_id(tokenizer)
         self.markers = bare_marker_ids(tokenizer)
@@ -108,7 +109,7 @@ class UnitBuilder:
         units = []
         no_target = -np.ones(len(self.prefix), dtype=np.int64)
         tail = -np.ones(len(self.suffix), dtype=np.int64)
-        aligned = align_words(self.tokenizer, [s.words for s in sentences])
+        aligned = self.aligner([s.words for s in sentences])
         keys = type_keys(aligned)
         for pieces, word_types in zip(aligned, keys, strict=True):
             self.empty_words += pieces.empty

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from probe.extract import pooling
 from probe.extract.batching import PreparedBatch
 from probe.extract.pooling import CpuPooler
 
@@ -43,7 +44,13 @@ def _expected(states: list[torch.Tensor], batch: PreparedBatch, out: np.ndarray)
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("mean", [False, True])
 @pytest.mark.parametrize("state_dtype", [torch.float32, torch.bfloat16])
-def test_rows_equal_a_plain_gather(threads: int, mean: bool, state_dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("chunked", [False, True])
+def test_rows_equal_a_plain_gather(
+    threads: int, mean: bool, state_dtype: torch.dtype, chunked: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    if chunked:  # 16-row chunks: batches of 30 and 45 rows span several
+        monkeypatch.setattr(pooling, "CHUNK_BYTES", 1)
     rng = np.random.default_rng(threads + 2 * mean)
     n_layers, windows, width, hidden, block = 5, 4, 64, 8, 200
     pooler = CpuPooler(threads)
