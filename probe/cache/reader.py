@@ -362,7 +362,7 @@ class SplitReader:
         if len(parts) == 1:
             return parts[0]
         rows = sum(len(p) for p in parts)
-        joined = small_page_array(rows * parts[0].shape[1], parts[0].dtype)
+        joined = small_page_array(rows * parts[0].shape[1], np.result_type(*parts))
         return np.concatenate(parts, out=joined.reshape(rows, parts[0].shape[1]))
 
     @property

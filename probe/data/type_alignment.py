@@ -95,8 +95,11 @@ class TypeAligner:
     def _learn(self, words: Sequence[str]) -> None:
         """Tokenise the words not seen yet (a dropped word: one UNK).
 
-        They go in as long pre-split sequences of `LEARN_CHUNK` words: one sequence per word
-        cost the tokenizer about as much per word as whole sentences do.
+        They go in as long pre-split sequences of `LEARN_CHUNK` words (one sequence per word
+        cost the tokenizer about as much per word as whole sentences do), each behind a copy
+        of its first word, so no word is learnt at a sequence's start: a tokenizer that
+        treats the first word apart then differs at every sentence's first word, which the
+        check in `__call__` sees in any sentence it samples.
         """
         if len(self._pieces) > self.max_types:
             self._pieces.clear()
@@ -105,12 +108,16 @@ class TypeAligner:
         if not new:
             return
         chunks = [new[i : i + LEARN_CHUNK] for i in range(0, len(new), LEARN_CHUNK)]
-        enc = self.tokenizer(chunks, is_split_into_words=True, add_special_tokens=False)
+        enc = self.tokenizer(
+            [chunk[:1] + chunk for chunk in chunks], is_split_into_words=True,
+            add_special_tokens=False,
+        )  # fmt: skip
         for c, chunk in enumerate(chunks):
             ids = np.asarray(enc["input_ids"][c], dtype=np.int64)
             word_ids = np.asarray(enc.word_ids(c), dtype=np.int64)
-            counts = np.bincount(word_ids, minlength=len(chunk))
-            for word, pieces in zip(chunk, np.split(ids, np.cumsum(counts)[:-1]), strict=True):
+            counts = np.bincount(word_ids, minlength=len(chunk) + 1)
+            split = np.split(ids, np.cumsum(counts)[:-1])[1:]  # the leading copy dropped
+            for word, pieces in zip(chunk, split, strict=True):
                 if not len(pieces):
                     self._dropped.add(word)
                     pieces = np.asarray([self._unk], dtype=np.int64)

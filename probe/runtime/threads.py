@@ -27,18 +27,23 @@ def set_openmp_waiting(
     against 8,934-9,322 asleep (`OMP_WAIT_POLICY=PASSIVE`): +12%; with one other busy
     process, 5,812-5,999 against 6,757-6,963: -13%, and libgomp's default spin was 3x
     slower still. So: the short spin when the 1-minute load average at start is under half
-    the cores, PASSIVE otherwise. A policy already in the environment is left alone.
-    Returns "user", "spin" or "passive".
+    the cores (libgomp, torch's runtime on Linux; LLVM's and Intel's, e.g. on macOS, get
+    their nearest bound, a 1 ms block time), PASSIVE otherwise. A policy already in the
+    environment is left alone. Returns "user", "spin" or "passive".
     """
     env = os.environ if environ is None else environ
     if any(name in env for name in WAIT_VARIABLES):
         return "user"
     if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("inf")
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # Windows, or no load average to read: be polite
+            load = float("inf")
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if load < (cores or 1) / 2:
         env["GOMP_SPINCOUNT"] = str(IDLE_SPIN_COUNT)
+        env["KMP_BLOCKTIME"] = "1"  # the LLVM/Intel runtimes' bound: 1 ms (not measured)
         return "spin"
     env["OMP_WAIT_POLICY"] = "PASSIVE"
     return "passive"

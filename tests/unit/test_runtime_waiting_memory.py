@@ -14,7 +14,7 @@ from probe.runtime.threads import IDLE_SPIN_COUNT, set_openmp_waiting
 def test_idle_machine_gets_a_short_spin() -> None:
     env: dict[str, str] = {}
     assert set_openmp_waiting(env, load=0.4, cores=2) == "spin"
-    assert env == {"GOMP_SPINCOUNT": str(IDLE_SPIN_COUNT)}
+    assert env == {"GOMP_SPINCOUNT": str(IDLE_SPIN_COUNT), "KMP_BLOCKTIME": "1"}
 
 
 def test_busy_machine_sleeps() -> None:

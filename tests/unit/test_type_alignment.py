@@ -112,6 +112,17 @@ def test_a_first_word_split_differently_turns_the_shortcut_off(
     assert same(aligner(more), align_words(tok, more))
 
 
+def test_a_word_first_only_in_an_unsampled_sentence_is_still_checked() -> None:
+    """Words are learnt behind another word, so a first-word difference shows in every
+    sentence, the sampled ones included (not only where the word happened to come first)."""
+    tok = FirstWordUpper()
+    aligner = TypeAligner(tok, check=4)
+    batch = [["dog"]] * 100
+    batch[2] = ["a", "dog"]  # not among the 4 sampled sentences
+    assert same(aligner(batch), align_words(tok, batch))
+    assert not aligner.by_type
+
+
 def test_metaspace_first_marks_every_pre_split_word() -> None:
     """What the module's docstring relies on, for the one scheme that looked position-bound."""
     tok = metaspace("first")
