@@ -41,19 +41,12 @@ class BatchIndex:
             self.counts = torch.from_numpy(batch.counts).to(device, torch.float32)[:, None]
 
 
-def pool_layer(
-    state: torch.Tensor, index: BatchIndex, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """One layer's word rows (rows, hidden) from its (windows, width, hidden) state.
-
-    First-subword rows are gathered into `out` when given (its dtype must be the state's);
-    mean rows are summed in float32 and returned as a new tensor.
-    """
+def pool_layer(state: torch.Tensor, index: BatchIndex) -> torch.Tensor:
+    """One layer's word rows (rows, hidden) from its (windows, width, hidden) state, as a
+    new tensor: first-subword rows in the state's dtype, mean rows summed in float32."""
     flat = state.flatten(0, 1)
     if index.inverse is None:
-        if out is None:
-            return flat.index_select(0, index.positions)
-        return torch.index_select(flat, 0, index.positions, out=out)
+        return flat.index_select(0, index.positions)
     assert index.counts is not None
     picked = flat.index_select(0, index.positions).float()
     summed = torch.zeros((index.rows, flat.shape[1]), device=flat.device)
