@@ -173,8 +173,8 @@ def _forward_only(
 
     from probe.extract import Encoder
     from probe.extract.batching import prepared as prepared_batches
-    from probe.extract.blocks import block_rows
-    from probe.extract.plan import plan_jobs, shard_ranges
+    from probe.extract.blocks import block_ranges, block_rows
+    from probe.extract.plan import plan_jobs
     from probe.models import load_encoder, resolve_model
     from probe.runtime.device import resolve_device
     from probe.runtime.precision import autocast, pick_compute_dtype
@@ -195,7 +195,7 @@ def _forward_only(
     for job in jobs:  # the blocks and batches extraction forms (probe.extract.blocks)
         per_record = job.rows_per_record
         words += sum(per_record)
-        for lo, hi in shard_ranges(per_record, rows_per_block):
+        for lo, hi in block_ranges(per_record, rows_per_block):
             units = encoder.units.words(job.records[lo:hi])
             bases = [0] * len(units)  # output rows play no part here
             for prepared in prepared_batches(units, bases, spec.pooling, batch_tokens,

@@ -74,6 +74,26 @@ def block_rows(
     return max(1024, block_bytes // bytes_per_row // (1 if word_level else 2))
 
 
+# A shard's first block holds this share of a block's rows: the encoder waits for the run's
+# first block to be tokenised and batched, and for no other (each later one is prepared
+# while the one before it runs). MiniLM on English EWT train (2 cores): a whole first block
+# was 0.10-0.11 s of tokenising before the first forward pass, a short one 0.03 s. Every
+# shard starts this way, not only the run's first: a shard's blocks (and so its batches and
+# its bits) must not depend on which shards a run happens to have left to build.
+FIRST_BLOCK_SHARE = 1 / 8
+
+
+def block_ranges(rows_per_record: Sequence[int], rows_per_block: int) -> list[tuple[int, int]]:
+    """A shard's blocks: consecutive record ranges of at most `rows_per_block` rows, the
+    first of them short (`FIRST_BLOCK_SHARE`) so the encoder starts sooner."""
+    head = shard_ranges(rows_per_record, max(1, int(rows_per_block * FIRST_BLOCK_SHARE)))[0]
+    cut = head[1]
+    if cut == len(rows_per_record):
+        return [head]
+    rest = shard_ranges(rows_per_record[cut:], rows_per_block)
+    return [head] + [(lo + cut, hi + cut) for lo, hi in rest]
+
+
 def prepared_blocks(
     units: UnitBuilder,
     items: Sequence[ShardItem],
@@ -106,7 +126,7 @@ def prepared_blocks(
             word_level,
             units.token_limit(job.task.token_length) if tokens else None,
         )
-        ranges = shard_ranges(per_record, rows_per_block)
+        ranges = block_ranges(per_record, rows_per_block)
         row = 0
         for number, (b_lo, b_hi) in enumerate(ranges):
             empty, bare, truncated = units.empty_words, units.bare_first, units.truncated

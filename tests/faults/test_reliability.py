@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from probe.cache import SplitReader, open_shard
 from probe.cli import cli
 from probe.errors import CacheError, ProbeError
+from probe.extract.blocks import block_ranges
 from probe.extract.plan import shard_ranges
 from tests import fault_workers
 from tests.fault_workers import corpus
@@ -256,9 +257,9 @@ def test_reader_opens_complete_split_while_another_is_written(
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to see that the writer stopped")
     sentences = corpus(300, seed=1)
-    dev_writes = sum(
-        len(shard_ranges([len(s) for s in sentences[lo:hi]], 1024))
-        for lo, hi in shard_ranges([len(s) for s in sentences], fault_workers.SHARD_ROWS)
+    shards = shard_ranges([len(s) for s in sentences], fault_workers.SHARD_ROWS)
+    dev_writes = sum(  # dev's shards come first
+        len(block_ranges([len(s) for s in sentences[lo:hi]], 1024)) for lo, hi in shards
     )
     root = workdir / "reader"
     child = Child(mp, workdir, fault=f"write:{dev_writes + 1}:stop",

@@ -18,6 +18,7 @@ from probe.extract import (
     Encoder,
 )
 from probe.extract.batching import split
+from probe.extract.blocks import FIRST_BLOCK_SHARE, block_ranges
 from probe.extract.plan import shard_ranges
 from probe.extract.windows import window_owners
 from tests.helpers import SENTENCES, TAGS, config, conllu_text, extract, make_ud
@@ -298,6 +299,17 @@ def test_bad_input_errors(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
 def test_shard_ranges() -> None:
     assert shard_ranges([3, 3, 3], 6) == [(0, 2), (2, 3)]
     assert shard_ranges([10], 4) == [(0, 1)]  # one record never splits
+
+
+def test_block_ranges_start_a_shard_with_a_short_block() -> None:
+    rows = [2] * 100  # 200 rows in blocks of 80; the first holds 80 * FIRST_BLOCK_SHARE rows
+    short = int(80 * FIRST_BLOCK_SHARE) // 2
+    assert 0 < short < 40
+    blocks = block_ranges(rows, 80)
+    assert blocks[0] == (0, short)
+    assert blocks[1:] == [(lo + short, hi + short) for lo, hi in shard_ranges(rows[short:], 80)]
+    assert block_ranges(rows[:4], 80) == [(0, 4)]  # all of it fits the short one
+    assert block_ranges([50, 1], 80) == [(0, 1), (1, 2)]  # a record never splits
 
 
 def test_multiple_shards_read_as_one(tmp_path: Path, tiny_bert: Path, data: Path) -> None:
