@@ -224,7 +224,8 @@ def disk_write(
             os.fsync(f.fileno())
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     path.unlink()
-    return {"bytes": total_bytes, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+    # microseconds: a smoke run's few hundred KB are written in under a millisecond
+    return {"bytes": total_bytes, "seconds": round(seconds, 6), "cpu_seconds": round(cpu, 3),
             "gb_per_s": round(total_bytes / seconds / 1e9, 3), "direct": direct}  # fmt: skip
 
 
@@ -251,7 +252,7 @@ def measure(settings: Settings, shape: str = "mbert") -> dict[str, Any]:
         disk = run_step("benchmarks.host_pipeline:disk_write", settings,
                         total_bytes=feature_bytes, block_bytes=run["block_bytes"])  # fmt: skip
         disk["load_average_1m"] = round(load, 2)
-        disk["words_per_s"] = round(run["words"] / disk["seconds"], 1)
+        disk["words_per_s"] = round(run["words"] / max(disk["seconds"], 1e-6), 1)
         disk_runs.append(disk)
         if hasattr(os, "O_DIRECT"):
             time.sleep(settle)
@@ -260,7 +261,7 @@ def measure(settings: Settings, shape: str = "mbert") -> dict[str, Any]:
                               total_bytes=feature_bytes,
                               block_bytes=run["block_bytes"])  # fmt: skip
             direct["load_average_1m"] = round(load, 2)
-            direct["words_per_s"] = round(run["words"] / direct["seconds"], 1)
+            direct["words_per_s"] = round(run["words"] / max(direct["seconds"], 1e-6), 1)
             direct_runs.append(direct)
     host = statistics.median(r["words_per_s"] for r in host_runs)
     disk_rate = statistics.median(r["words_per_s"] for r in disk_runs)
