@@ -20,27 +20,29 @@ at hand): more TLB misses in the row scatters into a block buffer after its firs
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 
 import numpy as np
 from numpy.typing import DTypeLike
 
 
-def small_page_array(size: int, dtype: DTypeLike) -> np.ndarray:
-    """A 1-D zero-filled array of `size` elements of `dtype` on anonymous memory of its own,
-    in small pages where the system lets us say so (Linux); a plain `np.zeros` elsewhere.
+def small_page_array(shape: int | tuple[int, ...], dtype: DTypeLike) -> np.ndarray:
+    """A zero-filled array of `shape` (a size: 1-D) and `dtype` on anonymous memory of its
+    own, in small pages where the system lets us say so (Linux); a plain `np.zeros` elsewhere.
 
     The memory is returned to the system when the array (and every view of it) is gone.
     """
     dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
     private = getattr(mmap, "MAP_PRIVATE", None)
     if private is None:  # Windows: no anonymous private mappings to advise
-        return np.zeros(size, dtype)
-    nbytes = max(size * dtype.itemsize, 1)
-    region = mmap.mmap(-1, nbytes, flags=private | mmap.MAP_ANONYMOUS)
+        return np.zeros(shape, dtype)
+    size = math.prod(shape)
+    region = mmap.mmap(-1, max(size * dtype.itemsize, 1), flags=private | mmap.MAP_ANONYMOUS)
     advice = getattr(mmap, "MADV_NOHUGEPAGE", None)  # Linux only
     if advice is not None:
         # a kernel built without THP refuses the advice: its pages are small anyway
         with contextlib.suppress(OSError):
             region.madvise(advice)
-    return np.frombuffer(region, dtype=dtype, count=size)
+    return np.frombuffer(region, dtype=dtype, count=size).reshape(shape)

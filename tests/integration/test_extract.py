@@ -324,6 +324,11 @@ def test_multiple_shards_read_as_one(tmp_path: Path, tiny_bert: Path, data: Path
     ):
         # Batches differ in padding width across shard layouts: equal up to float rounding.
         np.testing.assert_allclose(a.layer(2), b.layer(2), atol=1e-5)
+        # each shard read straight into its rows: the same bits as joining the shards' layers
+        np.testing.assert_array_equal(b.layer(2), np.concatenate([s.layer(2) for s in b.shards]))
+        first = b.shards[0]
+        with pytest.raises(ValueError, match="not into"):
+            first.layer(2, out=np.empty((first.n_rows + 1, first.hidden), first.layer(2).dtype))
         np.testing.assert_array_equal(a.offsets, b.offsets)
         np.testing.assert_array_equal(a.labels, b.labels)
 

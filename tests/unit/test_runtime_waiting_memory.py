@@ -37,6 +37,9 @@ def test_small_page_array_is_a_writable_zeroed_buffer() -> None:
     a.reshape(10, 100)[3, 5] = 2.5
     assert a[305] == 2.5
     assert small_page_array(0, np.int64).shape == (0,)
+    b = small_page_array((3, 4), np.int32)
+    assert b.shape == (3, 4) and b.flags.c_contiguous and not b.any()
+    assert small_page_array((0, 384), np.float16).shape == (0, 384)
 
 
 def _vm_flags(address: int) -> list[str] | None:
